@@ -1,0 +1,38 @@
+# xaiboard: `make demo` serves the demo dashboard; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8501
+LOGDIR ?= summaries
+
+.PHONY: setup demo demo-run serve test bench clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo-run: setup
+	$(VENV)/bin/xai-core demo --out $(LOGDIR)/demo
+
+demo: demo-run
+	@echo "Serving the dashboard on http://127.0.0.1:$(PORT) (Ctrl-C to stop)"
+	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false -- --logdir $(LOGDIR)
+
+serve: setup
+	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false -- --logdir $(LOGDIR)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) data/demo summaries/demo .pytest_cache

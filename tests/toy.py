@@ -1,0 +1,87 @@
+"""Small hand-built fixtures for the tests: a dataset of coloured squares and a model that
+detects them exactly, so that the right explanation is known in advance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+CLASSES = ["red", "green", "blue"]
+SIZE = 32
+
+
+class ColourNet(nn.Module):
+    """Logit of class c = 8 · (max over pixels of ReLU(channel c − mean of the others − 0.3)) − 2.
+
+    A square of pure colour c lights up exactly its own pixels, so gradients and CAMs must
+    point at the square. Input: (N, 3, H, W) float32 in [0, 1] (identity normalisation).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU())
+        with torch.no_grad():
+            w = torch.full((3, 3), -0.5)
+            w.fill_diagonal_(1.0)
+            self.features[0].weight.copy_(w.view(3, 3, 1, 1))
+            self.features[0].bias.fill_(-0.3)
+        self.pool = nn.AdaptiveMaxPool2d(1)
+
+    def forward(self, x):
+        return 8.0 * self.pool(self.features(x)).flatten(1) - 2.0
+
+
+def colour_net() -> nn.Module:
+    return ColourNet().eval()
+
+
+def make_dataset(root: Path, n: int = 12, seed: int = 0, size: int = SIZE) -> Path:
+    """Images with 0–2 coloured squares on grey noise; manifest.jsonl with boxes and masks."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    lines = []
+    for i in range(n):
+        img = (rng.uniform(0.35, 0.45, (size, size, 1)) * 255).repeat(3, axis=2)
+        mask = np.zeros((size, size), np.uint8)
+        k = i % 3  # 0, 1 or 2 squares, so every image count occurs
+        classes = rng.choice(3, size=k, replace=False)
+        boxes = []
+        for j, c in enumerate(classes):
+            s = size // 4
+            x0 = int(rng.integers(0, size // 2 - s)) + (size // 2) * j
+            y0 = int(rng.integers(0, size - s))
+            img[y0:y0 + s, x0:x0 + s] = 0
+            img[y0:y0 + s, x0:x0 + s, c] = 255
+            mask[y0:y0 + s, x0:x0 + s] = c + 1
+            boxes.append({"label": CLASSES[c], "box": [x0, y0, x0 + s, y0 + s]})
+        sid = f"s{i:03d}"
+        Image.fromarray(img.astype(np.uint8)).save(root / "images" / f"{sid}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{sid}.png")
+        lines.append({"id": sid, "image": f"images/{sid}.png", "labels": [CLASSES[c] for c in classes],
+                      "boxes": boxes, "mask": f"masks/{sid}.png"})
+    (root / "classes.json").write_text(json.dumps(CLASSES))
+    path = root / "manifest.jsonl"
+    path.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    return path
+
+
+def toy_config(data: Path, out: Path, **over) -> dict:
+    cfg = {
+        "model": {"factory": "toy:colour_net", "activation": "sigmoid", "input_size": [SIZE, SIZE],
+                  "mean": [0, 0, 0], "std": [1, 1, 1]},
+        "dataset": {"kind": "manifest", "path": str(data)},
+        "explainers": ["gradient", "gradcam", {"type": "integrated_gradients", "params": {"steps": 16}}, "random"],
+        "metrics": ["deletion_auc", "insertion_auc", "pointing_game", "iosr"],
+        "labels": {"threshold": 0.5, "top_k": 2},
+        "batch_size": 4,
+        "seed": 0,
+        "out": str(out),
+    }
+    cfg.update(over)
+    return cfg

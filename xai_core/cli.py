@@ -1,0 +1,130 @@
+"""``xai-core``: run, demo, inspect and list. Errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import XaiError
+
+
+def _cmd_run(args) -> int:
+    from .config import load_config
+    from .runner import resume_config, run
+
+    if args.resume:
+        if args.config:
+            raise XaiError("give either --config (a new run) or --resume DIR (finish a run), not both")
+        cfg = resume_config(args.resume)
+        out = args.resume
+    else:
+        if not args.config:
+            raise XaiError("missing --config run.yaml (or --resume DIR)")
+        overrides = list(args.set or [])
+        if args.limit:
+            overrides.append(f"dataset.limit={args.limit}")
+        if args.out:
+            overrides.append(f"out={Path(args.out).resolve()}")
+        cfg = load_config(args.config, overrides)
+        out = cfg.out
+        if not out:
+            raise XaiError("no output directory: set `out:` in the config or pass --out DIR")
+    if args.workers or args.scheduler:
+        from .distributed import run_distributed
+
+        run_distributed(cfg, out, resume=bool(args.resume), overwrite=args.overwrite,
+                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    else:
+        run(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet)
+    print(f"summary written to {out}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo.runner import run_demo
+
+    out = run_demo(limit=args.limit, out=args.out, data=args.data, progress=not args.quiet,
+                   overwrite=not args.keep)
+    print(f"demo summary written to {out}")
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    from .inspect import inspect_run
+
+    info = inspect_run(args.run_dir)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"{info['path']}: {info['status']}, format v{info['format_version']}, "
+              f"{info['n_samples']} samples, {info['n_explained']} explained labels")
+        print("tags: " + ", ".join(f"{k}={v}" for k, v in info["tags"].items()))
+        for e, row in info["scores"].items():
+            cells = ", ".join(f"{m}={v:.3f}" if v is not None else f"{m}=n/a" for m, v in row.items())
+            print(f"  {e}: {cells}")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from .explainers import EXPLAINERS
+    from .metrics import METRICS
+
+    reg = EXPLAINERS if args.kind == "explainers" else METRICS
+    items = [cls.metadata() for cls in reg]
+    if args.json:
+        print(json.dumps(items, indent=2))
+    else:
+        for it in items:
+            print(f"{it['name']:24s} {it['display_name']}  {it.get('paper', '')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xai-core", description="Explain and evaluate an image classifier into a summary directory.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a configuration (YAML) or resume a run")
+    r.add_argument("--config", help="run configuration YAML")
+    r.add_argument("--resume", metavar="DIR", help="finish an interrupted run in DIR with its stored configuration")
+    r.add_argument("--out", help="output run directory (overrides `out:`)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. --set labels.top_k=5")
+    r.add_argument("--limit", type=int, help="only the first N dataset items")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing run in the output directory")
+    r.add_argument("--workers", type=int, default=0, help="run on a local Dask cluster of N workers (127.0.0.1)")
+    r.add_argument("--scheduler", help="run on an existing Dask cluster, tcp://HOST:PORT")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=_cmd_run)
+
+    d = sub.add_parser("demo", help="build the demo data and model if missing and run the default configuration")
+    d.add_argument("--limit", type=int, help="only the first N test images")
+    d.add_argument("--out", default="summaries/demo", help="output run directory (default summaries/demo)")
+    d.add_argument("--data", default="data/demo", help="demo dataset folder (default data/demo)")
+    d.add_argument("--keep", action="store_true", help="resume an existing demo run instead of replacing it")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=_cmd_demo)
+
+    i = sub.add_parser("inspect", help="print an overview of a run")
+    i.add_argument("run_dir")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_cmd_inspect)
+
+    lst = sub.add_parser("list", help="list the registered explainers or metrics")
+    lst.add_argument("kind", choices=["explainers", "metrics"])
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=_cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except XaiError as e:
+        print(f"xai-core: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

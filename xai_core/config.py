@@ -1,0 +1,181 @@
+"""The run configuration: YAML file + ``key=value`` overrides → a frozen :class:`RunConfig`,
+validated against the registries. The whole config is copied into the summary manifest so
+that a run can be reproduced (and resumed) from its directory alone."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .data.spec import DatasetSpec
+from .errors import ConfigError, XaiError
+from .labels import LabelPolicy
+from .models.loading import ModelSpec
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """One explainer or metric instance: registry ``type``, user-chosen unique ``name``."""
+
+    type: str
+    name: str
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelSpec
+    dataset: DatasetSpec
+    explainers: tuple[PluginSpec, ...]
+    metrics: tuple[PluginSpec, ...] = ()
+    labels: LabelPolicy = LabelPolicy()
+    batch_size: int = 16
+    explain_batch_size: int = 64
+    seed: int = 0
+    out: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def instantiate(self):
+        """(explainers, metrics) objects; raises ConfigError for unknown types or params."""
+        from .explainers import EXPLAINERS
+        from .metrics import METRICS
+
+        try:
+            exps = [EXPLAINERS.get(p.type)(p.params, instance_name=p.name) for p in self.explainers]
+            mets = [METRICS.get(p.type)(p.params, instance_name=p.name) for p in self.metrics]
+        except XaiError as e:
+            raise ConfigError(str(e)) from e
+        return exps, mets
+
+
+def _plugins(entries: Any, section: str) -> tuple[PluginSpec, ...]:
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise ConfigError(f"{section} is {type(entries).__name__}; expected a list of names or {{type, name, params}} maps")
+    out, seen = [], set()
+    for i, e in enumerate(entries):
+        if isinstance(e, str):
+            e = {"type": e}
+        if not isinstance(e, dict) or "type" not in e:
+            raise ConfigError(f"{section}[{i}] is {e!r}; expected a name or a map with a `type` key")
+        extra = set(e) - {"type", "name", "params"}
+        if extra:
+            raise ConfigError(f"{section}[{i}]: unknown key {sorted(extra)[0]!r}; expected type, name, params")
+        name = str(e.get("name") or e["type"])
+        if name in seen:
+            raise ConfigError(f"{section}: name {name!r} is used twice; give each instance a unique `name`")
+        seen.add(name)
+        params = e.get("params") or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{section}[{i}] ({name}): params is {params!r}; expected a map")
+        out.append(PluginSpec(str(e["type"]), name, dict(params)))
+    return tuple(out)
+
+
+def _section(raw: dict, key: str, cls, convert=None):
+    values = raw.get(key) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"`{key}` is {values!r}; expected a map")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{key}: unknown key {unknown[0]!r}; expected some of {sorted(names)}")
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
+    if convert:
+        values = convert(values)
+    return cls(**values)
+
+
+def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
+    """Build and validate a RunConfig from a plain dict (parsed YAML or a manifest copy)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the configuration is {type(raw).__name__}; expected a YAML map")
+    known = {"model", "dataset", "explainers", "metrics", "labels", "batch_size", "explain_batch_size", "seed", "out"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown top-level key {unknown[0]!r}; expected some of {sorted(known)}")
+
+    def rel(path):
+        # Paths in a config file are relative to that file.
+        if not path:
+            return path
+        p = Path(path)
+        if base_dir is not None and not p.is_absolute():
+            p = base_dir / p
+        return str(p.resolve())
+
+    def model_conv(v):
+        for k in ("weights", "torchscript"):
+            if v.get(k):
+                v[k] = rel(v[k])
+        return v
+
+    def data_conv(v):
+        if v.get("path"):
+            v["path"] = rel(v["path"])
+        return v
+
+    try:
+        cfg = RunConfig(
+            model=_section(raw, "model", ModelSpec, model_conv),
+            dataset=_section(raw, "dataset", DatasetSpec, data_conv),
+            explainers=_plugins(raw.get("explainers"), "explainers"),
+            metrics=_plugins(raw.get("metrics"), "metrics"),
+            labels=_section(raw, "labels", LabelPolicy),
+            batch_size=int(raw.get("batch_size", 16)),
+            explain_batch_size=int(raw.get("explain_batch_size", 64)),
+            seed=int(raw.get("seed", 0)),
+            out=str(rel(raw.get("out", "")) or ""),
+        )
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid configuration: {e}") from e
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> None:
+    try:
+        cfg.model.validate()
+        cfg.dataset.validate()
+    except XaiError as e:
+        raise ConfigError(str(e)) from e
+    cfg.labels.validate()
+    if not cfg.explainers:
+        raise ConfigError("explainers is empty; expected at least one (see `xai-core list explainers`)")
+    if cfg.batch_size < 1 or cfg.explain_batch_size < 1:
+        raise ConfigError(f"batch_size {cfg.batch_size} / explain_batch_size {cfg.explain_batch_size}: expected ≥ 1")
+    cfg.instantiate()
+
+
+def set_override(raw: dict, assignment: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r}: expected key.path=value")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {p!r} is not a map")
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    for o in overrides:
+        set_override(raw, o)
+    return config_from_dict(raw, base_dir=path.parent)

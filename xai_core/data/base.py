@@ -1,0 +1,151 @@
+"""Samples, the dataset protocol and preprocessing to the model's input size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DatasetError
+
+
+@dataclass(frozen=True)
+class Box:
+    """An object box in pixels: x = column, y = row, ``x_max``/``y_max`` exclusive."""
+
+    label: int
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+
+    def scaled(self, sx: float, sy: float) -> "Box":
+        return Box(self.label, self.x_min * sx, self.y_min * sy, self.x_max * sx, self.y_max * sy)
+
+    def as_list(self) -> list[float]:
+        return [self.x_min, self.y_min, self.x_max, self.y_max]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One dataset item.
+
+    image: (H, W, 3) uint8 RGB at source resolution.
+    labels: ground-truth class indices (a set, sorted).
+    boxes: object boxes in source pixels.
+    mask: optional (H, W) uint8 label map, 0 = background, 1 + class index = object.
+    """
+
+    id: str
+    image: np.ndarray
+    labels: tuple[int, ...]
+    boxes: tuple[Box, ...] = ()
+    mask: np.ndarray | None = None
+    source: str = ""
+
+
+class Dataset(Protocol):
+    classes: list[str]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...
+
+    def identity(self) -> dict: ...
+
+
+def read_image(path: Path, item: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, or a one-line DatasetError naming ``item``."""
+    if not path.is_file():
+        raise DatasetError(f"{item}: image file {str(path)!r} does not exist")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DatasetError(f"{item}: image file {str(path)!r} is corrupt or not an image ({e.__class__.__name__})") from e
+
+
+def read_mask(path: Path, item: str, shape: tuple[int, int]) -> np.ndarray:
+    if not path.is_file():
+        raise DatasetError(f"{item}: mask file {str(path)!r} does not exist")
+    try:
+        with Image.open(path) as im:
+            mask = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as e:
+        raise DatasetError(f"{item}: mask file {str(path)!r} is corrupt ({e.__class__.__name__})") from e
+    if mask.ndim != 2 or mask.shape != shape:
+        raise DatasetError(
+            f"{item}: mask {str(path)!r} has shape {mask.shape}; expected a single-channel {shape} label map"
+        )
+    return mask
+
+
+def check_boxes(boxes: Sequence[Box], width: int, height: int, item: str) -> None:
+    for b in boxes:
+        if not (0 <= b.x_min < b.x_max <= width and 0 <= b.y_min < b.y_max <= height):
+            raise DatasetError(
+                f"{item}: box {b.as_list()} lies outside the {width}x{height} image; expected "
+                f"0 <= x_min < x_max <= {width} and 0 <= y_min < y_max <= {height} ([x_min, y_min, x_max, y_max] in pixels)"
+            )
+
+
+@dataclass
+class PreparedBatch:
+    """A batch resized to the model input size (H, W).
+
+    pixels: (N, 3, H, W) float32 in [0, 1]; display: (N, H, W, 3) uint8 (what the dashboard
+    shows: pixel space, never the normalised tensor); boxes scaled to (H, W); masks resized
+    with nearest neighbour.
+    """
+
+    indices: list[int]
+    samples: list[Sample]
+    pixels: torch.Tensor
+    display: np.ndarray
+    boxes: list[tuple[Box, ...]]
+    masks: list[np.ndarray | None]
+
+
+def prepare_batch(dataset: Dataset, indices: Sequence[int], size: tuple[int, int]) -> PreparedBatch:
+    h, w = size
+    samples, display, boxes, masks = [], [], [], []
+    for i in indices:
+        s = dataset[i]
+        sh, sw = s.image.shape[:2]
+        im = s.image if (sh, sw) == (h, w) else np.asarray(Image.fromarray(s.image).resize((w, h), Image.BILINEAR))
+        sx, sy = w / sw, h / sh
+        samples.append(s)
+        display.append(im)
+        boxes.append(tuple(b.scaled(sx, sy) for b in s.boxes))
+        if s.mask is not None and s.mask.shape != (h, w):
+            masks.append(np.asarray(Image.fromarray(s.mask).resize((w, h), Image.NEAREST)))
+        else:
+            masks.append(s.mask)
+    disp = np.stack(display) if display else np.zeros((0, h, w, 3), np.uint8)
+    pixels = torch.from_numpy(disp).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    return PreparedBatch(list(indices), samples, pixels, disp, boxes, masks)
+
+
+def object_mask(boxes: Sequence[Box], mask: np.ndarray | None, label: int, size: tuple[int, int]) -> np.ndarray | None:
+    """(H, W) bool: where objects of ``label`` are, from the mask if any, else from boxes.
+
+    None when the sample carries no localisation for that label.
+    """
+    if mask is not None:
+        m = mask == (label + 1)
+        if m.any():
+            return m
+    sel = [b for b in boxes if b.label == label]
+    if not sel:
+        return None
+    out = np.zeros(size, dtype=bool)
+    for b in sel:
+        # Pixel (r, c) is inside when its centre (r + .5, c + .5) is inside the box.
+        r0, r1 = int(np.floor(b.y_min + 0.5)), int(np.ceil(b.y_max - 0.5))
+        c0, c1 = int(np.floor(b.x_min + 0.5)), int(np.ceil(b.x_max - 0.5))
+        out[max(r0, 0): max(r1, r0 + 1), max(c0, 0): max(c1, c0 + 1)] = True
+    return out

@@ -1,0 +1,42 @@
+"""ImageFolder datasets: ``root/<class name>/<image>``; single-label, no boxes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DatasetError
+from .base import Sample, read_image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+class ImageFolderDataset:
+    def __init__(self, root: str | Path, *, classes: list[str] | None = None, limit: int | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetError(f"image folder {str(self.root)!r} does not exist or is not a directory")
+        found = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not found:
+            raise DatasetError(f"image folder {str(self.root)!r} has no class sub-folders; expected root/<class>/<image>")
+        self.classes = list(classes) if classes is not None else found
+        index = {c: i for i, c in enumerate(self.classes)}
+        unknown = [c for c in found if c not in index]
+        if unknown:
+            raise DatasetError(f"image folder {str(self.root)!r}: sub-folder {unknown[0]!r} is not a known class; expected one of {self.classes}")
+        self._items = [
+            (p, index[c]) for c in found for p in sorted((self.root / c).iterdir())
+            if p.suffix.lower() in IMAGE_SUFFIXES
+        ]
+        if limit is not None:
+            self._items = self._items[:limit]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: int) -> Sample:
+        path, label = self._items[index]
+        rel = str(path.relative_to(self.root))
+        return Sample(rel, read_image(path, f"image folder item {rel!r}"), (label,), source=rel)
+
+    def identity(self) -> dict:
+        return {"kind": "imagefolder", "path": str(self.root), "n_items": len(self._items)}

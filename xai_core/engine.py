@@ -1,0 +1,144 @@
+"""Computation of one part (batch) of a run, with no I/O but reading the dataset.
+
+Used by the single-process runner and by Dask workers alike, so both produce identical parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+from .data import open_dataset, object_mask, prepare_batch
+from .labels import select_labels
+from .metrics.base import MetricContext
+from .models.loading import load_model
+
+
+@dataclass
+class RunContext:
+    """What a process loads once per run: dataset, model, explainer and metric objects."""
+
+    config: RunConfig
+    dataset: Any
+    model: Any
+    explainers: list
+    metrics: list
+    stats: dict = field(default_factory=lambda: {"explain_s": {}, "metric_s": {}})
+
+    @classmethod
+    def build(cls, config: RunConfig) -> "RunContext":
+        dataset = open_dataset(config.dataset)
+        model = load_model(config.model, num_classes=len(dataset.classes))
+        explainers, metrics = config.instantiate()
+        return cls(config, dataset, model, explainers, metrics)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.dataset.classes)
+
+
+def part_indices(n: int, batch_size: int) -> list[list[int]]:
+    return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
+    """Everything ``write_part`` needs for one part: column dicts and arrays."""
+    import time
+
+    cfg = ctx.config
+    # Seeded per part, so a resumed or distributed run reproduces the same numbers.
+    seed_everything(cfg.seed * 1_000_003 + part)
+    size = tuple(cfg.model.input_size)
+    batch = prepare_batch(ctx.dataset, indices, size)
+    probs = ctx.model.predict(batch.pixels, batch_size=cfg.explain_batch_size).numpy()
+    gts = [s.labels for s in batch.samples]
+    chosen = select_labels(probs, gts, cfg.labels, ctx.model.activation)
+
+    samples = {
+        "sample_index": batch.indices,
+        "sample_id": [s.id for s in batch.samples],
+        "source": [s.source for s in batch.samples],
+        "part": [part] * len(indices),
+        "offset": list(range(len(indices))),
+        "gt_labels": [list(g) for g in gts],
+        "probs": [p.astype(np.float32).tolist() for p in probs],
+        "boxes": [[[b.label, *b.as_list()] for b in bx] for bx in batch.boxes],
+        "height": [size[0]] * len(indices),
+        "width": [size[1]] * len(indices),
+    }
+    rows = [(i, r) for i, labs in enumerate(chosen) for r in labs]
+    labels = {
+        "sample_index": [batch.indices[i] for i, _ in rows],
+        "label": [r.label for _, r in rows],
+        "prob": [r.prob for _, r in rows],
+        "tag": [r.tag for _, r in rows],
+        "is_gt": [r.is_gt for _, r in rows],
+        "is_pred": [r.is_pred for _, r in rows],
+        "in_top_k": [r.in_top_k for _, r in rows],
+        "part": [part] * len(rows),
+        "map_offset": list(range(len(rows))),
+    }
+    pair_img = torch.as_tensor([i for i, _ in rows], dtype=torch.long)
+    pair_tgt = torch.as_tensor([r.label for _, r in rows], dtype=torch.long)
+    pair_x = batch.pixels[pair_img] if rows else batch.pixels[:0]
+    masks, has_mask = _pair_masks(batch, rows, size)
+    is_gt = np.array([r.is_gt for _, r in rows], dtype=bool)
+
+    scores = {k: [] for k in ("sample_index", "label", "explainer", "metric", "raw", "score")}
+    saliency = {}
+    for exp in ctx.explainers:
+        t0 = time.perf_counter()
+        grouped = exp.explain_grouped(ctx.model, batch.pixels, [[r.label for r in labs] for labs in chosen],
+                                      batch_size=cfg.explain_batch_size)
+        maps = torch.cat(grouped) if grouped else torch.zeros(0, *size)
+        ctx.stats["explain_s"][exp.instance_name] = ctx.stats["explain_s"].get(exp.instance_name, 0.0) + time.perf_counter() - t0
+        saliency[exp.instance_name] = maps.numpy().astype(np.float32)
+
+        def explain_fn(x, t, _exp=exp):
+            return _exp.explain(ctx.model, x, t, batch_size=cfg.explain_batch_size)
+
+        for met in ctx.metrics:
+            t0 = time.perf_counter()
+            if met.label_agnostic:
+                mctx = MetricContext(ctx.model, batch.pixels, torch.as_tensor(probs.argmax(1)), None,
+                                     explain=explain_fn, batch_size=cfg.explain_batch_size, seed=cfg.seed)
+                raw = np.asarray(met.evaluate(mctx), dtype=np.float64)
+                idx, labs = batch.indices, [-1] * len(indices)
+            else:
+                mctx = MetricContext(ctx.model, pair_x, pair_tgt, maps, masks=masks, has_mask=has_mask,
+                                     is_ground_truth=is_gt, explain=explain_fn,
+                                     batch_size=cfg.explain_batch_size, seed=cfg.seed)
+                raw = np.asarray(met.evaluate(mctx), dtype=np.float64) if rows else np.zeros(0)
+                idx, labs = labels["sample_index"], labels["label"]
+            ctx.stats["metric_s"][met.instance_name] = ctx.stats["metric_s"].get(met.instance_name, 0.0) + time.perf_counter() - t0
+            norm = met.normalise(raw)
+            scores["sample_index"] += list(idx)
+            scores["label"] += list(labs)
+            scores["explainer"] += [exp.instance_name] * len(raw)
+            scores["metric"] += [met.instance_name] * len(raw)
+            scores["raw"] += raw.tolist()
+            scores["score"] += norm.tolist()
+
+    return {"samples": samples, "labels": labels, "scores": scores, "images": batch.display,
+            "saliency": saliency}
+
+
+def _pair_masks(batch, rows, size):
+    if not rows:
+        return None, None
+    masks = np.zeros((len(rows), *size), dtype=bool)
+    has = np.zeros(len(rows), dtype=bool)
+    for j, (i, r) in enumerate(rows):
+        m = object_mask(batch.boxes[i], batch.masks[i], r.label, size)
+        if m is not None:
+            masks[j], has[j] = m, True
+    return masks, has

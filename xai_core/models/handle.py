@@ -1,0 +1,85 @@
+"""The one object explainers and metrics receive as ``model``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+
+ACTIVATIONS = ("sigmoid", "softmax")
+
+
+class PixelSpaceModel(nn.Module):
+    """Prepends the user's mean/std normalisation to the network.
+
+    Explainers then see pixel space, so "black" (baseline 0, deletion fill 0) means a black
+    image, not the dataset mean, and maps are comparable across models with other statistics.
+    ``net`` is kept as an attribute so layer names given by users (``features.3``) resolve
+    relative to their own network.
+    """
+
+    def __init__(self, net: nn.Module, mean, std):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+@dataclass
+class ClassifierHandle:
+    """A classifier in pixel space plus how its logits become probabilities.
+
+    ``module`` maps (N, 3, H, W) float32 in [0, 1] to logits (N, K) float32.
+    ``activation`` is "sigmoid" (multi-label: each class independent) or "softmax"
+    (single-label). Forward passes are counted in ``passes`` (images pushed through the
+    network), which the benchmarks report.
+    """
+
+    module: PixelSpaceModel
+    activation: str
+    input_size: tuple[int, int]
+    num_classes: int
+    passes: int = 0
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ModelError(
+                f"activation {self.activation!r} is not supported; expected one of {ACTIVATIONS}"
+            )
+        self.module.eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @property
+    def net(self) -> nn.Module:
+        return self.module.net
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, K) logits → (N, K) probabilities, differentiable."""
+        if self.activation == "sigmoid":
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) → (N, K) logits; keeps the graph if ``x`` requires grad."""
+        self.passes += int(x.shape[0])
+        return self.module(x)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x)
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) → (N, K) probabilities, differentiable."""
+        return self.activate(self.logits(x))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
+        """Probabilities (N, K) without gradients, in chunks of ``batch_size``."""
+        out = [self.probs(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, self.num_classes)

@@ -1,0 +1,96 @@
+"""Paths, schemas and the version of the summary format (FORMAT.md is the contract)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TABLES = ("samples", "labels", "scores")
+
+SAMPLES_SCHEMA = pa.schema([
+    ("sample_index", pa.int64()),      # position in the dataset
+    ("sample_id", pa.string()),
+    ("source", pa.string()),
+    ("part", pa.int32()),
+    ("offset", pa.int32()),            # row of the image in the part's `images` array
+    ("gt_labels", pa.list_(pa.int32())),
+    ("probs", pa.list_(pa.float32())), # every class's probability
+    ("boxes", pa.list_(pa.list_(pa.float32()))),  # [label, x_min, y_min, x_max, y_max] at stored size
+    ("height", pa.int32()),
+    ("width", pa.int32()),
+])
+LABELS_SCHEMA = pa.schema([
+    ("sample_index", pa.int64()),
+    ("label", pa.int32()),
+    ("prob", pa.float32()),
+    ("tag", pa.string()),
+    ("is_gt", pa.bool_()),
+    ("is_pred", pa.bool_()),
+    ("in_top_k", pa.bool_()),
+    ("part", pa.int32()),
+    ("map_offset", pa.int32()),        # row of the map in the part's saliency arrays
+])
+SCORES_SCHEMA = pa.schema([
+    ("sample_index", pa.int64()),
+    ("label", pa.int32()),             # -1 for label-agnostic metrics
+    ("explainer", pa.string()),
+    ("metric", pa.string()),
+    ("raw", pa.float64()),
+    ("score", pa.float64()),           # raw mapped to [0, 1], higher = better
+])
+SCHEMAS = {"samples": SAMPLES_SCHEMA, "labels": LABELS_SCHEMA, "scores": SCORES_SCHEMA}
+
+
+def part_name(part: int) -> str:
+    return f"part-{part:06d}"
+
+
+def table_path(run_dir: Path, table: str, part: int) -> Path:
+    return run_dir / "tables" / table / f"{part_name(part)}.parquet"
+
+
+def arrays_path(run_dir: Path, part: int) -> Path:
+    return run_dir / "arrays" / f"{part_name(part)}.zarr"
+
+
+def part_of(path: Path) -> int | None:
+    stem = path.name.split(".")[0]
+    if stem.startswith("part-") and stem[5:].isdigit():
+        return int(stem[5:])
+    return None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write then rename, so a reader never sees half a file and a crash leaves the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default).encode())
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
