@@ -85,3 +85,18 @@ def toy_config(data: Path, out: Path, **over) -> dict:
     }
     cfg.update(over)
     return cfg
+
+
+class SlowColourNet(ColourNet):
+    """ColourNet that sleeps on every forward call, so a run lasts long enough to be killed
+    in the middle (the resume test)."""
+
+    def forward(self, x):
+        import time
+
+        time.sleep(0.02)
+        return super().forward(x)
+
+
+def slow_colour_net() -> nn.Module:
+    return SlowColourNet().eval()

@@ -1,0 +1,113 @@
+"""Runner behaviour: resume after SIGKILL equals an uninterrupted run; failures are recorded."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from toy import toy_config
+from xai_core.config import config_from_dict
+from xai_core.runner import run
+from xai_core.summary import RunReader
+
+TESTS = Path(__file__).parent
+
+
+def tables(run_dir):
+    r = RunReader(run_dir)
+    out = {}
+    keys = {"samples": ["sample_index"], "labels": ["sample_index", "label"],
+            "scores": ["sample_index", "label", "explainer", "metric"]}
+    for name, key in keys.items():
+        out[name] = r.table(name).sort_values(key).reset_index(drop=True)
+    maps = {}
+    for _, row in out["labels"].iterrows():
+        for e in r.explainers:
+            maps[(row.sample_index, row.label, e["name"])] = r.saliency(e["name"], row.part, row.map_offset)
+    return out, maps
+
+
+def assert_same_run(a, b):
+    ta, ma = tables(a)
+    tb, mb = tables(b)
+    for name in ta:
+        pd.testing.assert_frame_equal(ta[name], tb[name])
+    assert ma.keys() == mb.keys()
+    for k in ma:
+        np.testing.assert_array_equal(ma[k], mb[k])
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(toy_data, tmp_path):
+    light = dict(batch_size=2, explainers=["gradient", "random"],
+                 metrics=[{"type": "deletion_auc", "params": {"steps": 8}}, "pointing_game"])
+    cfg = toy_config(toy_data, tmp_path / "killed", **light)
+    cfg["model"]["factory"] = "toy:slow_colour_net"
+    cfg["dataset"]["path"] = str(toy_data)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-m", "xai_core", "run", "--config", str(path), "--quiet"],
+                            env=env, cwd=TESTS, stderr=subprocess.PIPE)
+    samples_dir = tmp_path / "killed" / "tables" / "samples"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = list(samples_dir.glob("part-*.parquet")) if samples_dir.is_dir() else []
+        if len(done) >= 2:
+            break
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_done = len(list(samples_dir.glob("part-*.parquet")))
+    assert 2 <= n_done < 6, "the kill should land in the middle of the run"
+    assert RunReader(tmp_path / "killed").status == "running"
+
+    res = subprocess.run([sys.executable, "-m", "xai_core", "run", "--resume", str(tmp_path / "killed"), "--quiet"],
+                         env=env, cwd=TESTS, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert RunReader(tmp_path / "killed").status == "complete"
+
+    ref = config_from_dict(toy_config(toy_data, tmp_path / "ref", **light))
+    run(ref, ref.out, progress=False)
+    assert_same_run(tmp_path / "killed", ref.out)
+
+
+def test_in_process_interrupt_and_resume(toy_data, tmp_path):
+    cfg = config_from_dict(toy_config(toy_data, tmp_path / "a", batch_size=3))
+    run(cfg, cfg.out, progress=False, stop_after_parts=2)
+    assert len(RunReader(cfg.out).parts()) == 2
+    run(cfg, cfg.out, resume=True, progress=False)
+    ref = config_from_dict(toy_config(toy_data, tmp_path / "b", batch_size=3))
+    run(ref, ref.out, progress=False)
+    assert_same_run(cfg.out, ref.out)
+
+
+def test_failure_is_recorded_and_nothing_is_lost(toy_data, tmp_path):
+    from xai_core.errors import DatasetError
+
+    cfg = config_from_dict(toy_config(toy_data, tmp_path / "run", batch_size=4))
+    run(cfg, cfg.out, progress=False, stop_after_parts=1)
+    (toy_data.parent / "images" / "s010.png").write_bytes(b"broken")
+    with pytest.raises(DatasetError, match="s010.*corrupt"):
+        run(cfg, cfg.out, resume=True, progress=False)
+    r = RunReader(cfg.out)
+    assert r.status == "failed" and "s010" in r.manifest["error"]
+    assert r.parts() == [0, 1]  # the parts before the broken image are kept
+
+
+def test_existing_run_is_not_overwritten_silently(toy_data, tmp_path):
+    from xai_core.errors import SummaryError
+
+    cfg = config_from_dict(toy_config(toy_data, tmp_path / "run"))
+    run(cfg, cfg.out, progress=False)
+    with pytest.raises(SummaryError, match="--resume"):
+        run(cfg, cfg.out, progress=False)
+    run(cfg, cfg.out, progress=False, overwrite=True)
+    assert RunReader(cfg.out).status == "complete"
