@@ -27,12 +27,52 @@ class PluginSpec:
 
 
 @dataclass(frozen=True)
+class UncertaintySpec:
+    """MC-dropout prediction uncertainty per explained label (off by default)."""
+
+    enabled: bool = False
+    passes: int = 10
+    dropout: float = 0.1
+
+    def validate(self) -> None:
+        if self.passes < 2 or not 0.0 < self.dropout < 1.0:
+            raise ConfigError(f"uncertainty: passes {self.passes} / dropout {self.dropout}; expected passes ≥ 2 and 0 < dropout < 1")
+
+
+@dataclass(frozen=True)
+class CounterfactualSpec:
+    """Hierarchical-occlusion counterfactuals for labels above the threshold (off by default)."""
+
+    enabled: bool = False
+    layers: int = 3
+
+    def validate(self) -> None:
+        if not 1 <= self.layers <= 5:
+            raise ConfigError(f"counterfactual.layers is {self.layers}; expected 1 to 5")
+
+
+@dataclass(frozen=True)
+class SanitySpec:
+    """Cascading-randomisation sanity check per explainer, on the first ``images`` items."""
+
+    enabled: bool = False
+    images: int = 8
+
+    def validate(self) -> None:
+        if self.images < 1:
+            raise ConfigError(f"sanity.images is {self.images}; expected ≥ 1")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     model: ModelSpec
     dataset: DatasetSpec
     explainers: tuple[PluginSpec, ...]
     metrics: tuple[PluginSpec, ...] = ()
     labels: LabelPolicy = LabelPolicy()
+    uncertainty: UncertaintySpec = UncertaintySpec()
+    counterfactual: CounterfactualSpec = CounterfactualSpec()
+    sanity: SanitySpec = SanitySpec()
     batch_size: int = 16
     explain_batch_size: int = 64
     seed: int = 0
@@ -97,7 +137,8 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
     """Build and validate a RunConfig from a plain dict (parsed YAML or a manifest copy)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"the configuration is {type(raw).__name__}; expected a YAML map")
-    known = {"model", "dataset", "explainers", "metrics", "labels", "batch_size", "explain_batch_size", "seed", "out"}
+    known = {"model", "dataset", "explainers", "metrics", "labels", "uncertainty", "counterfactual", "sanity",
+             "batch_size", "explain_batch_size", "seed", "out"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown top-level key {unknown[0]!r}; expected some of {sorted(known)}")
@@ -129,6 +170,9 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
             explainers=_plugins(raw.get("explainers"), "explainers"),
             metrics=_plugins(raw.get("metrics"), "metrics"),
             labels=_section(raw, "labels", LabelPolicy),
+            uncertainty=_section(raw, "uncertainty", UncertaintySpec),
+            counterfactual=_section(raw, "counterfactual", CounterfactualSpec),
+            sanity=_section(raw, "sanity", SanitySpec),
             batch_size=int(raw.get("batch_size", 16)),
             explain_batch_size=int(raw.get("explain_batch_size", 64)),
             seed=int(raw.get("seed", 0)),
@@ -147,6 +191,9 @@ def validate(cfg: RunConfig) -> None:
     except XaiError as e:
         raise ConfigError(str(e)) from e
     cfg.labels.validate()
+    cfg.uncertainty.validate()
+    cfg.counterfactual.validate()
+    cfg.sanity.validate()
     if not cfg.explainers:
         raise ConfigError("explainers is empty; expected at least one (see `xai-core list explainers`)")
     if cfg.batch_size < 1 or cfg.explain_batch_size < 1:

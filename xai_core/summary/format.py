@@ -11,7 +11,7 @@ import pyarrow as pa
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-TABLES = ("samples", "labels", "scores")
+TABLES = ("samples", "labels", "scores", "counterfactuals")
 
 SAMPLES_SCHEMA = pa.schema([
     ("sample_index", pa.int64()),      # position in the dataset
@@ -35,6 +35,11 @@ LABELS_SCHEMA = pa.schema([
     ("in_top_k", pa.bool_()),
     ("part", pa.int32()),
     ("map_offset", pa.int32()),        # row of the map in the part's saliency arrays
+    # Prediction uncertainty (MC dropout); null when the run has none.
+    ("prob_mean", pa.float32()),
+    ("prob_std", pa.float32()),
+    ("ci_low", pa.float32()),
+    ("ci_high", pa.float32()),
 ])
 SCORES_SCHEMA = pa.schema([
     ("sample_index", pa.int64()),
@@ -44,7 +49,18 @@ SCORES_SCHEMA = pa.schema([
     ("raw", pa.float64()),
     ("score", pa.float64()),           # raw mapped to [0, 1], higher = better
 ])
-SCHEMAS = {"samples": SAMPLES_SCHEMA, "labels": LABELS_SCHEMA, "scores": SCORES_SCHEMA}
+COUNTERFACTUALS_SCHEMA = pa.schema([
+    ("sample_index", pa.int64()),
+    ("label", pa.int32()),
+    ("layer", pa.int32()),             # 0 = largest windows
+    ("side", pa.int32()),              # window side in pixels
+    ("prob", pa.float32()),            # p(label) with only this layer's windows kept sharp
+    ("boxes", pa.list_(pa.list_(pa.float32()))),  # [x_min, y_min, x_max, y_max] windows
+])
+SCHEMAS = {"samples": SAMPLES_SCHEMA, "labels": LABELS_SCHEMA, "scores": SCORES_SCHEMA,
+           "counterfactuals": COUNTERFACTUALS_SCHEMA}
+# Tables a part may omit (older runs, or features switched off).
+OPTIONAL_TABLES = ("counterfactuals",)
 
 
 def part_name(part: int) -> str:

@@ -30,7 +30,11 @@ def now_iso() -> str:
 
 
 def _table_bytes(rows: dict, table: str) -> bytes:
-    tab = pa.Table.from_pydict(rows, schema=SCHEMAS[table])
+    schema = SCHEMAS[table]
+    n = len(next(iter(rows.values()))) if rows else 0
+    # Optional columns (e.g. uncertainty) may be left out: they are stored as nulls.
+    rows = {f.name: rows.get(f.name, [None] * n) for f in schema}
+    tab = pa.Table.from_pydict(rows, schema=schema)
     buf = io.BytesIO()
     pq.write_table(tab, buf, compression="zstd")
     return buf.getvalue()
@@ -57,12 +61,14 @@ def _write_arrays(run_dir: Path, part: int, images: np.ndarray, saliency: dict[s
 
 
 def write_part(run_dir: str | Path, part: int, *, samples: dict, labels: dict, scores: dict,
-               images: np.ndarray, saliency: dict[str, np.ndarray]) -> None:
+               images: np.ndarray, saliency: dict[str, np.ndarray], counterfactuals: dict | None = None) -> None:
     """Commit one part. ``samples``/``labels``/``scores`` are column dicts matching the
     schemas in format.py; images (n, H, W, 3) uint8; saliency {explainer: (m, H, W) float32}
     with m = number of label rows. Safe to call from several processes on distinct parts."""
     run_dir = Path(run_dir)
     _write_arrays(run_dir, part, images, saliency)
+    if counterfactuals is not None:
+        atomic_write_bytes(table_path(run_dir, "counterfactuals", part), _table_bytes(counterfactuals, "counterfactuals"))
     atomic_write_bytes(table_path(run_dir, "scores", part), _table_bytes(scores, "scores"))
     atomic_write_bytes(table_path(run_dir, "labels", part), _table_bytes(labels, "labels"))
     atomic_write_bytes(table_path(run_dir, "samples", part), _table_bytes(samples, "samples"))

@@ -1,0 +1,18 @@
+# xaiboard: runs the demo and serves the dashboard on 0.0.0.0:8501 inside the container.
+FROM python:3.11-slim
+
+WORKDIR /app
+ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
+# The CPU build of torch 2.13.0; the pinned requirements keep pip from pulling a CUDA build.
+COPY requirements.txt pyproject.toml README.md ./
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
+ && pip install -r requirements.txt
+COPY xai_core ./xai_core
+COPY app.py ./
+COPY pages ./pages
+RUN pip install --no-deps -e . && xai-core demo --out summaries/demo --quiet
+
+EXPOSE 8501
+# Inside the container the server must listen on all interfaces so the published port works.
+CMD ["streamlit", "run", "app.py", "--server.address", "0.0.0.0", "--server.port", "8501", \
+     "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--logdir", "summaries"]
