@@ -76,6 +76,7 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
         "width": [size[1]] * len(indices),
     }
     rows = [(i, r) for i, labs in enumerate(chosen) for r in labs]
+    unc = _uncertainty(ctx, part, batch.pixels, probs)
     labels = {
         "sample_index": [batch.indices[i] for i, _ in rows],
         "label": [r.label for _, r in rows],
@@ -87,6 +88,9 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
         "part": [part] * len(rows),
         "map_offset": list(range(len(rows))),
     }
+    if unc is not None:
+        for col, arr in (("prob_mean", unc.mean), ("prob_std", unc.std), ("ci_low", unc.lo), ("ci_high", unc.hi)):
+            labels[col] = [float(arr[i, r.label]) for i, r in rows]
     pair_img = torch.as_tensor([i for i, _ in rows], dtype=torch.long)
     pair_tgt = torch.as_tensor([r.label for _, r in rows], dtype=torch.long)
     pair_x = batch.pixels[pair_img] if rows else batch.pixels[:0]
@@ -129,7 +133,42 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
             scores["score"] += norm.tolist()
 
     return {"samples": samples, "labels": labels, "scores": scores, "images": batch.display,
-            "saliency": saliency}
+            "saliency": saliency, "counterfactuals": _counterfactuals(ctx, batch, chosen, probs)}
+
+
+def _uncertainty(ctx: RunContext, part: int, pixels: torch.Tensor, probs: np.ndarray):
+    spec = ctx.config.uncertainty
+    if not spec.enabled:
+        return None
+    from .uncertainty import mc_dropout
+
+    return mc_dropout(ctx.model, pixels, passes=spec.passes, dropout=spec.dropout,
+                      seed=ctx.config.seed * 1_000_003 + part, batch_size=ctx.config.explain_batch_size,
+                      probs=probs)
+
+
+def _counterfactuals(ctx: RunContext, batch, chosen, probs: np.ndarray) -> dict | None:
+    """Rows of the counterfactuals table for labels above the threshold (None when off)."""
+    spec, cfg = ctx.config.counterfactual, ctx.config
+    if not spec.enabled:
+        return None
+    from .counterfactual import hierarchical_occlusion
+
+    targets = [[r.label for r in labs if r.prob >= cfg.labels.threshold] for labs in chosen]
+    found = hierarchical_occlusion(ctx.model, batch.pixels, targets, threshold=cfg.labels.threshold,
+                                   layers=spec.layers, batch_size=cfg.explain_batch_size,
+                                   probs=torch.from_numpy(probs))
+    out = {k: [] for k in ("sample_index", "label", "layer", "side", "prob", "boxes")}
+    for i, per_image in enumerate(found):
+        for cf in per_image:
+            for depth, layer in enumerate(cf.layers if cf is not None else []):
+                out["sample_index"].append(batch.indices[i])
+                out["label"].append(cf.label)
+                out["layer"].append(depth)
+                out["side"].append(int(layer["side"]))
+                out["prob"].append(float(layer["prob"]))
+                out["boxes"].append([[float(v) for v in b] for b in layer["boxes"]])
+    return out
 
 
 def _pair_masks(batch, rows, size):
