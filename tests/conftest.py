@@ -12,3 +12,11 @@ def toy_data(tmp_path):
     from toy import make_dataset
 
     return make_dataset(tmp_path / "data")
+
+
+def pytest_configure(config):
+    # Small tensors gain nothing from intra-op threads, and tests also start subprocesses
+    # (Dask workers, the Streamlit server) that share the same 2 cores.
+    import torch
+
+    torch.set_num_threads(1)
