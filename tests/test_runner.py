@@ -111,3 +111,20 @@ def test_existing_run_is_not_overwritten_silently(toy_data, tmp_path):
         run(cfg, cfg.out, progress=False)
     run(cfg, cfg.out, progress=False, overwrite=True)
     assert RunReader(cfg.out).status == "complete"
+
+
+def test_optional_analyses_are_stored(toy_data, tmp_path):
+    cfg = config_from_dict(toy_config(toy_data, tmp_path / "run", explainers=["gradient", "random"],
+                                      metrics=["iosr"], sanity={"enabled": True, "images": 4},
+                                      uncertainty={"enabled": True, "passes": 4}))
+    run(cfg, cfg.out, progress=False)
+    r = RunReader(cfg.out)
+    # The random map ignores the model, so randomising the model cannot change it: it fails.
+    assert r.manifest["sanity"]["random"]["passed"] is False
+    assert r.manifest["sanity"]["random"]["final_similarity"] == pytest.approx(1.0)
+    labels = r.labels()
+    assert labels["prob_std"].notna().all() and (labels["ci_low"] <= labels["ci_high"]).all()
+    plain = config_from_dict(toy_config(toy_data, tmp_path / "plain", explainers=["gradient"], metrics=["iosr"]))
+    run(plain, plain.out, progress=False)
+    assert "sanity" not in RunReader(plain.out).manifest
+    assert RunReader(plain.out).labels()["prob_std"].isna().all()

@@ -181,3 +181,22 @@ def _pair_masks(batch, rows, size):
         if m is not None:
             masks[j], has[j] = m, True
     return masks, has
+
+
+def sanity_checks(ctx: RunContext) -> dict | None:
+    """Cascading-randomisation check of every explainer on the first ``sanity.images`` items,
+    explaining each image's top class; stored in the manifest under ``sanity``."""
+    spec = ctx.config.sanity
+    if not spec.enabled:
+        return None
+    from .sanity import randomisation_check
+
+    n = min(spec.images, len(ctx.dataset))
+    batch = prepare_batch(ctx.dataset, list(range(n)), tuple(ctx.config.model.input_size))
+    targets = ctx.model.predict(batch.pixels).argmax(dim=1)
+    out = {}
+    for exp in ctx.explainers:
+        seed_everything(ctx.config.seed)
+        out[exp.instance_name] = randomisation_check(ctx.model, exp, batch.pixels, targets, seed=ctx.config.seed,
+                                                     batch_size=ctx.config.explain_batch_size)
+    return out
