@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .config import RunConfig, config_from_dict
-from .engine import RunContext, compute_part, part_indices
+from .engine import RunContext, compute_part, part_indices, sanity_checks
 from .errors import ConfigError, SummaryError, XaiError
 from .models.loading import model_identity
 from .summary.reader import read_manifest
@@ -53,6 +53,20 @@ def resume_config(run_dir: str | Path) -> RunConfig:
     return config_from_dict(raw)
 
 
+def open_writer(ctx: RunContext, out_dir: Path, n_parts: int, *, resume: bool, overwrite: bool) -> RunWriter:
+    """Create the run's manifest, or reopen it to resume (checking the part count still fits).
+
+    Shared with :mod:`.distributed`, whose driver passes a context without a model
+    (``build_manifest`` reads only the config, dataset, explainers and metrics)."""
+    if resume:
+        writer = RunWriter.reopen(out_dir)
+        if writer.manifest["progress"]["total_parts"] != n_parts:
+            raise ConfigError(f"{out_dir}: the dataset changed since the run started "
+                              f"({writer.manifest['progress']['total_parts']} parts then, {n_parts} now)")
+        return writer
+    return RunWriter.create(out_dir, build_manifest(ctx, n_parts), overwrite=overwrite)
+
+
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
         progress: bool = True, stop_after_parts: int | None = None) -> Path:
     """Run (or finish) ``config`` into ``out_dir``; returns the run directory.
@@ -62,13 +76,7 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
     out_dir = Path(out_dir)
     ctx = RunContext.build(config)
     batches = part_indices(len(ctx.dataset), config.batch_size)
-    if resume:
-        writer = RunWriter.reopen(out_dir)
-        if writer.manifest["progress"]["total_parts"] != len(batches):
-            raise ConfigError(f"{out_dir}: the dataset changed since the run started "
-                              f"({writer.manifest['progress']['total_parts']} parts then, {len(batches)} now)")
-    else:
-        writer = RunWriter.create(out_dir, build_manifest(ctx, len(batches)), overwrite=overwrite)
+    writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite)
     done = committed_parts(out_dir)
     done_samples = sum(len(batches[p]) for p in done if p < len(batches))
     todo = [p for p in range(len(batches)) if p not in done]
@@ -97,6 +105,9 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
         raise
     finally:
         bar.close()
+    sanity = sanity_checks(ctx)
+    if sanity is not None:
+        writer.manifest["sanity"] = sanity
     wall = time.perf_counter() - t0
     writer.finish("complete", timing={
         "seconds": round(wall, 3),
