@@ -1,14 +1,62 @@
 """The explainer base class: batching, channel reduction and bookkeeping live here, so a
-method file holds little more than its algorithm (:meth:`Explainer.attribute`)."""
+method file holds little more than its algorithm (:meth:`Explainer.attribute`).
+
+Also the two helpers every method shares:
+
+* :func:`pair_generator` — randomness that depends on (seed, image content, …) only, never on
+  the batch an image happens to be in, so that "a batch equals per-image calls" holds for
+  stochastic methods too;
+* :func:`scaled` — parameter defaults given at 224 px (the size of the papers' ImageNet
+  experiments), resolved from the input size at call time when a parameter is 0 ("auto").
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, ClassVar, Sequence
 
 import torch
 
 from ..errors import ExplainerError
 from ..params import NoParams, build_params, params_schema
+
+#: The image side at which the recommended defaults of ANCHORS.md are stated.
+REFERENCE_SIDE = 224
+
+
+def image_digest(image: torch.Tensor) -> bytes:
+    """8-byte digest of an image's exact float32 values (C, H, W): the same pixels give the same
+    digest wherever the image sits in a batch."""
+    arr = image.detach().to("cpu", torch.float32).contiguous().numpy()
+    return hashlib.blake2b(arr.tobytes(), digest_size=8).digest()
+
+
+def pair_generator(seed: int, image: torch.Tensor, *extra: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded from (seed, image content, *extra) — e.g. extra = (target,).
+
+    Seeding from the content rather than the position keeps stochastic maps independent of
+    batch composition and order.
+    """
+    h = hashlib.blake2b(digest_size=8)
+    h.update(int(seed).to_bytes(8, "little", signed=True))
+    h.update(image_digest(image))
+    for e in extra:
+        h.update(int(e).to_bytes(8, "little", signed=True))
+    return torch.Generator().manual_seed(int.from_bytes(h.digest(), "little") & (2**63 - 1))
+
+
+def scaled(value_at_224: float, side: int, minimum: int = 1) -> int:
+    """``value_at_224`` pixels rescaled to an image of ``side`` pixels, at least ``minimum``."""
+    return max(minimum, int(round(value_at_224 * side / REFERENCE_SIDE)))
+
+
+def sample_chunks(n_pairs: int, n_samples: int, rows: int):
+    """Split the n_pairs × n_samples model inputs of a sampling method into forward passes of at
+    most ``rows`` inputs. Yields (pair_index, sample_index), two (R,) int64 tensors."""
+    total = n_pairs * n_samples
+    for start in range(0, total, max(1, rows)):
+        r = torch.arange(start, min(start + rows, total))
+        yield r // n_samples, r % n_samples
 
 
 class Explainer:
@@ -17,11 +65,18 @@ class Explainer:
     Class-level metadata (read by the registry listing, config validation and the UI):
     ``name`` (registry key), ``display_name``, ``needs_gradients``, ``paper`` (citation or
     URL), ``signed`` (whether maps carry a meaningful sign), ``Params`` (a frozen dataclass
-    of the method's parameters with their defaults).
+    of the method's parameters with their defaults; 0 or "" means "auto, from the input size"
+    where a parameter's doc says so), ``smoke_params`` (overrides of the defaults that exercise
+    every code path cheaply: registry-driven tests and smoke runs use them; not meant for real
+    explanations).
 
     Subclasses implement :meth:`attribute` for (image, label) pairs. Perturbation methods
     that get every class's output from one forward pass override :meth:`explain_grouped`
-    to share those passes across the labels of one image.
+    to share those passes across the labels of one image (see ``_perturbation.py``).
+
+    ``diagnostics`` holds figures of the last call that a run may want to report, e.g.
+    ``{"completeness_error": 0.004}`` for path methods (mean relative error of
+    Σ attributions = F(x) − F(x')).
     """
 
     name: ClassVar[str] = ""
@@ -30,6 +85,7 @@ class Explainer:
     paper: ClassVar[str] = ""
     signed: ClassVar[bool] = True
     Params: ClassVar[type] = NoParams
+    smoke_params: ClassVar[dict[str, Any]] = {}
     # "sum" keeps the sign and, for path methods, completeness; "max_abs" is the classic
     # saliency of Simonyan et al. (2014); "none" means attribute() already returns (N, H, W).
     channel_reduction: ClassVar[str] = "sum"
@@ -37,6 +93,8 @@ class Explainer:
     def __init__(self, params: dict[str, Any] | None = None, *, instance_name: str | None = None):
         self.instance_name = instance_name or self.name
         self.params = build_params(self.Params, params, f"explainer {self.instance_name!r} ({self.name})")
+        self.diagnostics: dict[str, float] = {}
+        self._diag_n: dict[str, int] = {}
 
     @classmethod
     def metadata(cls) -> dict[str, Any]:
@@ -47,8 +105,28 @@ class Explainer:
             "signed": cls.signed,
             "paper": cls.paper,
             "params": params_schema(cls.Params),
+            "smoke_params": dict(cls.smoke_params),
             "description": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
         }
+
+    def error(self, message: str) -> ExplainerError:
+        """An :class:`ExplainerError` whose message starts with this instance's name."""
+        return ExplainerError(f"{self.instance_name} ({self.name}): {message}")
+
+    def reset_diagnostics(self) -> None:
+        self.diagnostics, self._diag_n = {}, {}
+
+    def record(self, key: str, values: torch.Tensor) -> None:
+        """Fold per-pair ``values`` into ``diagnostics[key]``, the running mean of this call."""
+        v = values.detach().double().reshape(-1)
+        v = v[torch.isfinite(v)]
+        n0 = self._diag_n.get(key, 0)
+        if v.numel():
+            n = n0 + v.numel()
+            self.diagnostics[key] = (self.diagnostics.get(key, 0.0) * n0 + float(v.sum())) / n
+            self._diag_n[key] = n
+
+    forward_batch: int = 32
 
     # ---- the algorithm -------------------------------------------------------------------
     def attribute(self, model, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -67,27 +145,44 @@ class Explainer:
             return attr.abs().amax(dim=1)
         return attr.sum(dim=1)
 
+    def check_pairs(self, model, images: torch.Tensor, targets) -> torch.Tensor:
+        """``targets`` as a (P,) int64 tensor, after checking it matches ``images``."""
+        targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
+        if images.ndim != 4 or images.shape[0] != targets.shape[0]:
+            raise self.error(
+                f"images {tuple(images.shape)} and targets {tuple(targets.shape)} do not match; "
+                "expected (P, C, H, W) and (P,)"
+            )
+        k = getattr(model, "num_classes", None)
+        if k is not None and targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= k):
+            raise self.error(f"target classes {targets.tolist()} out of range; expected 0 … {k - 1}")
+        return targets
+
     def explain(self, model, images: torch.Tensor, targets: torch.Tensor | Sequence[int], *,
                 batch_size: int = 32) -> torch.Tensor:
         """Saliency maps for (image, label) pairs.
 
-        images: (P, C, H, W) float32 in [0, 1]; targets: (P,) class indices.
+        images: (P, C, H, W) float32 in [0, 1]; targets: (P,) class indices; batch_size: pairs
+        per chunk (methods that expand a pair into many model inputs chunk those by it too).
         Returns (P, H, W) float32 on the raw scale of the method, sign kept.
         """
-        targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
-        if images.ndim != 4 or images.shape[0] != targets.shape[0]:
-            raise ExplainerError(
-                f"{self.instance_name}: images {tuple(images.shape)} and targets {tuple(targets.shape)} "
-                "do not match; expected (P, C, H, W) and (P,)"
-            )
+        targets = self.check_pairs(model, images, targets)
+        self.reset_diagnostics()
+        # Methods that expand a pair into many model inputs (steps, samples) read this as
+        # "images per forward pass" so that memory stays bounded by the caller's choice.
+        self.forward_batch = max(1, int(batch_size))
         out = []
         for i in range(0, images.shape[0], batch_size):
             x, t = images[i: i + batch_size], targets[i: i + batch_size]
+            # A fresh copy in the standard layout: images permuted from HWC arrays are
+            # channels-last, which takes other convolution kernels (other float rounding) and
+            # would make a map depend on how its batch was assembled.
+            x = x.detach().clone(memory_format=torch.contiguous_format)
             with torch.enable_grad() if self.needs_gradients else torch.no_grad():
-                a = self.attribute(model, x.detach().clone(), t)
+                a = self.attribute(model, x, t)
             a = self.reduce(a.detach()).float()
             if a.shape != (x.shape[0], *x.shape[2:]):
-                raise ExplainerError(f"{self.instance_name}: produced maps {tuple(a.shape)}; expected {(x.shape[0], *x.shape[2:])}")
+                raise self.error(f"produced maps {tuple(a.shape)}; expected {(x.shape[0], *x.shape[2:])}")
             out.append(a)
         if not out:
             return torch.zeros(0, *images.shape[2:])
@@ -101,6 +196,8 @@ class Explainer:
         (L_i, H, W). The default flattens to pairs, so a batch mixes labels and images.
         """
         counts = [len(t) for t in targets]
+        if len(counts) != images.shape[0]:
+            raise self.error(f"{images.shape[0]} images but {len(counts)} label lists; expected one list per image")
         idx = torch.repeat_interleave(torch.arange(len(counts)), torch.as_tensor(counts, dtype=torch.long))
         flat = torch.as_tensor([c for t in targets for c in t], dtype=torch.long)
         maps = self.explain(model, images[idx], flat, batch_size=batch_size)

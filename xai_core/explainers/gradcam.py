@@ -1,4 +1,4 @@
-"""Grad-CAM."""
+"""Grad-CAM, and the CAM pipeline the other CAM methods reuse."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from . import register
-from ._layers import last_spatial_layer, resolve_layer
+from ._layers import LayerCapture, LayerChoice, last_spatial_layer, resolve_layer
 from .base import Explainer
 
 
@@ -17,7 +17,10 @@ class GradCAM(Explainer):
     """ReLU(Σ_k α_k A^k) with α_k the spatial mean of ∂ logit / ∂ A^k, upsampled bilinearly.
 
     Selvaraju et al., "Grad-CAM", ICCV 2017, eqs. (1)–(2). ``layer`` names a module of the
-    user's network; empty picks the last layer with a spatial output automatically.
+    user's network (as in ``named_modules()``); empty picks automatically the module call that
+    finishes last with a spatial output (see ``_layers.last_spatial_layer``): the last conv
+    stage of a plain CNN, the last residual stage of a ResNet, the head activation of
+    EfficientNet. Subclasses change :meth:`channel_weights` only.
     """
 
     name = "gradcam"
@@ -31,36 +34,48 @@ class GradCAM(Explainer):
         layer: str = ""
         relu: bool = True
 
-    def layer_module(self, model):
-        if self.params.layer:
-            return self.params.layer, resolve_layer(model.net, self.params.layer)
-        cache = getattr(self, "_auto_layer", None)
-        if cache is None or cache[0] is not model.net:
-            name, mod = last_spatial_layer(model.module, (model.module.mean.shape[1], *model.input_size))
-            self._auto_layer = cache = (model.net, name, mod)
-        return cache[1], cache[2]
+    def layer_choice(self, model, image_shape: tuple[int, ...]) -> LayerChoice:
+        """The layer to read, resolved once per (network, input shape)."""
+        key = (id(model.net), tuple(image_shape))
+        cache = getattr(self, "_layer_cache", None)
+        if cache is None or cache[0] != key:
+            if self.params.layer:
+                choice = resolve_layer(model.net, self.params.layer)
+            else:
+                choice = last_spatial_layer(model.net, tuple(image_shape))
+            self._layer_cache = cache = (key, choice)
+        return cache[1]
+
+    @property
+    def resolved_layer(self) -> str | None:
+        """Name of the layer the last call used (useful when ``layer`` was automatic)."""
+        cache = getattr(self, "_layer_cache", None)
+        return cache[1].name if cache else None
 
     def activations_and_grads(self, model, images, targets):
-        """(A, ∂logit/∂A) at the chosen layer, both (P, K, h, w)."""
-        _, layer = self.layer_module(model)
-        store = {}
-
-        def hook(_m, _i, out):
-            store["a"] = out
-
-        h = layer.register_forward_hook(hook)
-        try:
+        """(A, ∂logit/∂A) at the chosen layer, both (P, K, h, w) float32."""
+        choice = self.layer_choice(model, images.shape[1:])
+        with LayerCapture(choice) as cap:
             logits = model(images)
-        finally:
-            h.remove()
-        act = store["a"]
+        act = cap.output
+        if not isinstance(act, torch.Tensor) or act.ndim != 4:
+            raise self.error(f"layer {choice.name!r} returned {type(act).__name__} "
+                             f"{tuple(getattr(act, 'shape', ()))}; expected a (N, C, h, w) map")
         (grad,) = torch.autograd.grad(logits.gather(1, targets.view(-1, 1)).sum(), act)
         return act, grad
 
-    def attribute(self, model, images, targets):
+    def channel_weights(self, act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """α (P, K, 1, 1): Grad-CAM's eq. (1), global-average-pooled gradients."""
+        return grad.mean(dim=(2, 3), keepdim=True)
+
+    def cam(self, model, images, targets) -> torch.Tensor:
+        """The class activation map (P, H, W), upsampled to the image size."""
         images.requires_grad_(True)
         act, grad = self.activations_and_grads(model, images, targets)
-        cam = (grad.mean(dim=(2, 3), keepdim=True) * act).sum(dim=1, keepdim=True)
-        if self.params.relu:
+        cam = (self.channel_weights(act.detach(), grad) * act.detach()).sum(dim=1, keepdim=True)
+        if getattr(self.params, "relu", True):
             cam = F.relu(cam)
         return F.interpolate(cam, size=images.shape[2:], mode="bilinear", align_corners=False)[:, 0]
+
+    def attribute(self, model, images, targets):
+        return self.cam(model, images, targets)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from . import register
-from .base import Explainer
+from .base import Explainer, pair_generator
 
 
 @register
@@ -31,8 +31,6 @@ class RandomMap(Explainer):
     def attribute(self, model, images, targets):
         out = torch.empty(images.shape[0], *images.shape[2:])
         for i in range(images.shape[0]):
-            # Derive the seed from the pixels so that the map is a function of the pair.
-            h = int((images[i].sum() * 1e4).round().item()) % (2**31)
-            g = torch.Generator().manual_seed(self.params.seed * 1_000_003 + h * 31 + int(targets[i]))
+            g = pair_generator(self.params.seed, images[i], int(targets[i]))
             out[i] = torch.rand(images.shape[2:], generator=g)
         return out

@@ -1,0 +1,43 @@
+"""Guided Backpropagation, on every ReLU-family activation (module or functional)."""
+
+from __future__ import annotations
+
+import torch
+
+from . import register
+from ._rules import rule_gradients
+from .base import Explainer
+
+
+@register
+class GuidedBackprop(Explainer):
+    """Gradient in which every rectifier passes back only positive signal where it was active.
+
+    Springenberg et al., "Striving for Simplicity: The All Convolutional Net", ICLR 2015
+    workshop, §3.4 (Fig. 1). Unlike Captum's, the rule is applied to *every* ReLU-family
+    activation — nn.ReLU, ReLU6, LeakyReLU, functional ``F.relu``/``torch.relu``, reused
+    modules — and SiLU/GELU are treated as the ReLU they smooth (rules in ``_rules.py``).
+    A model whose forward calls none of them (e.g. TorchScript) is refused rather than
+    silently explained with plain gradients. Maximum of |·| over colour channels.
+    """
+
+    name = "guided_backprop"
+    display_name = "Guided Backprop"
+    paper = "Springenberg et al. 2015, arXiv:1412.6806"
+    signed = False
+    channel_reduction = "max_abs"
+    rule = "guided"
+
+    def rule_gradients(self, model, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(P, C, H, W) gradients under this class's backward rule."""
+        grad, hits, _ = rule_gradients(model, images, targets, self.rule)
+        if not (hits["rectifier"] or hits["gated"]):
+            raise self.error(
+                "the forward pass called no ReLU-family activation that could be intercepted "
+                "(TorchScript models run outside Python); the map would equal the plain gradient — "
+                "use `gradient` or load the model from a Python factory"
+            )
+        return grad
+
+    def attribute(self, model, images, targets):
+        return self.rule_gradients(model, images, targets)
