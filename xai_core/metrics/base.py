@@ -19,36 +19,59 @@ class MetricContext:
     """Everything a metric may read for a batch of P (image, label) pairs.
 
     images: (P, C, H, W) float32 pixels in [0, 1]; targets: (P,) int64; saliency: (P, H, W)
-    float32 (the explainer's raw maps); masks: (P, H, W) bool object masks of the target
-    label, with has_mask (P,) bool saying where they exist; is_ground_truth: (P,) bool.
-    ``explain`` recomputes maps with the same explainer (robustness metrics need it).
+    float32 (the explainer's raw maps; None for label-agnostic metrics); masks: (P, H, W) bool
+    object masks of the target label, with has_mask (P,) bool saying where they exist;
+    is_ground_truth: (P,) bool. ``explain(images, targets) -> (P, H, W)`` recomputes maps with
+    the same explainer (robustness and label-agnostic metrics need it). ``probs``: optional
+    (P, K) float32 probabilities of the unperturbed images; when given, metrics that need
+    p(target | x) use it instead of spending one forward pass per pair. ``seed`` seeds every
+    random draw of a metric (through a private ``torch.Generator``, so the global RNG is
+    neither read nor advanced).
     """
 
     model: Any
     images: torch.Tensor
     targets: torch.Tensor
-    saliency: torch.Tensor
+    saliency: torch.Tensor | None
     masks: np.ndarray | None = None
     has_mask: np.ndarray | None = None
     is_ground_truth: np.ndarray | None = None
     explain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     batch_size: int = 64
     seed: int = 0
+    probs: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU generator seeded with ``seed + offset``; it draws the same numbers as the
+        global RNG after ``torch.manual_seed(seed + offset)`` (the captum agreement tests
+        rely on this)."""
+        return torch.Generator().manual_seed(int(self.seed) + offset)
+
+    def localisable(self) -> np.ndarray:
+        """(P,) bool: pairs that have an object mask *and* are a ground-truth label; the
+        localisation metrics are NaN elsewhere."""
+        if self.masks is None or self.has_mask is None:
+            return np.zeros(len(self), dtype=bool)
+        gt = np.ones(len(self), dtype=bool) if self.is_ground_truth is None else np.asarray(self.is_ground_truth, bool)
+        return np.asarray(self.has_mask, bool) & gt
 
 
 class Metric:
     """Base class of every evaluation metric.
 
     Class-level metadata: ``name``, ``display_name``, ``category`` (one of CATEGORIES),
-    ``higher_is_better``, ``value_range`` (lo, hi) of the raw value, ``needs`` (subset of
-    NEEDS), ``label_agnostic`` (one value per image rather than per label), ``Params``.
+    ``higher_is_better``, ``value_range`` (lo, hi) of the raw value (``inf`` where unbounded),
+    ``needs`` (subset of NEEDS), ``label_agnostic`` (one value per image rather than per
+    label), ``paper``, ``score_mapping`` (the formula of :meth:`normalise`, shown to users
+    next to the comprehensive score), ``Params``.
 
     :meth:`evaluate` returns raw values (P,) float64, NaN where the metric does not apply
-    (e.g. localisation on a label without a box). :meth:`normalise` maps raw values to
-    [0, 1] with higher = better, which is what the comprehensive score weighs.
+    (e.g. localisation on a label without a box, or a non-finite map). :meth:`normalise`
+    maps raw values to [0, 1] with higher = better, which is what the comprehensive score
+    weighs.
     """
 
     name: ClassVar[str] = ""
@@ -59,11 +82,21 @@ class Metric:
     needs: ClassVar[frozenset[str]] = frozenset()
     label_agnostic: ClassVar[bool] = False
     paper: ClassVar[str] = ""
+    score_mapping: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
 
     def __init__(self, params: dict[str, Any] | None = None, *, instance_name: str | None = None):
         self.instance_name = instance_name or self.name
         self.params = build_params(self.Params, params, f"metric {self.instance_name!r} ({self.name})")
+
+    @classmethod
+    def mapping(cls) -> str:
+        """Human-readable formula of :meth:`normalise` (x = raw value)."""
+        if cls.score_mapping:
+            return cls.score_mapping
+        lo, hi = cls.value_range
+        lin = "x" if (lo, hi) == (0.0, 1.0) else f"(x - ({lo:g})) / {hi - lo:g}"
+        return lin if cls.higher_is_better else f"1 - {lin}"
 
     @classmethod
     def metadata(cls) -> dict[str, Any]:
@@ -76,6 +109,7 @@ class Metric:
             "needs": sorted(cls.needs),
             "label_agnostic": cls.label_agnostic,
             "paper": cls.paper,
+            "score_mapping": cls.mapping(),
             "params": params_schema(cls.Params),
             "description": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
         }
@@ -85,9 +119,17 @@ class Metric:
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """Raw → [0, 1], higher = better: linear over ``value_range``, flipped when lower is
-        better, clipped. NaN stays NaN."""
+        better, clipped. NaN stays NaN. Unbounded metrics override this."""
         lo, hi = self.value_range
         x = (np.asarray(raw, dtype=np.float64) - lo) / (hi - lo)
         if not self.higher_is_better:
             x = 1.0 - x
         return np.clip(x, 0.0, 1.0)
+
+
+def finite_maps(saliency: torch.Tensor) -> np.ndarray:
+    """(P,) bool: maps with only finite values. Metrics return NaN for the others, so that a
+    failing explainer is counted as skipped rather than ranked."""
+    if saliency.numel() == 0:
+        return np.zeros(saliency.shape[0], dtype=bool)
+    return torch.isfinite(saliency.reshape(saliency.shape[0], -1)).all(dim=1).numpy()

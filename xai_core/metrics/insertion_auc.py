@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 
 from . import register
-from ._curves import gaussian_blur, normalised_auc, perturbation_curve, pixel_order
-from .base import Metric
+from ._curves import clean_probs, normalised_auc, perturbation_curve, pixel_order, reference_images
+from .base import Metric, finite_maps
 
 
 @register
@@ -18,7 +18,10 @@ class InsertionAUC(Metric):
 
     Petsiuk, Das & Saenko, "RISE", BMVC 2018, §4.1: insertion starts from a blurred image so
     that the curve measures the information the pixels add, not the artefact of sharp
-    edges. Raw value: normalised trapezoid AUC of p(target) ∈ [0, 1]; HIGHER is better.
+    edges (``start="blur"``, σ = ``blur_sigma``, 0 = 1/16 of the short side; or
+    ``start="constant"`` filled with ``fill``). Raw value: normalised trapezoid AUC of
+    p(target) ∈ [0, 1]; HIGHER is better. Forward passes: P × steps (+ P when ``ctx.probs``
+    is not given).
     """
 
     name = "insertion_auc"
@@ -43,15 +46,14 @@ class InsertionAUC(Metric):
                 return f"start is {self.start!r}; expected 'blur' or 'constant'"
             return None
 
-    def start_images(self, images: torch.Tensor) -> torch.Tensor:
-        if self.params.start == "constant":
-            return torch.full_like(images, self.params.fill)
-        # 0 = auto: a blur that removes digit-scale detail, ~ 1/16 of the short side.
-        sigma = self.params.blur_sigma or max(1.0, min(images.shape[2:]) / 16)
-        return gaussian_blur(images, sigma)
+    def start_images(self, images):
+        return reference_images(images, self.params.start, self.params.fill, self.params.blur_sigma)
 
     def evaluate(self, ctx):
         order = pixel_order(ctx.saliency, ctx.seed)
-        start = self.start_images(ctx.images)
-        curve = perturbation_curve(ctx.model, start, ctx.images, order, ctx.targets, self.params.steps, ctx.batch_size)
-        return normalised_auc(curve)
+        known = clean_probs(ctx) if ctx.probs is not None else None
+        curve = perturbation_curve(ctx.model, self.start_images(ctx.images), ctx.images, order, ctx.targets,
+                                   self.params.steps, ctx.batch_size, known_dest=known)
+        out = normalised_auc(curve)
+        out[~finite_maps(ctx.saliency)] = np.nan
+        return out

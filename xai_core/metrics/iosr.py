@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import register
-from .base import Metric
+from .base import Metric, finite_maps
 
 
 @register
@@ -15,8 +15,8 @@ class IoSR(Metric):
     """|object ∩ {s > θ · max s}| / |{s > θ · max s}|, θ = 0.5.
 
     The localisation metric of MindSpore's explainer benchmark ("Localization", IoSR mode).
-    Ground-truth labels with a box or mask only; NaN elsewhere or when the map has no
-    positive value.
+    Ground-truth labels with a box or mask only; NaN elsewhere, for non-finite maps, and when
+    the map has no positive value (no salient region exists).
     """
 
     name = "iosr"
@@ -36,16 +36,16 @@ class IoSR(Metric):
 
     def evaluate(self, ctx):
         out = np.full(len(ctx), np.nan)
-        if ctx.masks is None:
+        use = ctx.localisable() & finite_maps(ctx.saliency)
+        if not use.any():
             return out
-        sal = ctx.saliency.numpy()
-        for i in range(len(ctx)):
-            if not (ctx.has_mask[i] and ctx.is_ground_truth[i]):
-                continue
-            s = sal[i]
-            top = s.max()
-            if not np.isfinite(top) or top <= 0:
-                continue
-            region = s > self.params.threshold * top
-            out[i] = float((region & ctx.masks[i]).sum() / region.sum())
+        sal = ctx.saliency.numpy().reshape(len(ctx), -1)[use]
+        masks = np.asarray(ctx.masks).reshape(len(ctx), -1)[use]
+        top = sal.max(axis=1, keepdims=True)
+        region = sal > self.params.threshold * top
+        size = region.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vals = (region & masks).sum(axis=1) / size
+        vals[top[:, 0] <= 0] = np.nan
+        out[use] = vals
         return out

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import register
-from .base import Metric
+from .base import Metric, finite_maps
 
 
 def tolerance_px(tolerance: float, shape: tuple[int, int]) -> int:
@@ -23,9 +23,11 @@ class PointingGame(Metric):
     """1 if the saliency maximum lies on the object (within a tolerance disc), else 0.
 
     Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016, §5.1:
-    15 px tolerance at 224 px (scaled here with the image size). Ground-truth labels with a
-    box or mask only; NaN elsewhere. Boxes are [x_min, y_min, x_max, y_max] with x the
-    column — MindSpore swaps the axes; we test that we do not.
+    15 px tolerance at 224 px (``tolerance`` = 0: scaled with the short side, 4 px at 64 px).
+    The object is the label's mask, or its filled boxes when the dataset has no mask.
+    Ground-truth labels with a box or mask only; NaN elsewhere and for non-finite maps; a
+    flat map points nowhere (0). Boxes are [x_min, y_min, x_max, y_max] with x the column —
+    MindSpore swaps the axes; we test that we do not.
     """
 
     name = "pointing_game"
@@ -42,21 +44,19 @@ class PointingGame(Metric):
 
     def evaluate(self, ctx):
         out = np.full(len(ctx), np.nan)
-        if ctx.masks is None:
+        use = ctx.localisable() & finite_maps(ctx.saliency)
+        if not use.any():
             return out
         sal = ctx.saliency.numpy()
         h, w = sal.shape[1:]
         r = tolerance_px(self.params.tolerance, (h, w))
         yy, xx = np.mgrid[-r: r + 1, -r: r + 1]
         disc = (xx**2 + yy**2) <= r * r
-        for i in range(len(ctx)):
-            if not (ctx.has_mask[i] and ctx.is_ground_truth[i]):
-                continue
+        for i in np.flatnonzero(use):
             s = sal[i]
-            if not np.isfinite(s).all() or s.max() == s.min():
-                out[i] = 0.0  # a flat map points nowhere
+            if s.max() == s.min():
+                out[i] = 0.0
                 continue
             near = ndimage.binary_dilation(ctx.masks[i], structure=disc)
-            peaks = s == s.max()
-            out[i] = float(near[peaks].any())
+            out[i] = float(near[s == s.max()].any())
         return out
