@@ -1,0 +1,17 @@
+"""xaiboard dashboard: ``streamlit run app.py -- --logdir summaries`` (or set XAI_LOGDIR).
+
+This file is only the frame around the pages in ``pages/`` (listed in ``pages/_common.py``);
+the active run travels in the URL as ``?run=<name>``.
+"""
+
+import streamlit as st
+
+from pages._common import FRAME, nav_pages
+
+st.set_page_config(page_title="xaiboard", page_icon="🔍", layout="wide")
+
+FRAME.active = True
+try:
+    st.navigation(nav_pages()).run()
+finally:
+    FRAME.active = False

@@ -1,0 +1,109 @@
+"""Aggregation for the assessment pages (xai_core.dashboard.assessment), known answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dash_runs
+from xai_core.dashboard import assessment as A
+from xai_core.dashboard import RunTables
+from xai_core.errors import XaiError
+
+EQUAL = {"m1": 1, "m2": 1, "m3": 1}
+
+
+@pytest.fixture(scope="module")
+def long(synth_tables):
+    return A.explainer_metric_table(synth_tables, n_boot=200)
+
+
+def cell(long, e, m, col):
+    return long[(long.explainer == e) & (long.metric == m)][col].item()
+
+
+def test_means_over_finite_scores_and_skipped_counts(long):
+    assert cell(long, "a", "m1", "mean") == pytest.approx(3.3 / 7)      # the inf is skipped
+    assert (cell(long, "a", "m1", "n"), cell(long, "a", "m1", "skipped")) == (7, 1)
+    assert cell(long, "b", "m1", "mean") == pytest.approx(2.9 / 7)      # the NaN is skipped
+    assert cell(long, "a", "m2", "mean") == pytest.approx(0.7)          # score = 1 − raw (lower raw is better)
+    assert cell(long, "a", "m2", "raw_mean") == pytest.approx(0.3)
+    assert (cell(long, "b", "m3", "mean"), cell(long, "b", "m3", "skipped")) == (0.75, 3)
+
+
+def test_intervals_contain_the_mean(long):
+    assert (long["ci_low"] <= long["mean"] + 1e-12).all() and (long["mean"] <= long["ci_high"] + 1e-12).all()
+    assert cell(long, "a", "m3", "ci_low") == cell(long, "a", "m3", "ci_high") == 0.25   # constant values
+
+
+def test_bootstrap_is_seeded_and_switches_to_normal_for_large_n():
+    v = np.random.default_rng(1).uniform(size=200)
+    assert A.bootstrap_ci(v, seed=3) == A.bootstrap_ci(v, seed=3)
+    lo, hi, how = A.bootstrap_ci(v)
+    half = 1.96 * v.std(ddof=1) / np.sqrt(v.size)
+    assert how == "bootstrap" and lo == pytest.approx(v.mean() - half, abs=0.01) and hi == pytest.approx(v.mean() + half, abs=0.01)
+    big = np.random.default_rng(2).uniform(size=6000)
+    assert A.bootstrap_ci(big)[2] == "normal"
+    assert A.bootstrap_ci([np.nan, np.inf])[2] == "none"
+
+
+def test_weights_are_normalised():
+    assert A.normalise_weights({"x": 1, "y": 1, "z": 2}) == {"x": 0.25, "y": 0.25, "z": 0.5}
+    with pytest.raises(XaiError, match="every metric weight is 0"):
+        A.normalise_weights({"x": 0, "y": 0})
+    with pytest.raises(XaiError, match="≥ 0"):
+        A.normalise_weights({"x": -1, "y": 2})
+
+
+def test_weights_change_the_ranking(long):
+    equal = A.comprehensive(long, EQUAL)
+    assert equal["explainer"].tolist() == ["b", "a"]
+    assert equal.set_index("explainer")["score"]["a"] == pytest.approx((3.3 / 7 + 0.7 + 0.25) / 3)
+    only_m2 = A.comprehensive(long, {"m1": 0, "m2": 1, "m3": 0})
+    assert only_m2["explainer"].tolist() == ["a", "b"] and only_m2["score"].tolist() == pytest.approx([0.7, 0.3])
+    assert only_m2["metrics_used"].tolist() == ["1/1", "1/1"] and only_m2["rank"].tolist() == [1, 2]
+
+
+def test_metric_without_finite_results_is_left_out():
+    long = pd.DataFrame({"explainer": ["a", "a"], "metric": ["x", "y"], "mean": [0.4, np.nan]})
+    c = A.comprehensive(long, {"x": 1, "y": 3})
+    assert c["score"].item() == pytest.approx(0.4) and c["metrics_used"].item() == "1/2"
+
+
+def test_table_has_directions_intervals_and_sanity(synth_tables, long):
+    table = A.assessment_table(synth_tables, long, EQUAL)
+    assert table["explainer"].tolist() == ["b", "a"]
+    assert table.set_index("explainer")["sanity"].to_dict() == {"a": "passed (similarity 0.120)", "b": "FAILED (similarity 0.930)"}
+    assert {"m1 mean", "m1 ci_low", "m1 ci_high", "m1 skipped"} <= set(table.columns)
+    shown = A.display_table(table, A.metric_infos(synth_tables))
+    assert "Metric two (↓ raw)" in shown.columns and "3 skipped" in shown.set_index("explainer")["Metric three (↑ raw)"]["a"]
+    frame = A.metrics_frame(A.metric_infos(synth_tables))
+    assert frame["direction (raw)"].tolist() == ["higher is better", "lower is better", "higher is better"]
+    assert frame["per"].tolist() == ["image × label", "image", "image × label"]
+
+
+def test_no_sanity_column_without_a_check(tmp_path):
+    t = RunTables.load(dash_runs.write_synthetic(tmp_path / "r"), root=tmp_path)
+    long = A.explainer_metric_table(t, n_boot=10)
+    assert "sanity" not in A.assessment_table(t, long, EQUAL).columns
+    assert A.sanity_column({"sanity": None}) == {}
+
+
+def test_per_class_means(synth_tables):
+    pc = A.per_class(synth_tables).set_index(["explainer", "metric", "class"])
+    assert pc.loc[("a", "m1", "cat"), "mean"] == pytest.approx((0.9 + 0.7 + 0.6) / 3)
+    assert pc.loc[("a", "m1", "bird"), "n"] == 1                     # inf skipped
+    # label-agnostic m2 goes to the argmax class: cat = samples 0 and 4
+    assert pc.loc[("a", "m2", "cat"), "mean"] == pytest.approx((0.9 + 0.5) / 2)
+    assert (pc.loc[("b", "m3", "dog"), "mean"], pc.loc[("b", "m3", "dog"), "n"]) == (0.75, 1)  # ground truth only
+    one = A.class_bars_frame(A.per_class(synth_tables), metric="m1")
+    assert set(one["explainer"]) == {"a", "b"} and set(one["metric"]) == {"m1"}
+    with pytest.raises(XaiError):
+        A.class_bars_frame(one)
+
+
+def test_class_counts(synth_tables):
+    c = A.class_counts(synth_tables).set_index("class")
+    assert c["explained"].tolist() == [3, 3, 2]
+    assert c["ground truth images"].tolist() == [3, 1, 1]
+    assert c[["TP", "FP", "FN", "TN"]].loc["cat"].tolist() == [2, 0, 1, 0]
+    assert c[["TP", "FP", "FN", "TN"]].loc["dog"].tolist() == [1, 1, 0, 1]

@@ -1,0 +1,100 @@
+"""Filters, sorting and paging of the saliency page, on a run with known values."""
+
+import numpy as np
+import pytest
+
+import dash_runs
+from xai_core.dashboard import RunTables
+from xai_core.dashboard import query as Q
+from xai_core.errors import XaiError
+
+
+def order(t, flt=Q.SaliencyFilter(), sort=Q.SortSpec()):
+    return Q.select(t, flt, sort).order.tolist()
+
+
+def test_no_filter_sorts_by_max_probability(synth_tables):
+    assert order(synth_tables) == [4, 0, 1, 2, 3]
+
+
+def test_ascending_sorts_by_min_probability(synth_tables):
+    assert order(synth_tables, sort=Q.SortSpec(descending=False)) == [2, 3, 4, 0, 1]
+
+
+def test_image_passes_when_any_label_passes(synth_tables):
+    assert order(synth_tables, Q.SaliencyFilter(tags=("FP",))) == [2, 0]
+    assert order(synth_tables, Q.SaliencyFilter(labels=(2,))) == [2, 4]
+    assert order(synth_tables, Q.SaliencyFilter(labels=(2,), tags=("FN", "TN"))) == []
+
+
+def test_sort_value_is_over_the_filtered_labels_only(synth_tables):
+    # Sample 0 has cat 0.90 and dog 0.60: with p ≤ 0.85 its sort value is 0.60.
+    sel = Q.select(synth_tables, Q.SaliencyFilter(prob_min=0.5, prob_max=0.85), Q.SortSpec())
+    assert sel.order.tolist() == [1, 2, 0, 4]
+    np.testing.assert_allclose(sel.value, [0.8, 0.7, 0.6, 0.55], rtol=1e-6)
+
+
+def test_tag_counts_follow_label_and_probability_filters(synth_tables):
+    assert Q.tag_counts(synth_tables, Q.SaliencyFilter()) == {"TP": 4, "FP": 2, "FN": 1, "TN": 1}
+    assert Q.tag_counts(synth_tables, Q.SaliencyFilter(labels=(0,), tags=())) == {"TP": 2, "FP": 0, "FN": 1, "TN": 0}
+
+
+def test_sort_by_score_ascending_finds_the_worst_and_skips_non_finite(synth_tables):
+    worst = Q.SortSpec(Q.SORT_SCORE, descending=False, explainer="a", metric="m1")
+    sel = Q.select(synth_tables, Q.SaliencyFilter(), worst)
+    assert sel.order.tolist() == [2, 0, 3, 1, 4]           # sample 4's inf is ignored: min(0.6)
+    np.testing.assert_allclose(sel.value, [0.1, 0.2, 0.3, 0.5, 0.6])
+    best = Q.SortSpec(Q.SORT_SCORE, descending=True, explainer="b", metric="m1")
+    assert order(synth_tables, sort=best) == [4, 2, 0, 3, 1]  # sample 1 has only NaN: last
+
+
+def test_sort_by_label_agnostic_score(synth_tables):
+    assert order(synth_tables, sort=Q.SortSpec(Q.SORT_SCORE, True, "a", "m2")) == [0, 1, 2, 3, 4]
+
+
+def test_sort_by_sample_id(synth_tables):
+    assert order(synth_tables, sort=Q.SortSpec(Q.SORT_ID, True)) == [4, 3, 2, 1, 0]
+    assert order(synth_tables, sort=Q.SortSpec(Q.SORT_ID, False)) == [0, 1, 2, 3, 4]
+
+
+def test_uncertainty_sort_only_when_the_run_has_it(tmp_path, synth_tables):
+    assert Q.SORT_UNCERTAINTY not in Q.sort_options(synth_tables)
+    with pytest.raises(XaiError, match="no uncertainty"):
+        Q.select(synth_tables, Q.SaliencyFilter(), Q.SortSpec(Q.SORT_UNCERTAINTY))
+    t = RunTables.load(dash_runs.write_synthetic(tmp_path / "u", prob_std=True), root=tmp_path)
+    assert Q.sort_options(t) == [Q.SORT_PROBABILITY, Q.SORT_SCORE, Q.SORT_UNCERTAINTY, Q.SORT_ID]
+    assert order(t, sort=Q.SortSpec(Q.SORT_UNCERTAINTY)) == [4, 2, 3, 1, 0]
+    assert "±" in Q.page_view(t, Q.select(t, Q.SaliencyFilter(), Q.SortSpec()), 1, 5).rows[0].chips[0].text
+
+
+def test_unknown_sort_pair_is_an_error(synth_tables):
+    with pytest.raises(XaiError, match="no scores for explainer 'a' on metric 'zz'"):
+        Q.select(synth_tables, Q.SaliencyFilter(), Q.SortSpec(Q.SORT_SCORE, True, "a", "zz"))
+
+
+def test_page_view_clamps_and_marks_passing_chips(synth_tables):
+    sel = Q.select(synth_tables, Q.SaliencyFilter(tags=("FP",)), Q.SortSpec())
+    view = Q.page_view(synth_tables, sel, page=1, page_size=1)
+    assert (view.total, view.n_pages, [r.sample_id for r in view.rows]) == (2, 2, ["img2"])
+    last = Q.page_view(synth_tables, sel, page=9, page_size=1)
+    assert last.page == 2 and last.rows[0].sample_id == "img0"
+    row = last.rows[0]
+    assert [(c.name, c.tag, c.passes) for c in row.chips] == [("cat", "TP", False), ("dog", "FP", True)]
+    assert row.default_label() == 1  # the first passing label, not the most probable one
+    assert row.chips[0].text == "cat 0.900"
+    with pytest.raises(XaiError):
+        Q.page_view(synth_tables, sel, 1, 0)
+
+
+def test_sample_detail(synth_tables):
+    d = Q.sample_detail(synth_tables, Q.find_pos(synth_tables, 0))
+    assert d.ground_truth == ("cat",) and d.boxes == (("cat", 1.0, 1.0, 4.0, 4.0),)
+    assert (d.height, d.width, d.source) == (8, 8, "src/0.png")
+    # 2 labels × (m1, m3) + 1 image-level m2, for each of 2 explainers
+    assert len(d.scores) == 2 * (2 * 2 + 1) and set(d.scores["label"]) == {"cat", "dog", "(image)"}
+    with pytest.raises(XaiError):
+        Q.find_pos(synth_tables, 77)
+
+
+def test_score_choices_in_run_order(synth_tables):
+    assert Q.score_choices(synth_tables) == {"a": ["m1", "m2", "m3"], "b": ["m1", "m2", "m3"]}

@@ -1,0 +1,89 @@
+"""Comprehensive and classification assessment pages under AppTest."""
+
+import numpy as np
+import pytest
+
+import dash_runs
+from apptest_util import open_page
+from xai_core.summary import RunReader
+
+CMP = "pages/comprehensive.py"
+CLS = "pages/classification.py"
+
+
+@pytest.fixture(scope="module")
+def means(dash_logdir):
+    """explainer × metric mean of the finite [0, 1] scores, computed with plain pandas."""
+    sc = RunReader(dash_logdir / dash_runs.RUNNER_RUN).scores()
+    sc = sc[np.isfinite(sc["score"])]
+    return sc.groupby(["explainer", "metric"])["score"].mean().unstack()
+
+
+def ranking(means, weights):
+    w = {m: v / sum(weights.values()) for m, v in weights.items()}
+    total = sum(means[m] * v for m, v in w.items())
+    return total.sort_values(ascending=False, kind="stable").index.tolist()
+
+
+def shown_ranking(at):
+    table = next(df.value for df in at.dataframe if "comprehensive" in df.value.columns)
+    return table["explainer"].tolist()
+
+
+def test_table_charts_and_csv(monkeypatch, dash_logdir, means):
+    at = open_page(monkeypatch, dash_logdir, CMP, dash_runs.RUNNER_RUN)
+    metrics = next(df.value for df in at.dataframe if "direction (raw)" in df.value.columns)
+    assert metrics.set_index("metric")["direction (raw)"]["deletion_auc"] == "lower is better"
+    equal = {m: 1.0 for m in means.columns}
+    assert shown_ranking(at) == ranking(means, equal)
+    assert len(at.get("plotly_chart")) == 2                       # ranking bars + radar (4 metrics)
+    assert at.get("download_button")
+    table = next(df.value for df in at.dataframe if "comprehensive" in df.value.columns)
+    assert table.filter(like="Pointing Game").iloc[0, 0].endswith("skipped")   # non-GT labels have no value
+
+
+def test_weights_change_the_ranking(monkeypatch, dash_logdir, means):
+    at = open_page(monkeypatch, dash_logdir, CMP, dash_runs.RUNNER_RUN)
+    orders = {m: ranking(means, {k: float(k == m) for k in means.columns}) for m in means.columns}
+    a, b = next((a, b) for a in orders for b in orders if orders[a][0] != orders[b][0])
+    for name, want in ((a, orders[a]), (b, orders[b])):
+        for m in means.columns:
+            at.number_input(key=f"cmp_w_{m}").set_value(1.0 if m == name else 0.0)
+        at.run()
+        assert not at.exception
+        assert shown_ranking(at) == want
+    for m in means.columns:
+        at.number_input(key=f"cmp_w_{m}").set_value(0.0)
+    at.run()
+    assert "every metric weight is 0" in at.error[0].value
+
+
+def test_sanity_column_when_the_run_has_one(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, CMP, dash_runs.SYNTH_RUN)
+    table = next(df.value for df in at.dataframe if "comprehensive" in df.value.columns)
+    assert table.set_index("explainer")["sanity"].to_dict() == {"a": "passed (similarity 0.120)",
+                                                                "b": "FAILED (similarity 0.930)"}
+    runner = open_page(monkeypatch, dash_logdir, CMP, dash_runs.RUNNER_RUN)
+    assert all("sanity" not in df.value.columns for df in runner.dataframe)
+
+
+def test_classification_two_modes(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, CLS, dash_runs.SYNTH_RUN)
+    assert len(at.get("plotly_chart")) == 1
+    counts = next(df.value for df in at.dataframe if "explained" in df.value.columns)
+    assert counts.set_index("class")["explained"].to_dict() == {"cat": 3, "dog": 3, "bird": 2}
+    assert at.multiselect(key="cls_metrics").value == ["m1", "m2", "m3"]       # label-agnostic m2 allowed here
+    at.radio(key="cls_mode").set_value("One metric, several explainers").run()
+    assert not at.exception
+    assert at.selectbox(key="cls_metric").options == ["Metric one", "Metric three"]   # m2 is label-agnostic
+    assert any("Metric two" in c.value for c in at.caption)
+    at.selectbox(key="cls_metric").set_value("m3").run()
+    assert len(at.get("plotly_chart")) == 1 and not at.exception
+
+
+def test_classification_on_the_runner_run(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, CLS, dash_runs.RUNNER_RUN)
+    at.radio(key="cls_mode").set_value("One metric, several explainers").run()
+    assert "Class Sensitivity" not in at.selectbox(key="cls_metric").options   # label-agnostic
+    at.multiselect(key="cls_classes").set_value([]).run()
+    assert "Nothing to show" in at.info[0].value

@@ -1,0 +1,136 @@
+"""Saliency page under AppTest, against the runner-made toy run (all four tags)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dash_runs
+from apptest_util import open_page, pictures, texts, tiles
+from xai_core.summary import RunReader
+
+PAGE = "pages/saliency.py"
+
+
+@pytest.fixture(scope="module")
+def expected(dash_logdir):
+    """The run's tables read with the plain reader: the reference the page is checked against."""
+    r = RunReader(dash_logdir / dash_runs.RUNNER_RUN)
+    lab = r.labels().merge(r.samples()[["sample_index", "sample_id"]], on="sample_index")
+    return r, lab
+
+
+@pytest.fixture
+def at(monkeypatch, dash_logdir):
+    return open_page(monkeypatch, dash_logdir, PAGE, dash_runs.RUNNER_RUN)
+
+
+def test_shows_every_image_with_a_map_per_explainer(at, expected):
+    r, lab = expected
+    assert "**12** of 12 images match" in texts(at)
+    assert len(pictures(at)) == 12
+    assert len(tiles(at)) == 12 * len(r.explainers)
+    counts = lab["tag"].value_counts()
+    assert at.pills(key="sal_tags").format_func("FP") == f"FP ({counts['FP']})"
+
+
+def test_tag_filter_changes_the_count(at, expected):
+    _, lab = expected
+    at.pills(key="sal_tags").set_value(["FP"]).run()
+    fp = sorted(lab.loc[lab["tag"] == "FP", "sample_id"].unique())
+    assert f"**{len(fp)}** of 12 images match" in texts(at)
+    assert sorted(pictures(at)) == fp
+    at.pills(key="sal_tags").set_value(["TP", "FN"]).run()
+    n = lab.loc[lab["tag"].isin(["TP", "FN"]), "sample_id"].nunique()
+    assert f"**{n}** of 12 images match" in texts(at)
+
+
+def test_label_and_probability_filters(at, expected):
+    _, lab = expected
+    at.multiselect(key="sal_labels").set_value([0]).run()       # "red"
+    at.slider(key="sal_prob").set_value((0.5, 1.0)).run()
+    want = lab[(lab["label"] == 0) & (lab["prob"] >= 0.5)]["sample_id"].unique()
+    assert f"**{len(want)}** of 12 images match" in texts(at)
+    assert sorted(pictures(at)) == sorted(want)
+
+
+def test_sort_by_a_score_ascending(at, expected, dash_logdir):
+    r, lab = expected
+    at.selectbox(key="sal_sort").set_value("score").run()
+    at.selectbox(key="sal_sort_exp").set_value("gradcam").run()
+    at.selectbox(key="sal_sort_met").set_value("deletion_auc").run()
+    at.radio(key="sal_order").set_value("ascending").run()
+    sc = r.scores()
+    sc = sc[(sc.explainer == "gradcam") & (sc.metric == "deletion_auc") & np.isfinite(sc.score)]
+    worst = sc.groupby("sample_index")["score"].min()
+    ids = r.samples().set_index("sample_index")["sample_id"]
+    want = [ids[i] for i in pd.Series(worst).sort_values(kind="stable").index]
+    assert pictures(at) == want
+    assert at.caption  # the sort value is shown under each picture
+    assert any(c.value.startswith("score: ") for c in at.caption)
+
+
+def test_sort_by_probability_descending_uses_the_max(at, expected):
+    _, lab = expected
+    top = lab.groupby("sample_id")["prob"].max().sort_values(ascending=False, kind="stable")
+    shown = pictures(at)
+    assert [top[s] for s in shown] == sorted(top.values, reverse=True)
+
+
+def test_overlay_toggle_changes_the_rendered_maps(at):
+    before = tiles(at)
+    pics = pictures(at)
+    at.toggle(key="sal_overlay").set_value(False).run()
+    after = tiles(at)
+    assert list(after) == list(before) and pictures(at) == pics
+    assert all(after[k] != before[k] for k in before)
+
+
+def test_clicking_a_label_chip_switches_the_maps(at):
+    first = list(tiles(at))[0]                     # "0:<explainer> · <label>" of the first row
+    chips = [b for b in at.button if b.key and b.key.startswith("sal_chip_")]
+    row_pos = chips[0].key.split("_")[2]
+    row_chips = [b for b in chips if b.key.split("_")[2] == row_pos]
+    other = next(b for b in row_chips if b.proto.type != "primary")
+    label_name = other.label.split("] ")[1].rsplit(" ", 1)[0]
+    n_exp = len(at.multiselect(key="sal_explainers").value)
+    before = tiles(at)
+    assert not any(k.endswith(f"· {label_name}") for k in list(before)[:n_exp])
+    other.click().run()
+    after = tiles(at)
+    assert all(k.endswith(f"· {label_name}") for k in list(after)[:n_exp])   # the first row's maps
+    assert list(after.values())[0] != before[first]
+    assert at.button(key=other.key).proto.type == "primary"
+
+
+def test_detail_view_has_interactive_maps_and_scores(at, expected):
+    r, _ = expected
+    det = next(b for b in at.button if b.key and b.key.startswith("sal_det_"))
+    det.click().run()
+    assert not at.exception
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1 + len(r.explainers)
+    assert any("ground truth" in m.value for m in at.markdown)
+    assert any(df.value.shape[0] == len(r.explainers) * len(r.metrics) for df in at.dataframe)
+
+
+def test_display_options(at):
+    at.selectbox(key="sal_polarity").set_value("signed").run()
+    assert at.selectbox(key="sal_cmap_div").options[0] == "RdBu_r"
+    at.radio(key="sal_scale").set_value("map").run()
+    at.selectbox(key="sal_page_size").set_value(24).run()
+    at.multiselect(key="sal_explainers").set_value(["gradcam"]).run()
+    assert not at.exception and len(tiles(at)) == 12
+
+
+def test_unknown_run_in_the_url_is_not_opened(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, None)
+    at.query_params["run"] = "../../../etc"
+    at.switch_page(PAGE).run()
+    assert "No run named '../../../etc'" in at.sidebar.warning[0].value
+    assert "Choose a run" in at.info[0].value and "run" not in at.query_params
+
+
+@pytest.mark.parametrize("run, message", [("broken/corrupt_part", "corrupt"), ("broken/newer", "upgrade")])
+def test_broken_run_shows_a_message(monkeypatch, dash_logdir, run, message):
+    at = open_page(monkeypatch, dash_logdir, PAGE, run)
+    assert message in at.error[0].value

@@ -1,0 +1,48 @@
+"""Everything the dashboard pages compute, with no Streamlit in it.
+
+The pages (``pages/*.py``) read widgets, call one function here, and render its result;
+the Streamlit caches they use wrap :func:`open_run` (per run version) and the functions of
+:mod:`.assessment`. Modules:
+
+* :mod:`.runs` — listing the runs under a logdir and resolving a run name safely;
+* :mod:`.tables` — the columnar view of one run (:class:`RunTables`);
+* :mod:`.query` — saliency filters, sorting, paging and the detail of one image;
+* :mod:`.overlay` / :mod:`.render` — display normalisation of raw maps, cached rendering;
+* :mod:`.assessment` — aggregation of scores (means, bootstrap intervals, weights, per class);
+* :mod:`.figures` — the plotly figures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .render import MapStore
+from .runs import RunInfo, list_runs, parse_logdir, resolve_run, runs_frame
+from .tables import RunTables, run_stamp
+
+
+@dataclass(eq=False)
+class OpenRun:
+    """A run ready for the pages: its tables and its map store."""
+
+    info: RunInfo
+    tables: RunTables
+    store: MapStore
+    stamp: int = 0     # :func:`run_stamp` when loaded: identifies this version of the run
+    load_s: float = 0.0  # seconds the tables took to load (paces the refresh of a running run)
+
+
+def open_run(logdir: str | Path, name: str, runs: list[RunInfo] | None = None) -> OpenRun:
+    """Resolve ``name`` under ``logdir`` (never outside it) and load its tables.
+    Raises :class:`~xai_core.errors.XaiError` subclasses with a message for the user."""
+    info = resolve_run(logdir, name, runs)
+    stamp = run_stamp(info.path)
+    t0 = time.perf_counter()
+    tables = RunTables.load(info.path, root=logdir)
+    return OpenRun(info, tables, MapStore(info.path), stamp, time.perf_counter() - t0)
+
+
+__all__ = ["MapStore", "OpenRun", "RunInfo", "RunTables", "list_runs", "open_run", "parse_logdir",
+           "resolve_run", "run_stamp", "runs_frame"]

@@ -1,0 +1,246 @@
+"""Aggregation of the scores table for the assessment pages (pure pandas / numpy).
+
+* An explainer's score on a metric is the mean of the finite ``score`` values (the [0, 1],
+  higher-is-better column) over its (image, label) results; NaN/inf results (a metric that
+  does not apply, e.g. localisation without a box) are counted as skipped, not averaged
+  (ANCHORS.md §3, "Aggregation").
+* The 95 % interval of that mean is a percentile bootstrap (Efron & Tibshirani 1993, §13.3)
+  with a fixed seed. Beyond ``EXACT_BOOTSTRAP_MAX`` values the bootstrap distribution of a
+  mean of bounded values is normal to well under the displayed precision (central limit
+  theorem), so the normal interval mean ± 1.96·s/√n is used and the method is reported.
+* Comprehensive score = Σ wᵢ · meanᵢ over metrics with weights normalised to sum to 1
+  (MindInsight asks the user to make them sum to 1; we normalise). A metric with no finite
+  result for an explainer is left out and the remaining weights renormalised; the table
+  says how many metrics each score used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..errors import XaiError
+from .tables import RunTables
+
+EXACT_BOOTSTRAP_MAX = 5000
+N_BOOT = 1000
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    display_name: str
+    category: str
+    higher_is_better: bool
+    value_range: tuple[float, float]
+    label_agnostic: bool
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+
+def metric_infos(t: RunTables) -> list[MetricInfo]:
+    """The run's metrics, in run order, from the manifest."""
+    out = []
+    for m in t.metrics:
+        rng = m.get("value_range") or [0.0, 1.0]
+        out.append(MetricInfo(str(m.get("name")), str(m.get("display_name") or m.get("name")), str(m.get("category", "")),
+                              bool(m.get("higher_is_better", True)), (float(rng[0]), float(rng[1])),
+                              bool(m.get("label_agnostic", False))))
+    return out
+
+
+def metrics_frame(infos: list[MetricInfo]) -> pd.DataFrame:
+    """One row per metric: what its raw value means and how it was mapped to [0, 1]."""
+    return pd.DataFrame({
+        "metric": [m.name for m in infos],
+        "name": [m.display_name for m in infos],
+        "category": [m.category for m in infos],
+        "direction (raw)": [m.direction for m in infos],
+        "raw range": [f"[{m.value_range[0]:g}, {m.value_range[1]:g}]" for m in infos],
+        "per": ["image" if m.label_agnostic else "image × label" for m in infos],
+    })
+
+
+def bootstrap_ci(values: np.ndarray, *, n_boot: int = N_BOOT, level: float = 0.95, seed: int = 0,
+                 exact_max: int = EXACT_BOOTSTRAP_MAX) -> tuple[float, float, str]:
+    """(low, high, method) interval of the mean of finite ``values`` (1-D)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = v.size
+    if n == 0:
+        return float("nan"), float("nan"), "none"
+    if n == 1:
+        return float(v[0]), float(v[0]), "single value"
+    alpha = (1.0 - level) / 2.0
+    if n > exact_max:
+        half = 1.959963984540054 * v.std(ddof=1) / np.sqrt(n)
+        return float(v.mean() - half), float(v.mean() + half), "normal"
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    step = max(1, 2_000_000 // n)  # bound the (step, n) index block to ~16 MB
+    for a in range(0, n_boot, step):
+        b = min(n_boot, a + step)
+        means[a:b] = v[rng.integers(0, n, size=(b - a, n))].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi), "bootstrap"
+
+
+def explainer_metric_table(t: RunTables, *, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """Long table, one row per explainer × metric present in the run: ``n`` finite results,
+    ``skipped`` non-finite ones, ``mean`` of the [0, 1] score, ``ci_low``/``ci_high``,
+    ``ci_method``, ``raw_mean`` (finite raw values, in the metric's own units)."""
+    rows = []
+    for e in t.explainers:
+        for m in metric_infos(t):
+            sl = t.pair_slices.get((e, m.name))
+            if sl is None:
+                continue
+            part = t.scores.iloc[sl]
+            s = part["score"].to_numpy()
+            raw = part["raw"].to_numpy()
+            fin = np.isfinite(s)
+            lo, hi, how = bootstrap_ci(s[fin], n_boot=n_boot, seed=seed)
+            fr = np.isfinite(raw)
+            rows.append({"explainer": e, "metric": m.name, "n": int(fin.sum()), "skipped": int((~fin).sum()),
+                         "mean": float(s[fin].mean()) if fin.any() else float("nan"), "ci_low": lo, "ci_high": hi,
+                         "ci_method": how, "raw_mean": float(raw[fr].mean()) if fr.any() else float("nan")})
+    cols = ["explainer", "metric", "n", "skipped", "mean", "ci_low", "ci_high", "ci_method", "raw_mean"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def normalise_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """Weights divided by their sum; XaiError when one is negative or all are zero."""
+    w = {k: float(v) for k, v in weights.items()}
+    bad = [k for k, v in w.items() if not np.isfinite(v) or v < 0]
+    if bad:
+        raise XaiError(f"metric weights must be finite and ≥ 0; got {', '.join(f'{k}={w[k]}' for k in bad)}")
+    total = sum(w.values())
+    if total <= 0:
+        raise XaiError("every metric weight is 0; give at least one metric a positive weight")
+    return {k: v / total for k, v in w.items()}
+
+
+def comprehensive(long: pd.DataFrame, weights: Mapping[str, float]) -> pd.DataFrame:
+    """One row per explainer: ``score`` = Σ wᵢ · meanᵢ (weights normalised over the metrics
+    that have a finite mean for that explainer), ``metrics_used``, ``rank`` (1 = best)."""
+    w = normalise_weights(weights)
+    rows = []
+    for e, g in long.groupby("explainer", sort=False):
+        means = dict(zip(g["metric"], g["mean"]))
+        use = {m: wi for m, wi in w.items() if wi > 0 and np.isfinite(means.get(m, np.nan))}
+        tot = sum(use.values())
+        score = sum(wi * means[m] for m, wi in use.items()) / tot if tot > 0 else float("nan")
+        rows.append({"explainer": e, "score": score, "metrics_used": f"{len(use)}/{sum(1 for v in w.values() if v > 0)}"})
+    out = pd.DataFrame(rows, columns=["explainer", "score", "metrics_used"])
+    out["rank"] = out["score"].rank(ascending=False, method="min").astype("Int64")
+    return out.sort_values(["rank", "explainer"], na_position="last").reset_index(drop=True)
+
+
+def sanity_column(manifest: dict) -> dict[str, str]:
+    """{explainer: "passed (similarity 0.12)"} from the manifest's randomisation check, or {}
+    when the run has none."""
+    san = manifest.get("sanity")
+    if not isinstance(san, dict):
+        return {}
+    out = {}
+    for e, r in san.items():
+        if not isinstance(r, dict):
+            continue
+        verdict = "passed" if r.get("passed") else "FAILED"
+        sim = r.get("final_similarity")
+        out[str(e)] = f"{verdict} (similarity {sim:.3f})" if isinstance(sim, (int, float)) else verdict
+    return out
+
+
+def assessment_table(t: RunTables, long: pd.DataFrame, weights: Mapping[str, float]) -> pd.DataFrame:
+    """The comprehensive-assessment table, one row per explainer (rank order): per metric
+    its mean, 95 % interval and skipped count, then the comprehensive score, its rank and
+    the sanity verdict when the run has one. Numeric columns, so the CSV keeps full precision."""
+    comp = comprehensive(long, weights)
+    table = comp[["rank", "explainer", "score", "metrics_used"]].rename(columns={"score": "comprehensive"})
+    for m in metric_infos(t):
+        g = long[long["metric"] == m.name].set_index("explainer")
+        for col, src in (("mean", "mean"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("skipped", "skipped")):
+            table[f"{m.name} {col}"] = table["explainer"].map(g[src]) if len(g) else np.nan
+    san = sanity_column(t.manifest)
+    if san:
+        table["sanity"] = table["explainer"].map(san).fillna("not checked")
+    return table
+
+
+def per_class(t: RunTables) -> pd.DataFrame:
+    """Per class: mean [0, 1] score and finite count per explainer × metric. Label-specific
+    metrics are grouped by the explained label; label-agnostic ones by the image's argmax
+    class, the class they explain. Columns: explainer, metric, label, class, n, mean."""
+    k = len(t.classes)
+    pred = t.predicted_class()
+    rows = []
+    for (e, m), sl in t.pair_slices.items():
+        part = t.scores.iloc[sl]
+        lab = part["label"].to_numpy().astype(np.int64)
+        agn = lab < 0
+        if agn.any():
+            lab = np.where(agn, pred[part["pos"].to_numpy()], lab)
+        s = part["score"].to_numpy()
+        fin = np.isfinite(s) & (lab >= 0) & (lab < max(k, 1))
+        n = np.bincount(lab[fin], minlength=k)
+        tot = np.bincount(lab[fin], weights=s[fin], minlength=k)
+        for c in range(k):
+            rows.append((e, m, c, t.class_name(c), int(n[c]), tot[c] / n[c] if n[c] else np.nan))
+    return pd.DataFrame(rows, columns=["explainer", "metric", "label", "class", "n", "mean"])
+
+
+def class_counts(t: RunTables) -> pd.DataFrame:
+    """Per class: images with it as ground truth, explained (image, label) rows, and rows per tag."""
+    k = len(t.classes)
+    lab = t.labels
+    labels = lab["label"].to_numpy()
+    ok = (labels >= 0) & (labels < k)
+    out = pd.DataFrame({"label": np.arange(k), "class": t.classes})
+    out["explained"] = np.bincount(labels[ok], minlength=k)
+    gt = t.extra["gt_labels"].combine_chunks().flatten().to_numpy(zero_copy_only=False) if t.n_samples else np.zeros(0, int)
+    gt = gt[(gt >= 0) & (gt < k)]
+    out["ground truth images"] = np.bincount(gt.astype(np.int64), minlength=k)
+    codes = lab["tag"].cat.codes.to_numpy()
+    for i, tag in enumerate(lab["tag"].cat.categories):
+        sel = ok & (codes == i)
+        out[tag] = np.bincount(labels[sel], minlength=k)
+    return out
+
+
+def class_bars_frame(pc: pd.DataFrame, *, explainer: str | None = None, metric: str | None = None) -> pd.DataFrame:
+    """Rows of :func:`per_class` for one explainer × every metric, or one metric × every
+    explainer; exactly one of the two must be given."""
+    if (explainer is None) == (metric is None):
+        raise XaiError("give either one explainer (compare metrics) or one metric (compare explainers)")
+    return pc[pc["explainer"] == explainer] if explainer is not None else pc[pc["metric"] == metric]
+
+
+def display_table(table: pd.DataFrame, infos: list[MetricInfo]) -> pd.DataFrame:
+    """:func:`assessment_table` as strings for the page: ``mean [low, high]`` per metric
+    (with the skipped count when any), the comprehensive score, rank and sanity."""
+    out = table[["rank", "explainer"]].copy()
+    out["comprehensive"] = [f"{v:.3f}" if np.isfinite(v) else "–" for v in table["comprehensive"]]
+    out["metrics used"] = table["metrics_used"]
+    for m in infos:
+        if f"{m.name} mean" not in table:
+            continue
+        cells = []
+        for mean, lo, hi, sk in zip(table[f"{m.name} mean"], table[f"{m.name} ci_low"], table[f"{m.name} ci_high"],
+                                    table[f"{m.name} skipped"]):
+            if not np.isfinite(mean):
+                cell = "–"
+            else:
+                cell = f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+            if sk == sk and sk:
+                cell += f" · {int(sk)} skipped"
+            cells.append(cell)
+        out[f"{m.display_name} ({'↑' if m.higher_is_better else '↓'} raw)"] = cells
+    if "sanity" in table:
+        out["sanity"] = table["sanity"]
+    return out

@@ -1,0 +1,108 @@
+"""Plotly figures of the dashboard: detail heatmaps, ranking, radar and per-class bars."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .overlay import OverlayStyle, colormap_lut, polarised
+
+BOX_COLOUR = "#00e5ff"
+
+
+def _plotly_scale(name: str) -> list:
+    lut = colormap_lut(name)
+    idx = np.linspace(0, 255, 11).round().astype(int)
+    return [[i / 10.0, f"rgb({lut[j, 0]},{lut[j, 1]},{lut[j, 2]})"] for i, j in enumerate(idx)]
+
+
+def _boxes(fig: go.Figure, boxes: Sequence[tuple], *, highlight: str | None = None) -> None:
+    for name, x0, y0, x1, y1 in boxes:
+        # Pixel edges: a box [x0, x1) covers pixel centres x0 … x1 − 1.
+        fig.add_shape(type="rect", x0=x0 - 0.5, y0=y0 - 0.5, x1=x1 - 0.5, y1=y1 - 0.5,
+                      line=dict(color=BOX_COLOUR, width=3 if name == highlight else 1.5))
+        fig.add_annotation(x=x0 - 0.5, y=y0 - 0.5, text=name, showarrow=False, xanchor="left", yanchor="bottom",
+                           font=dict(color=BOX_COLOUR, size=11))
+
+
+def _square(fig: go.Figure, h: int, w: int, title: str) -> go.Figure:
+    fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], constrain="domain")
+    fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor="x", constrain="domain")
+    fig.update_layout(title=dict(text=title, font=dict(size=13)), margin=dict(l=0, r=0, t=28, b=0), height=320)
+    return fig
+
+
+def picture_figure(image: np.ndarray, boxes: Sequence[tuple], title: str = "image") -> go.Figure:
+    """The stored image at full resolution with its ground-truth boxes."""
+    fig = go.Figure(go.Image(z=image, hovertemplate="x=%{x} y=%{y}<br>rgb=%{z}<extra></extra>"))
+    _boxes(fig, boxes)
+    return _square(fig, image.shape[0], image.shape[1], title)
+
+
+def heatmap_figure(saliency: np.ndarray, vmax: float, style: OverlayStyle, *, image: np.ndarray | None = None,
+                   boxes: Sequence[tuple] = (), title: str = "", highlight: str | None = None) -> go.Figure:
+    """One explainer's map as an interactive heatmap: colours follow the page's polarity,
+    clipping and colour map; hovering shows the raw value. With ``style.overlay`` the image
+    is drawn underneath at ``1 − opacity`` visibility."""
+    h, w = saliency.shape
+    p = polarised(saliency, style.polarity)
+    vmax = float(vmax) if vmax > 0 else 1.0
+    zmin = -vmax if style.signed else 0.0
+    fig = go.Figure()
+    if style.overlay and image is not None and image.shape[:2] == (h, w):
+        fig.add_trace(go.Image(z=image, hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(
+        z=p, customdata=np.asarray(saliency, dtype=np.float64), zmin=zmin, zmax=vmax,
+        colorscale=_plotly_scale(style.colormap), opacity=style.opacity if style.overlay and image is not None else 1.0,
+        hovertemplate="x=%{x} y=%{y}<br>raw=%{customdata:.4g}<br>shown=%{z:.4g}<extra></extra>",
+        colorbar=dict(thickness=10, len=0.8),
+    ))
+    _boxes(fig, boxes, highlight=highlight)
+    return _square(fig, h, w, title)
+
+
+def ranking_figure(comp: pd.DataFrame) -> go.Figure:
+    """Horizontal bars of the comprehensive score, best on top."""
+    d = comp.dropna(subset=["score"]).sort_values("score")
+    fig = go.Figure(go.Bar(x=d["score"], y=d["explainer"], orientation="h", text=[f"{v:.3f}" for v in d["score"]],
+                           textposition="auto", hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
+    fig.update_layout(xaxis=dict(range=[0, 1], title="comprehensive score (higher is better)"),
+                      margin=dict(l=0, r=10, t=10, b=40), height=80 + 36 * len(d))
+    return fig
+
+
+def radar_figure(long: pd.DataFrame, metric_names: Sequence[str], labels: dict[str, str] | None = None) -> go.Figure:
+    """One closed polygon per explainer over the metrics' mean [0, 1] scores."""
+    labels = labels or {}
+    theta = [labels.get(m, m) for m in metric_names]
+    fig = go.Figure()
+    for e, g in long.groupby("explainer", sort=False):
+        means = dict(zip(g["metric"], g["mean"]))
+        r = [means.get(m, np.nan) for m in metric_names]
+        fig.add_trace(go.Scatterpolar(r=r + r[:1], theta=theta + theta[:1], name=str(e), fill="toself", opacity=0.6))
+    fig.update_layout(polar=dict(radialaxis=dict(range=[0, 1])), margin=dict(l=80, r=80, t=40, b=40), height=420)
+    return fig
+
+
+def class_bars_figure(frame: pd.DataFrame, group: str, counts: dict[str, int] | None = None,
+                      names: dict[str, str] | None = None) -> go.Figure:
+    """Grouped horizontal bars: one row per class, one bar per value of ``group``
+    (``"metric"`` or ``"explainer"``). ``counts`` {class: n} is appended to the row labels."""
+    names = names or {}
+    counts = counts or {}
+    classes = list(dict.fromkeys(frame["class"]))
+    ylab = {c: f"{c} (n={counts[c]})" if c in counts else c for c in classes}
+    fig = go.Figure()
+    for gval, g in frame.groupby(group, sort=False):
+        fig.add_trace(go.Bar(
+            x=g["mean"], y=[ylab[c] for c in g["class"]], orientation="h", name=names.get(str(gval), str(gval)),
+            customdata=g["n"], hovertemplate="%{y}<br>%{x:.4f} over %{customdata} results<extra>" + names.get(str(gval), str(gval)) + "</extra>",
+        ))
+    fig.update_layout(barmode="group", xaxis=dict(range=[0, 1], title="mean score (higher is better)"),
+                      yaxis=dict(autorange="reversed", categoryorder="array", categoryarray=[ylab[c] for c in classes]),
+                      margin=dict(l=0, r=10, t=10, b=40), height=120 + 22 * len(classes) * max(1, frame[group].nunique()),
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return fig

@@ -1,0 +1,264 @@
+"""Saliency-page queries: filter, sort and page the images of a run.
+
+Semantics (MindInsight's, ANCHORS.md §5, extended):
+* an (image, label) row *passes* when its label is selected, its tag is selected and its
+  probability is in range; an image passes when any of its explained labels passes;
+* an image's sort value is the max over its passing labels when sorting descending and the
+  min when ascending (so "ascending score" surfaces the worst explanation an image has);
+  images without a finite value sort last either way; ties keep sample order.
+
+All of it is vectorised over the label rows of :class:`RunTables`; one query over 100,000
+images takes a few milliseconds and copies nothing but boolean and float columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import XaiError
+from ..labels import TAGS
+from .tables import RunTables
+
+SORT_PROBABILITY = "probability"
+SORT_SCORE = "score"
+SORT_UNCERTAINTY = "uncertainty"
+SORT_ID = "sample id"
+
+
+@dataclass(frozen=True)
+class SaliencyFilter:
+    labels: tuple[int, ...] = ()          # () means every label
+    tags: tuple[str, ...] = TAGS
+    prob_min: float = 0.0
+    prob_max: float = 1.0
+
+
+@dataclass(frozen=True)
+class SortSpec:
+    key: str = SORT_PROBABILITY
+    descending: bool = True
+    explainer: str = ""                   # SORT_SCORE only
+    metric: str = ""
+
+
+def sort_options(t: RunTables) -> list[str]:
+    """What the run can be sorted by: "uncertainty" only when the run stores ``prob_std``."""
+    opts = [SORT_PROBABILITY]
+    if t.pair_slices:
+        opts.append(SORT_SCORE)
+    if t.has_uncertainty:
+        opts.append(SORT_UNCERTAINTY)
+    return opts + [SORT_ID]
+
+
+def score_choices(t: RunTables) -> dict[str, list[str]]:
+    """{explainer: [metrics]} that have scores, in the run's order."""
+    order = {e: i for i, e in enumerate(t.explainers)}
+    morder = {m.get("name"): i for i, m in enumerate(t.metrics)}
+    out: dict[str, list[str]] = {}
+    for e, m in sorted(t.pair_slices, key=lambda p: (order.get(p[0], len(order)), morder.get(p[1], len(morder)))):
+        out.setdefault(e, []).append(m)
+    return out
+
+
+def _rows_mask(t: RunTables, flt: SaliencyFilter, *, use_tags: bool = True) -> np.ndarray:
+    prob = t.lcol("prob")
+    m = (prob >= flt.prob_min) & (prob <= flt.prob_max)
+    if flt.labels:
+        m &= np.isin(t.lcol("label"), np.asarray(flt.labels, dtype=np.int32))
+    if use_tags:
+        codes = t.lcol("tag")
+        wanted = [TAGS.index(x) for x in flt.tags if x in TAGS]
+        m &= np.isin(codes, np.asarray(wanted, dtype=codes.dtype))
+    return m
+
+
+def tag_counts(t: RunTables, flt: SaliencyFilter) -> dict[str, int]:
+    """(image, label) rows per tag among those passing the label and probability filters."""
+    m = _rows_mask(t, flt, use_tags=False)
+    codes = t.lcol("tag")[m]
+    counts = np.bincount(codes[codes >= 0], minlength=len(TAGS))
+    return {tag: int(counts[i]) for i, tag in enumerate(TAGS)}
+
+
+def _reduce(t: RunTables, values: np.ndarray, how) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample ufunc reduction of a label-row column; returns (nonempty positions, values)."""
+    ne = np.flatnonzero(np.diff(t.starts) > 0)
+    if not len(ne):
+        return ne, values[:0]
+    return ne, how.reduceat(values, t.starts[ne])
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Passing images in display order: ``order`` sample positions, ``value`` their sort
+    value (NaN where none), ``rows`` the label-row pass mask used for the chips."""
+
+    order: np.ndarray
+    value: np.ndarray
+    rows: np.ndarray
+
+    @property
+    def total(self) -> int:
+        return int(len(self.order))
+
+
+def select(t: RunTables, flt: SaliencyFilter, sort: SortSpec) -> Selection:
+    """Filter then sort every image of the run."""
+    rows = _rows_mask(t, flt)
+    ne, passes = _reduce(t, rows, np.logical_or)
+    pos = ne[passes]
+    if sort.key == SORT_ID:
+        rank = t.id_rank()[pos].astype(np.float64)
+        key = -rank if sort.descending else rank
+        value = np.full(len(pos), np.nan)
+    else:
+        v = _sort_column(t, sort)
+        ok = rows & np.isfinite(v)
+        fill = -np.inf if sort.descending else np.inf
+        _, agg = _reduce(t, np.where(ok, v, fill), np.maximum if sort.descending else np.minimum)
+        agg = agg[passes]
+        value = np.where(np.isfinite(agg), agg, np.nan)
+        # Missing values sort last in both directions.
+        key = np.where(np.isfinite(agg), -agg if sort.descending else agg, np.inf)
+    order = np.argsort(key, kind="stable")
+    return Selection(pos[order], value[order], rows)
+
+
+def _sort_column(t: RunTables, sort: SortSpec) -> np.ndarray:
+    if sort.key == SORT_PROBABILITY:
+        return t.lcol("prob")
+    if sort.key == SORT_UNCERTAINTY:
+        if not t.has_uncertainty:
+            raise XaiError(f"{t.run_dir}: this run has no uncertainty (no `prob_std` column); sort by probability instead")
+        return t.lcol("prob_std")
+    if sort.key == SORT_SCORE:
+        if (sort.explainer, sort.metric) not in t.pair_slices:
+            raise XaiError(f"{t.run_dir}: no scores for explainer {sort.explainer!r} on metric {sort.metric!r}; "
+                           f"expected one of {sorted(t.pair_slices)[:6]}")
+        return t.pair_values(sort.explainer, sort.metric)
+    raise XaiError(f"sort key {sort.key!r} unknown; expected one of {[SORT_PROBABILITY, SORT_SCORE, SORT_UNCERTAINTY, SORT_ID]}")
+
+
+# ---- one page ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Chip:
+    """One explained label of an image."""
+
+    label: int
+    name: str
+    prob: float
+    tag: str
+    passes: bool
+    part: int
+    map_offset: int
+    is_gt: bool
+    std: float | None = None      # MC-dropout standard deviation when the run has it
+
+    @property
+    def text(self) -> str:
+        unc = f" ± {self.std:.3f}" if self.std is not None and self.std == self.std else ""
+        return f"{self.name} {self.prob:.3f}{unc}"
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    pos: int
+    sample_index: int
+    sample_id: str
+    part: int
+    offset: int
+    chips: tuple[Chip, ...]
+    value: float
+
+    def default_label(self) -> int | None:
+        """The first passing label (highest probability), else the first explained one."""
+        for c in self.chips:
+            if c.passes:
+                return c.label
+        return self.chips[0].label if self.chips else None
+
+    def chip(self, label: int | None) -> Chip | None:
+        return next((c for c in self.chips if c.label == label), None)
+
+
+@dataclass(frozen=True)
+class PageView:
+    total: int
+    page: int
+    n_pages: int
+    page_size: int
+    rows: tuple[ImageRow, ...]
+
+
+def chips_of(t: RunTables, pos: int, rows_mask: np.ndarray | None = None) -> tuple[Chip, ...]:
+    a, b = int(t.starts[pos]), int(t.starts[pos + 1])
+    passes = rows_mask[a:b] if rows_mask is not None else np.ones(b - a, bool)
+    std = t.lcol("prob_std")[a:b] if t.has_uncertainty else [None] * (b - a)
+    return tuple(
+        Chip(int(l), t.class_name(int(l)), float(p), TAGS[g] if g >= 0 else "?", bool(ok), int(pt), int(mo), bool(gt),
+             None if sd is None else float(sd))
+        for l, p, g, ok, pt, mo, gt, sd in zip(t.lcol("label")[a:b], t.lcol("prob")[a:b], t.lcol("tag")[a:b], passes,
+                                               t.lcol("part")[a:b], t.lcol("map_offset")[a:b], t.lcol("is_gt")[a:b], std)
+    )
+
+
+def _row(t: RunTables, pos: int, chips: tuple[Chip, ...], value: float) -> ImageRow:
+    return ImageRow(pos, int(t.scol("sample_index")[pos]), str(t.scol("sample_id")[pos]), int(t.scol("part")[pos]),
+                    int(t.scol("offset")[pos]), chips, value)
+
+
+def page_view(t: RunTables, sel: Selection, page: int, page_size: int) -> PageView:
+    """Rows of page ``page`` (1-based, clamped to the last page)."""
+    if page_size < 1:
+        raise XaiError(f"page size is {page_size}; expected ≥ 1")
+    n_pages = max(1, -(-sel.total // page_size))
+    page = min(max(1, int(page)), n_pages)
+    lo = (page - 1) * page_size
+    rows = tuple(_row(t, int(pos), chips_of(t, int(pos), sel.rows), float(val))
+                 for pos, val in zip(sel.order[lo: lo + page_size], sel.value[lo: lo + page_size]))
+    return PageView(sel.total, page, n_pages, page_size, rows)
+
+
+# ---- one image ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SampleDetail:
+    row: ImageRow
+    source: str
+    height: int
+    width: int
+    ground_truth: tuple[str, ...]
+    boxes: tuple[tuple[str, float, float, float, float], ...]   # (class, x_min, y_min, x_max, y_max)
+    scores: pd.DataFrame                                      # label, explainer, metric, raw, score
+
+
+def find_pos(t: RunTables, sample_index: int) -> int:
+    sidx = t.samples["sample_index"].to_numpy()
+    p = int(np.searchsorted(sidx, sample_index))
+    if p >= len(sidx) or sidx[p] != sample_index:
+        raise XaiError(f"{t.run_dir}: no sample with index {sample_index}")
+    return p
+
+
+def sample_detail(t: RunTables, pos: int) -> SampleDetail:
+    """Everything the detail view shows about one image."""
+    s = t.samples
+    row = _row(t, pos, chips_of(t, pos), float("nan"))
+    sc = t.scores[t.scores["pos"].to_numpy() == pos]
+    scores = pd.DataFrame({
+        "label": ["(image)" if l < 0 else t.class_name(int(l)) for l in sc["label"]],
+        "explainer": sc["explainer"].astype(str).to_numpy(),
+        "metric": sc["metric"].astype(str).to_numpy(),
+        "raw": sc["raw"].to_numpy(),
+        "score": sc["score"].to_numpy(),
+    })
+    return SampleDetail(
+        row=row, source=str(s["source"].iat[pos]),
+        height=int(s["height"].iat[pos]), width=int(s["width"].iat[pos]),
+        ground_truth=tuple(t.class_name(g) for g in t.gt_labels(pos)),
+        boxes=tuple((t.class_name(b[0]), *b[1:]) for b in t.boxes(pos)),
+        scores=scores,
+    )

@@ -1,0 +1,219 @@
+"""Reading and rendering the maps of the visible page only, behind bounded LRU caches.
+
+One :class:`MapStore` per run is shared by every session (the pages keep it in
+``st.cache_resource``). A page turn reads at most page_size × (1 + explainers) rows (one zarr
+chunk each), all at once, and encodes only tiles not rendered before with the same style.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import SummaryError, XaiError
+from ..summary.format import arrays_path
+from ..summary.reader import read_manifest
+from .overlay import OverlayStyle, png_bytes, render, scale_values, thumbnail, upscale_factor
+from .query import ImageRow
+from .runs import ensure_inside
+
+
+class LRU:
+    """A thread-safe bounded mapping; ``get(key, make)`` computes on a miss."""
+
+    def __init__(self, max_entries: int):
+        self.max_entries = max_entries
+        self._d: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def peek(self, key):
+        """The value, or None, without counting or computing."""
+        with self._lock:
+            return self._d.get(key)
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.max_entries:
+                self._d.popitem(last=False)
+
+    def get(self, key, make: Callable[[], object]):
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                self.hits += 1
+                return self._d[key]
+        value = make()
+        with self._lock:
+            self.misses += 1
+        self.put(key, value)
+        return value
+
+    def __contains__(self, key) -> bool:
+        return key in self._d
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+@dataclass
+class Grid:
+    """Rendered page: ``pictures`` {pos: PNG}, ``tiles`` {(pos, explainer): PNG or None},
+    ``scales`` {(pos, explainer): clip value}, ``errors`` one line per map that failed."""
+
+    pictures: dict = field(default_factory=dict)
+    tiles: dict = field(default_factory=dict)
+    scales: dict = field(default_factory=dict)
+    errors: list = field(default_factory=list)
+
+
+def _image_key(part: int, offset: int) -> tuple:
+    return ("images", int(part), int(offset))
+
+
+def _map_key(explainer: str, part: int, map_offset: int) -> tuple:
+    return (f"saliency/{explainer}", int(part), int(map_offset))
+
+
+class MapStore:
+    """Images and raw maps of one run, kept in bounded caches.
+
+    Rows are keyed ``(array, part, row)`` with array ``"images"`` or ``"saliency/<name>"``.
+    Missing rows of a page are fetched together in one round trip to zarr's event loop,
+    which reads their chunks concurrently: zarr v3 is asynchronous underneath, and one
+    synchronous read per row (an event-loop hand-off each) dominated a cold page."""
+
+    def __init__(self, run_dir: str | Path, *, max_rows: int = 4096, max_tiles: int = 2048, max_arrays: int = 512):
+        self.run_dir = Path(run_dir)
+        self._explainers = {str(e.get("name")) for e in read_manifest(self.run_dir).get("explainers", [])}
+        self._rows = LRU(max_rows)
+        self._tiles = LRU(max_tiles)
+        self._arrays = LRU(max_arrays)   # open zarr AsyncArray handles
+
+    def _array_path(self, name: str, part: int) -> Path:
+        if name != "images" and name.removeprefix("saliency/") not in self._explainers:
+            raise SummaryError(f"{self.run_dir}: no saliency maps for explainer {name.removeprefix('saliency/')!r}; "
+                               f"expected one of {sorted(self._explainers)}")
+        # explainer names come from the manifest: never let one point outside the run
+        return ensure_inside(self.run_dir, arrays_path(self.run_dir, part) / name)
+
+    def prefetch(self, keys: Sequence[tuple]) -> dict:
+        """Read every key not cached yet, concurrently; returns {key: error} for rows that failed."""
+        todo = [k for k in dict.fromkeys(keys) if k not in self._rows]
+        if not todo:
+            return {}
+        import zarr.api.asynchronous as za
+
+        async def one(key):
+            name, part, row = key
+            try:
+                arr = self._arrays.peek((name, part))
+                if arr is None:
+                    arr = await za.open_array(store=str(self._array_path(name, part)), mode="r")
+                    self._arrays.put((name, part), arr)
+                return np.asarray(await arr.getitem(row))
+            except Exception as e:  # noqa: BLE001 - reported per row by the caller
+                return e
+
+        async def gather():
+            return await asyncio.gather(*(one(k) for k in todo))
+
+        try:
+            from zarr.core.sync import sync  # zarr's own loop and thread pool, reused across pages
+        except ImportError:  # pragma: no cover - if zarr moves it, a private loop works too
+            sync = asyncio.run
+        errors = {}
+        for key, value in zip(todo, sync(gather())):
+            if isinstance(value, Exception):
+                errors[key] = value
+            else:
+                value.flags.writeable = False
+                self._rows.put(key, value)
+        return errors
+
+    def _row(self, key: tuple, what: str) -> np.ndarray:
+        err = self.prefetch([key]).get(key)
+        if err is not None:
+            if isinstance(err, XaiError):
+                raise err
+            raise SummaryError(f"{self.run_dir}: {what} is unreadable ({type(err).__name__}: {err}); "
+                               "the run directory may be damaged") from err
+        return self._rows.get(key, lambda: None)
+
+    def image(self, part: int, offset: int) -> np.ndarray:
+        """(H, W, 3) uint8, read-only."""
+        return self._row(_image_key(part, offset), f"image {offset} of part {part}")
+
+    def saliency(self, explainer: str, part: int, map_offset: int) -> np.ndarray:
+        """(H, W) float32 raw map, read-only."""
+        return self._row(_map_key(explainer, part, map_offset), f"map {map_offset} of {explainer!r} in part {part}")
+
+    def grid(self, rows: Sequence[ImageRow], active: Mapping[int, int | None], explainers: Sequence[str],
+             style: OverlayStyle, *, target_px: int = 128) -> Grid:
+        """Pictures and one tile per (row, explainer) showing the row's active label."""
+        out = Grid()
+        chips = {r.pos: r.chip(active.get(r.pos, r.default_label())) for r in rows}
+        keys = [_image_key(r.part, r.offset) for r in rows]
+        keys += [_map_key(e, c.part, c.map_offset) for c in chips.values() if c is not None for e in explainers]
+        self.prefetch(keys)  # one concurrent read of everything the page lacks
+        maps: dict = {}
+        images: dict = {}
+        for r in rows:
+            try:
+                images[r.pos] = img = self.image(r.part, r.offset)
+            except XaiError as e:
+                out.errors.append(f"{r.sample_id}: {e}")
+                continue
+            up = upscale_factor(*img.shape[:2], target=target_px)
+            out.pictures[r.pos] = self._tiles.get(("picture", r.part, r.offset, up),
+                                                  lambda img=img, up=up: png_bytes(thumbnail(img, upscale=up)))
+            chip = chips[r.pos]
+            for e in explainers:
+                out.tiles[(r.pos, e)] = None
+                if chip is None:
+                    continue
+                try:
+                    maps[(r.pos, e)] = (e, self.saliency(e, chip.part, chip.map_offset))
+                except XaiError as err:
+                    out.errors.append(f"{r.sample_id} / {chip.name} / {e}: {err}")
+        out.scales = scale_values(maps, style)
+        by_pos = {r.pos: r for r in rows}
+        for (pos, e), (_, m) in maps.items():
+            r, chip, img, vmax = by_pos[pos], chips[pos], images[pos], out.scales[(pos, e)]
+            up = upscale_factor(*img.shape[:2], target=target_px)
+            key = ("tile", e, chip.part, chip.map_offset, r.part, r.offset, style, vmax, up)
+            out.tiles[(pos, e)] = self._tiles.get(key, lambda img=img, m=m, v=vmax, up=up: png_bytes(render(img, m, v, style, upscale=up)))
+        return out
+
+    def cache_info(self) -> dict:
+        return {"rows": len(self._rows), "tiles": len(self._tiles), "arrays": len(self._arrays),
+                "tile_hits": self._tiles.hits, "tile_misses": self._tiles.misses}
+
+
+def detail_maps(store: MapStore, row: ImageRow, label: int, explainers: Sequence[str],
+                style: OverlayStyle) -> tuple[np.ndarray, dict, list[str]]:
+    """(image, {explainer: (raw map, clip value)}, errors) for one label of one image at
+    stored resolution, scaled per ``style.scale`` across these maps."""
+    chip = row.chip(label)
+    keys = [_image_key(row.part, row.offset)]
+    if chip is not None:
+        keys += [_map_key(e, chip.part, chip.map_offset) for e in explainers]
+    store.prefetch(keys)
+    image = store.image(row.part, row.offset)
+    maps, errors = {}, []
+    if chip is not None:
+        for e in explainers:
+            try:
+                maps[e] = (e, store.saliency(e, chip.part, chip.map_offset))
+            except XaiError as err:
+                errors.append(f"{e}: {err}")
+    scales = scale_values(maps, style)
+    return image, {e: (m, scales[e]) for e, (_, m) in maps.items()}, errors

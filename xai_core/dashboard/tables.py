@@ -1,0 +1,293 @@
+"""A columnar, read-only view of one run, built once per run version and shared by every
+page and session (the pages cache it with ``st.cache_resource``).
+
+Everything an interaction needs is a numpy column here, so filtering, sorting and
+aggregating are vectorised and never re-read or copy the run (MindInsight deep-copies and
+re-sorts every sample on each page turn, ANCHORS.md §5).
+
+Row spaces:
+* sample position ``pos`` — row of ``samples`` (sorted by ``sample_index``);
+* label row ``lrow`` — row of ``labels``, grouped by ``pos`` (rows of sample ``pos`` are
+  ``starts[pos]:starts[pos + 1]``, in the order the runner wrote them: decreasing probability);
+* score rows, grouped by (explainer, metric) so one pair is one contiguous slice.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from ..errors import SummaryError
+from ..labels import TAGS
+from ..summary.format import MANIFEST, SCHEMAS, arrays_path, table_path
+from ..summary.reader import RunReader
+from .runs import ensure_inside
+
+
+# Optional labels columns of MC-dropout uncertainty (FORMAT.md); null when the run has none.
+UNCERTAINTY = ("prob_std", "ci_low", "ci_high")
+
+
+def run_stamp(run_dir: str | Path) -> int:
+    """Changes whenever the writer commits progress (it rewrites the manifest atomically), so
+    it keys the caches of a run that is still being written."""
+    try:
+        st = (Path(run_dir) / MANIFEST).stat()
+    except OSError:
+        return 0
+    return st.st_mtime_ns ^ st.st_size
+
+
+def _read_table(run_dir: Path, root: Path, name: str, parts: list[int], columns: list[str],
+                optional: tuple[str, ...] = (), dictionary: tuple[str, ...] = ()) -> pa.Table:
+    """Only the needed columns of every committed part, in part order, read as one dataset
+    (pyarrow reads the files in parallel). ``optional`` columns are kept when the files have
+    them (later format additions such as ``prob_std``); parts without them read as null."""
+    files = [str(ensure_inside(root, table_path(run_dir, name, p))) for p in parts]
+    if not files:
+        return SCHEMAS[name].empty_table().select(columns)
+    try:
+        have = set(pq.read_schema(files[0]).names) | set(pq.read_schema(files[-1]).names)
+        cols = columns + [c for c in optional if c in have]
+        schema = pa.schema([SCHEMAS[name].field(c) if c in SCHEMAS[name].names else pq.read_schema(files[-1]).field(c)
+                            for c in cols])
+        fmt = pads.ParquetFileFormat(read_options=pads.ParquetReadOptions(
+            dictionary_columns=[c for c in dictionary if c in cols]))
+        if dictionary:  # dictionary-encoded on read: strings arrive as categoricals, not objects
+            schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in dictionary else f
+                                for f in schema])
+        return pads.dataset(files, schema=schema, format=fmt).to_table(columns=cols)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+        raise SummaryError(_which_part_is_bad(files, parts, name, e)) from e
+
+
+def _which_part_is_bad(files: list[str], parts: list[int], name: str, error: Exception) -> str:
+    for f, p in zip(files, parts):
+        try:
+            pq.read_metadata(f)
+        except (pa.ArrowInvalid, OSError) as e:
+            return f"{f}: part {p} of table {name!r} is corrupt or missing ({e}); re-run that part with --resume"
+    return f"{Path(files[0]).parent}: table {name!r} cannot be read ({error}); re-run the damaged parts with --resume"
+
+
+@dataclass(eq=False)
+class RunTables:
+    """Tables of one run; build with :meth:`load`. Treat as read-only: it is shared between
+    sessions."""
+
+    run_dir: Path
+    manifest: dict
+    samples: pd.DataFrame          # sample_index, sample_id, source, part, offset, height, width
+    extra: pa.Table                # per sample, not converted: gt_labels, probs, boxes
+    labels: pd.DataFrame           # pos, sample_index, label, prob, tag, is_gt, part, map_offset[, UNCERTAINTY]
+    starts: np.ndarray             # (n_samples + 1,) int64 offsets of each sample's label rows
+    scores: pd.DataFrame           # explainer, metric, pos, lrow, label, raw, score
+    pair_slices: dict              # (explainer, metric) -> slice of `scores`
+    _cache: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # ---- loading -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, run_dir: str | Path, *, root: str | Path | None = None) -> "RunTables":
+        """Read the committed parts of ``run_dir``; ``root`` (the logdir) bounds every path read."""
+        run_dir = Path(run_dir)
+        root = Path(root) if root is not None else run_dir
+        ensure_inside(root, run_dir)
+        reader = RunReader(run_dir)  # reads + migrates the manifest; refuses newer formats
+        parts = reader.parts()
+        for p in parts:
+            ensure_inside(root, arrays_path(run_dir, p))
+
+        s = _read_table(run_dir, root, "samples", parts,
+                        ["sample_index", "sample_id", "source", "part", "offset", "height", "width", "gt_labels", "probs", "boxes"])
+        order = pa.compute.sort_indices(s, [("sample_index", "ascending")])
+        s = s.take(order)
+        samples = s.select(["sample_index", "sample_id", "source", "part", "offset", "height", "width"]).to_pandas()
+        extra = s.select(["gt_labels", "probs", "boxes"])
+        sidx = samples["sample_index"].to_numpy()
+        if len(sidx) and (np.diff(sidx) == 0).any():
+            raise SummaryError(f"{run_dir}: a sample appears in two parts; the run directory was damaged")
+
+        lab = _read_table(run_dir, root, "labels", parts,
+                          ["sample_index", "label", "prob", "tag", "is_gt", "part", "map_offset"],
+                          optional=UNCERTAINTY, dictionary=("tag",)).to_pandas()
+        # Uncertainty columns are optional and null when the run did not compute them.
+        lab = lab.drop(columns=[c for c in UNCERTAINTY if c in lab and lab[c].isna().all()])
+        lpos = np.searchsorted(sidx, lab["sample_index"].to_numpy())
+        if len(lab) and ((lpos >= len(sidx)) | (sidx[np.minimum(lpos, len(sidx) - 1)] != lab["sample_index"].to_numpy())).any():
+            raise SummaryError(f"{run_dir}: the labels table names samples missing from the samples table")
+        lab.insert(0, "pos", lpos.astype(np.int32))
+        lab = lab.iloc[np.argsort(lpos, kind="stable")].reset_index(drop=True)
+        # Codes in TAGS order whatever order the file's dictionary has (astype to an unordered
+        # CategoricalDtype with the same categories would keep the file's order).
+        lab["tag"] = pd.Categorical(lab["tag"].astype(object), categories=list(TAGS))
+        starts = np.searchsorted(lab["pos"].to_numpy(), np.arange(len(sidx) + 1)).astype(np.int64)
+
+        sc = _read_table(run_dir, root, "scores", parts,
+                         ["sample_index", "label", "explainer", "metric", "raw", "score"],
+                         dictionary=("explainer", "metric")).to_pandas()
+        scores = cls._index_scores(sc, sidx, lab)
+        pairs = {}
+        if len(scores):
+            codes = scores["explainer"].cat.codes.to_numpy().astype(np.int64) * 65536 + scores["metric"].cat.codes.to_numpy()
+            _, first, counts = np.unique(codes, return_index=True, return_counts=True)
+            for f, c in zip(first, counts):
+                pairs[(str(scores["explainer"].iat[f]), str(scores["metric"].iat[f]))] = slice(int(f), int(f + c))
+        # The Arrow tables were transient; give their pages back instead of keeping them pooled
+        # (about 100 MiB on a 100,000-sample run).
+        pa.default_memory_pool().release_unused()
+        return cls(run_dir, reader.manifest, samples, extra, lab, starts, scores, pairs)
+
+    @staticmethod
+    def _index_scores(sc: pd.DataFrame, sidx: np.ndarray, lab: pd.DataFrame) -> pd.DataFrame:
+        """Adds ``pos`` and ``lrow`` (−1 for label-agnostic rows) and groups rows by pair."""
+        n = len(sc)
+        si = sc["sample_index"].to_numpy()
+        spos = np.searchsorted(sidx, si) if n else np.zeros(0, np.int64)
+        ok = spos < len(sidx)
+        ok[ok] = sidx[spos[ok]] == si[ok]
+        spos = np.where(ok, spos, 0)
+        label = sc["label"].to_numpy().astype(np.int64)
+        k = int(max(label.max(initial=0), lab["label"].max() if len(lab) else 0)) + 1
+        lrow = np.full(n, -1, np.int64)
+        spec = label >= 0
+        if len(lab):
+            lkey = lab["pos"].to_numpy().astype(np.int64) * k + lab["label"].to_numpy()
+            lorder = np.argsort(lkey, kind="stable")
+            sorted_keys = lkey[lorder]
+            skey = spos[spec].astype(np.int64) * k + label[spec]
+            hit = np.minimum(np.searchsorted(sorted_keys, skey), len(lab) - 1)
+            lrow[spec] = np.where(sorted_keys[hit] == skey, lorder[hit], -2)
+        else:
+            lrow[spec] = -2
+        keep = ok & (lrow != -2)  # scores of rows unknown to the other tables are dropped
+        out = pd.DataFrame({
+            "explainer": sc["explainer"].astype("category"),
+            "metric": sc["metric"].astype("category"),
+            "pos": spos.astype(np.int32),
+            "lrow": lrow.astype(np.int32),
+            "label": label.astype(np.int32),
+            "raw": sc["raw"].to_numpy(np.float64),
+            "score": sc["score"].to_numpy(np.float64),
+        })[keep]
+        codes = out["explainer"].cat.codes.to_numpy().astype(np.int64) * 65536 + out["metric"].cat.codes.to_numpy()
+        return out.iloc[np.argsort(codes, kind="stable")].reset_index(drop=True)
+
+    # ---- manifest shortcuts --------------------------------------------------------------
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in self.manifest.get("classes", [])]
+
+    def class_name(self, label: int) -> str:
+        c = self.classes
+        return c[label] if 0 <= label < len(c) else str(label)
+
+    @property
+    def explainers(self) -> list[str]:
+        """Instance names, in run order (the saliency arrays are stored under these names)."""
+        return [str(e["name"]) for e in self.manifest.get("explainers", [])]
+
+    def explainer_meta(self, name: str) -> dict:
+        return next((e for e in self.manifest.get("explainers", []) if e.get("name") == name), {})
+
+    @property
+    def metrics(self) -> list[dict]:
+        return [m for m in self.manifest.get("metrics", []) if isinstance(m, dict)]
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.samples)
+
+    @property
+    def has_uncertainty(self) -> bool:
+        return "prob_std" in self.labels.columns
+
+    # ---- derived columns (computed once, kept) ---------------------------------------------
+    def _memo(self, key, fn):
+        v = self._cache.get(key)
+        if v is None:
+            v = fn()
+            with self._lock:
+                self._cache[key] = v
+        return v
+
+    def lcol(self, name: str) -> np.ndarray:
+        """A ``labels`` column as a read-only numpy array (``tag``: codes into TAGS);
+        row access through pandas costs ~10 µs a value, numpy ~0.1 µs."""
+        def build():
+            c = self.labels[name]
+            a = c.cat.codes.to_numpy() if name == "tag" else c.to_numpy()
+            a.flags.writeable = False
+            return a
+        return self._memo(("lcol", name), build)
+
+    def scol(self, name: str) -> np.ndarray:
+        """A ``samples`` column as a read-only numpy array."""
+        def build():
+            a = self.samples[name].to_numpy(dtype=object if name in ("sample_id", "source") else None)
+            a.flags.writeable = False
+            return a
+        return self._memo(("scol", name), build)
+
+    def pair_values(self, explainer: str, metric: str, column: str = "score") -> np.ndarray:
+        """(n_label_rows,) float64 ``column`` of one explainer × metric aligned to label rows,
+        NaN where absent. Label-agnostic metrics are broadcast to every label of the image."""
+        def build():
+            out = np.full(len(self.labels), np.nan)
+            sl = self.pair_slices.get((explainer, metric))
+            if sl is None:
+                return out
+            part = self.scores.iloc[sl]
+            lrow = part["lrow"].to_numpy()
+            vals = part[column].to_numpy()
+            spec = lrow >= 0
+            out[lrow[spec]] = vals[spec]
+            if (~spec).any():
+                per_sample = np.full(self.n_samples, np.nan)
+                per_sample[part["pos"].to_numpy()[~spec]] = vals[~spec]
+                out = np.where(np.isnan(out), per_sample[self.labels["pos"].to_numpy()], out)
+            out.flags.writeable = False
+            return out
+        return self._memo(("pair", explainer, metric, column), build)
+
+    def id_rank(self) -> np.ndarray:
+        """(n_samples,) int64 rank of each sample id in natural string order."""
+        def build():
+            r = np.empty(self.n_samples, np.int64)
+            r[np.argsort(self.samples["sample_id"].to_numpy(dtype=str), kind="stable")] = np.arange(self.n_samples)
+            r.flags.writeable = False
+            return r
+        return self._memo(("id_rank",), build)
+
+    def predicted_class(self) -> np.ndarray:
+        """(n_samples,) int64 argmax class of each sample: the class label-agnostic metrics
+        explain (the engine passes ``probs.argmax(1)`` to them)."""
+        def build():
+            probs = self.extra["probs"].combine_chunks()
+            k = len(self.classes)
+            flat = probs.flatten().to_numpy(zero_copy_only=False)
+            lengths = probs.value_lengths().to_numpy(zero_copy_only=False) if len(probs) else np.zeros(0, int)
+            if k and len(probs) and (lengths == k).all():
+                out = flat.reshape(-1, k).argmax(1).astype(np.int64)
+            else:  # ragged (should not happen): one at a time
+                out = np.array([int(np.argmax(p)) if p else -1 for p in probs.to_pylist()], dtype=np.int64)
+            out.flags.writeable = False
+            return out
+        return self._memo(("pred",), build)
+
+    def label_rows(self, pos: int) -> pd.DataFrame:
+        return self.labels.iloc[self.starts[pos]: self.starts[pos + 1]]
+
+    def boxes(self, pos: int) -> list[tuple[int, float, float, float, float]]:
+        """[(label, x_min, y_min, x_max, y_max)] at stored resolution."""
+        return [(int(b[0]), *map(float, b[1:5])) for b in (self.extra["boxes"][pos].as_py() or []) if len(b) >= 5]
+
+    def gt_labels(self, pos: int) -> list[int]:
+        return [int(x) for x in (self.extra["gt_labels"][pos].as_py() or [])]
