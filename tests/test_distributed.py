@@ -1,0 +1,152 @@
+"""Distributed runs on a real two-worker LocalCluster: same summary as the single-process run,
+resume per shard, a worker dying mid-shard, and the ``--workers`` CLI path."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from toy import ColourNet, make_dataset, toy_config
+
+from xai_core.cli import main
+from xai_core.config import config_from_dict
+from xai_core.distributed import dask_client, make_shards, run_distributed
+from xai_core.errors import ConfigError
+from xai_core.runner import run
+from xai_core.summary.format import table_path
+from xai_core.summary.reader import RunReader, read_manifest
+from xai_core.summary.writer import committed_parts
+
+N_IMAGES, BATCH = 24, 4  # six parts
+KEYS = {"samples": ["sample_index"], "labels": ["sample_index", "label"],
+        "scores": ["sample_index", "label", "explainer", "metric"]}
+
+
+def cheap_config(data, out, **model_over) -> dict:
+    """The toy configuration with cheap explainers and metrics (the test is about plumbing)."""
+    cfg = toy_config(data, out, explainers=["gradient", "gradcam", "random"],
+                     metrics=[{"type": "deletion_auc", "params": {"steps": 5}}, "pointing_game", "iosr"],
+                     batch_size=BATCH)
+    cfg["model"].update(model_over)
+    return cfg
+
+
+class DyingColourNet(ColourNet):
+    """ColourNet that kills its own process (as an out-of-memory kill would) on the first
+    forward pass after ``after`` parts of ``run_dir`` are committed, once per ``marker`` file."""
+
+    def __init__(self, run_dir: str, marker: str, after: int):
+        super().__init__()
+        self.run_dir, self.marker, self.after = run_dir, marker, after
+
+    def forward(self, x):
+        if len(committed_parts(self.run_dir)) >= self.after:
+            try:
+                fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.close(fd)
+                os._exit(1)
+        return super().forward(x)
+
+
+def dying_colour_net(run_dir: str, marker: str, after: int):
+    return DyingColourNet(run_dir, marker, after).eval()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data"), n=N_IMAGES)
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "run"
+    return run(config_from_dict(cheap_config(data, out)), out, progress=False)
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """The local cluster ``--workers 2`` starts, shared by the tests (starting one costs seconds)."""
+    with dask_client(workers=2) as client:
+        workers = client.scheduler_info()["workers"]
+        assert len(workers) == 2
+        assert all(a.startswith("tcp://127.0.0.1:") for a in [client.scheduler.address, *workers])
+        yield client.scheduler.address
+
+
+def assert_same_run(a, b):
+    """Tables equal up to row order (scores within 1e-6), maps equal within 1e-6."""
+    ra, rb = RunReader(a), RunReader(b)
+    assert ra.status == rb.status == "complete"
+    for name, keys in KEYS.items():
+        x = ra.table(name).sort_values(keys).reset_index(drop=True)
+        y = rb.table(name).sort_values(keys).reset_index(drop=True)
+        assert len(x) > 0
+        if name == "scores":
+            for col in ("raw", "score"):
+                np.testing.assert_allclose(x.pop(col), y.pop(col), rtol=0, atol=1e-6, equal_nan=True)
+        pd.testing.assert_frame_equal(x, y)
+    assert ra.parts() == rb.parts() == list(range(N_IMAGES // BATCH))
+    for p in ra.parts():
+        np.testing.assert_array_equal(ra._store(p)["images"][...], rb._store(p)["images"][...])
+        for e in ("gradient", "gradcam", "random"):
+            np.testing.assert_allclose(ra.saliency_part(e, p), rb.saliency_part(e, p), rtol=0, atol=1e-6)
+
+
+def test_make_shards_covers_every_part_once_in_order():
+    parts = [0, 1, 2, 5, 6, 7, 8, 9, 11, 12]
+    for n_workers, shard_parts in ((2, None), (1, None), (8, None), (2, 3), (2, 100)):
+        shards = make_shards(parts, n_workers, shard_parts)
+        assert [p for s in shards for p in s] == parts
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert len(make_shards(parts, 2)) == 8  # 4 per worker
+    assert len(make_shards(list(range(1000)), 2)) == 63  # at most 16 parts per shard
+    assert make_shards([], 2) == []
+
+
+def test_needs_exactly_one_of_workers_and_scheduler(data, tmp_path):
+    cfg = config_from_dict(cheap_config(data, tmp_path / "x"))
+    with pytest.raises(ConfigError, match="exactly one"):
+        run_distributed(cfg, tmp_path / "x", progress=False)
+    with pytest.raises(ConfigError, match="exactly one"):
+        run_distributed(cfg, tmp_path / "x", workers=2, scheduler="tcp://127.0.0.1:1", progress=False)
+
+
+def test_cli_run_on_cluster_equals_single_process(data, reference, scheduler, tmp_path):
+    out = tmp_path / "run"
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cheap_config(data, out)))
+    assert main(["run", "--config", str(tmp_path / "run.yaml"), "--scheduler", scheduler, "--quiet"]) == 0
+    assert_same_run(reference, out)
+    timing = read_manifest(out)["timing"]
+    assert timing["workers"] == 2
+    assert timing["parts_computed"] == 6 and timing["parts_skipped"] == 0
+    # The same computation, split differently: the same number of images through the model.
+    assert timing["model_passes"] == read_manifest(reference)["timing"]["model_passes"]
+
+
+def test_resume_recomputes_only_missing_parts(data, reference, scheduler, tmp_path):
+    out = tmp_path / "run"
+    cfg = config_from_dict(cheap_config(data, out))
+    run(cfg, out, progress=False, stop_after_parts=3)  # an interrupted run: parts 0–2
+    stamps = {p: table_path(out, "samples", p).stat().st_mtime_ns for p in range(3)}
+    run_distributed(cfg, out, resume=True, scheduler=scheduler, progress=False, shard_parts=2)
+    assert {p: table_path(out, "samples", p).stat().st_mtime_ns for p in range(3)} == stamps
+    m = read_manifest(out)
+    assert m["timing"]["parts_computed"] == 3
+    assert m["progress"]["done_parts"] == 6 and m["progress"]["done_samples"] == N_IMAGES
+    assert_same_run(reference, out)
+
+
+def test_worker_dying_mid_shard_is_retried_without_recomputing_committed_parts(data, reference, scheduler, tmp_path):
+    out, marker = tmp_path / "run", tmp_path / "died"
+    cfg = config_from_dict(cheap_config(data, out, factory="test_distributed:dying_colour_net",
+                                        factory_kwargs={"run_dir": str(out), "marker": str(marker), "after": 2}))
+    # One shard of all six parts: the worker commits parts 0 and 1, then dies in part 2.
+    run_distributed(cfg, out, scheduler=scheduler, progress=False, shard_parts=6)
+    assert marker.exists()
+    timing = read_manifest(out)["timing"]
+    assert (timing["parts_skipped"], timing["parts_computed"]) == (2, 4)
+    assert_same_run(reference, out)

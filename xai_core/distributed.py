@@ -1,0 +1,280 @@
+"""Distributed runs on a Dask cluster: workers compute and commit parts, the driver owns the
+manifest.
+
+Units of work:
+
+* a *part* is one batch of ``config.batch_size`` consecutive dataset indices
+  (:func:`~xai_core.engine.part_indices`), computed by :func:`~xai_core.engine.compute_part`
+  (seeded per part, hence identical wherever it runs) and committed atomically by
+  :func:`~xai_core.summary.writer.write_part`;
+* a *shard* is a run of consecutive parts, one Dask task.
+
+Each worker thread builds the :class:`~xai_core.engine.RunContext` (dataset, model,
+explainers, metrics) once per configuration and keeps it for later shards, computes the parts
+of its shard that are not committed yet, writes them itself and returns only counts and
+timings. The driver creates (or reopens) the manifest, submits the shards that still have
+uncommitted parts, records progress as shards finish and writes the final status; it never
+loads the model nor touches an image or a map.
+
+Failures: if a worker process dies mid-shard, the scheduler reschedules the shard on another
+worker (up to ``distributed.scheduler.allowed-failures`` times, default 3). The retry skips
+the parts the dead attempt had already committed, so only the part in flight is recomputed.
+An exception raised by the computation (a bad image, a model error) is not retried: it fails
+the run, and ``--resume`` finishes it later, per shard again.
+
+The workers write into ``out_dir`` themselves and read the dataset from the paths in the
+configuration: on a multi-machine cluster these must be on a shared file system, at the same
+absolute paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .config import RunConfig
+from .data import open_dataset
+from .engine import RunContext, compute_part, part_indices
+from .errors import ConfigError, XaiError
+from .runner import open_writer
+from .summary.writer import committed_parts, write_part
+
+#: At most this many parts per shard: a retried shard recomputes at most one part, but a
+#: long shard delays progress reports and balances badly at the end of a run.
+MAX_SHARD_PARTS = 16
+#: Shards per worker when the run is split: enough to keep workers busy until the end.
+SHARDS_PER_WORKER = 4
+
+# (configuration key, thread id) -> RunContext. One entry per worker thread: explainers
+# register hooks on the model, so threads of one worker must not share it.
+_CONTEXTS: dict[tuple[str, int], RunContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def config_key(config: RunConfig) -> str:
+    """A stable digest of what a worker context depends on (the worker-side cache key): the
+    configuration less its output directory."""
+    blob = json.dumps({**config.to_dict(), "out": None}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def make_shards(parts: list[int], n_workers: int, shard_parts: int | None = None) -> list[list[int]]:
+    """Split ``parts`` (ascending) into runs of consecutive parts of near-equal length.
+
+    With ``shard_parts`` unset: ``SHARDS_PER_WORKER`` shards per worker, at most
+    ``MAX_SHARD_PARTS`` parts each.
+    """
+    if not parts:
+        return []
+    if shard_parts is None:
+        n_shards = max(math.ceil(len(parts) / MAX_SHARD_PARTS), min(len(parts), SHARDS_PER_WORKER * max(n_workers, 1)))
+    else:
+        if shard_parts < 1:
+            raise ConfigError(f"shard_parts is {shard_parts}; expected ≥ 1")
+        n_shards = math.ceil(len(parts) / shard_parts)
+    base, extra = divmod(len(parts), n_shards)
+    shards, i = [], 0
+    for k in range(n_shards):
+        n = base + (k < extra)
+        shards.append(parts[i:i + n])
+        i += n
+    return shards
+
+
+# ---- worker side ------------------------------------------------------------------------------
+def _prepare_process(sys_path: list[str]) -> None:
+    # A model factory may live in a module importable only from the driver's sys.path
+    # (its cwd, a tests folder): put the driver's entries first, in the driver's order.
+    missing = [p for p in sys_path if p not in sys.path]
+    sys.path[:0] = missing
+    import torch
+
+    # Dask counts one core per worker thread (its nanny also sets OMP_NUM_THREADS=1); torch's
+    # own intra-op pool would otherwise oversubscribe the cores N-fold.
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+def _worker_context(config: RunConfig, key: str) -> RunContext:
+    tid = threading.get_ident()
+    with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get((key, tid))
+        if ctx is None:
+            for k in [k for k in _CONTEXTS if k[1] == tid]:
+                del _CONTEXTS[k]  # one configuration per thread: memory stays bounded
+    if ctx is None:
+        ctx = RunContext.build(config)
+        with _CONTEXTS_LOCK:
+            _CONTEXTS[(key, tid)] = ctx
+    return ctx
+
+
+def run_shard(config: RunConfig, key: str, out_dir: str, shard: list[tuple[int, list[int]]],
+              sys_path: list[str]) -> dict:
+    """Compute and commit the uncommitted parts of one shard (runs on a worker).
+
+    shard: (part, dataset indices) pairs. Returns small bookkeeping only: parts computed,
+    parts found committed (by an earlier attempt of this shard), samples, model passes
+    (images through the network) and per-explainer/metric seconds.
+    """
+    _prepare_process(sys_path)
+    ctx = _worker_context(config, key)
+    # Only attempts of this very shard write its parts, so one look before starting suffices.
+    done = committed_parts(out_dir)
+    passes0 = ctx.model.passes
+    stats0 = {k: dict(v) for k, v in ctx.stats.items()}
+    computed, skipped, samples = [], [], 0
+    t0 = time.perf_counter()
+    for part, indices in shard:
+        samples += len(indices)
+        if part in done:
+            skipped.append(part)
+            continue
+        write_part(out_dir, part, **compute_part(ctx, part, indices))
+        computed.append(part)
+    delta = {k: {n: v - stats0.get(k, {}).get(n, 0.0) for n, v in d.items()} for k, d in ctx.stats.items()}
+    return {"computed": computed, "skipped": skipped, "samples": samples,
+            "passes": ctx.model.passes - passes0, "seconds": time.perf_counter() - t0,
+            "explain_s": delta.get("explain_s", {}), "metric_s": delta.get("metric_s", {}), "pid": os.getpid()}
+
+
+# ---- driver side ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def dask_client(workers: int = 0, scheduler: str | None = None):
+    """A ``distributed.Client`` on a new local cluster of ``workers`` processes bound to
+    127.0.0.1 (one thread each, no dashboard), or on the existing cluster at ``scheduler``."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="15s")
+        except (OSError, TimeoutError, ValueError) as e:
+            raise ConfigError(f"cannot reach the Dask scheduler {scheduler!r} ({e}); "
+                              "expected the tcp://HOST:PORT of a running `dask scheduler`") from e
+        with client:
+            try:
+                client.wait_for_workers(1, timeout=60)
+            except TimeoutError as e:
+                raise ConfigError(f"the Dask scheduler {scheduler!r} has no worker after 60 s; "
+                                  "start some with `dask worker " + scheduler + " --nthreads 1`") from e
+            yield client
+        return
+    if workers < 1:
+        raise ConfigError(f"workers is {workers}; expected ≥ 1 (or a --scheduler address)")
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                    workers: int = 0, scheduler: str | None = None, progress: bool = True,
+                    shard_parts: int | None = None) -> Path:
+    """Run (or finish) ``config`` into ``out_dir`` on Dask; returns the run directory.
+
+    Same summary as :func:`xai_core.runner.run` (rows in another order within tables is the
+    only difference a reader can see). ``workers``: size of a local cluster to start;
+    ``scheduler``: address of an existing one (exactly one of the two). ``shard_parts``: parts
+    per task (default: see :func:`make_shards`).
+    """
+    if bool(workers) == bool(scheduler):
+        raise ConfigError(f"workers={workers!r}, scheduler={scheduler!r}: give exactly one of "
+                          "--workers N (local cluster) and --scheduler tcp://HOST:PORT")
+    out_dir = Path(out_dir).resolve()
+    dataset = open_dataset(config.dataset)
+    explainers, metrics = config.instantiate()
+    # The manifest needs no model: the driver stays light, workers load it.
+    ctx = RunContext(config, dataset, None, explainers, metrics)
+    batches = part_indices(len(dataset), config.batch_size)
+    writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite)
+    done = committed_parts(out_dir)
+    done_samples = sum(len(batches[p]) for p in done if p < len(batches))
+    done_parts = len([p for p in done if p < len(batches)])
+    todo = [p for p in range(len(batches)) if p not in done]
+    totals = {"computed": 0, "skipped": 0, "passes": 0, "samples": 0, "explain_s": {}, "metric_s": {}}
+    bar = tqdm(total=len(dataset), initial=done_samples, unit="img", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True, desc="explaining")
+    t0, n_workers, futures = time.perf_counter(), 0, []
+    try:
+        with dask_client(workers, scheduler) as client:
+            n_workers = len(client.scheduler_info()["workers"])
+            shards = make_shards(todo, n_workers, shard_parts)
+            key, where = config_key(config), str(out_dir)
+            env = [os.getcwd(), *sys.path]
+            futures = [client.submit(run_shard, config, key, where, [(p, batches[p]) for p in shard], env,
+                                     pure=False, key=f"xai-shard-{key}-{shard[0]:06d}-{time.time_ns()}")
+                       for shard in shards]
+            first = {f.key: shard for f, shard in zip(futures, shards)}
+            from dask.distributed import as_completed
+
+            for fut in as_completed(futures):
+                res = _result(fut, first[fut.key])
+                _accumulate(totals, res)
+                done_samples += res["samples"]
+                done_parts += len(res["computed"]) + len(res["skipped"])
+                bar.update(res["samples"])
+                writer.progress(done_samples, done_parts)
+    except KeyboardInterrupt:
+        _cancel(futures)
+        writer.finish("failed", error="interrupted by the user; finish with --resume")
+        raise
+    except XaiError as e:
+        _cancel(futures)
+        writer.finish("failed", error=str(e))
+        raise
+    except Exception as e:
+        _cancel(futures)
+        writer.finish("failed", error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        bar.close()
+    wall = time.perf_counter() - t0
+    writer.progress(done_samples, done_parts, force=True)
+    n_new = totals["samples"]
+    writer.finish("complete", timing={
+        "seconds": round(wall, 3),
+        "images_per_s": round(n_new / wall, 3) if wall > 0 and n_new else None,
+        "model_passes": totals["passes"],
+        # Summed over workers: compute-seconds, not wall time.
+        "explain_s": {k: round(v, 3) for k, v in totals["explain_s"].items()},
+        "metric_s": {k: round(v, 3) for k, v in totals["metric_s"].items()},
+        "workers": n_workers,
+        "parts_computed": totals["computed"],
+        "parts_skipped": totals["skipped"],
+    })
+    return out_dir
+
+
+def _result(fut, shard: list[int]) -> dict:
+    from distributed import KilledWorker
+
+    try:
+        return fut.result()
+    except KilledWorker as e:
+        raise XaiError(f"parts {shard[0]}–{shard[-1]} killed a Dask worker on every attempt ({e}); the "
+                       "workers may run out of memory: lower batch_size or explain_batch_size, then "
+                       "finish with --resume") from e
+
+
+def _accumulate(totals: dict, res: dict) -> None:
+    totals["computed"] += len(res["computed"])
+    totals["skipped"] += len(res["skipped"])
+    totals["passes"] += res["passes"]
+    totals["samples"] += res["samples"]
+    for k in ("explain_s", "metric_s"):
+        for name, v in res[k].items():
+            totals[k][name] = totals[k].get(name, 0.0) + v
+
+
+def _cancel(futures) -> None:
+    for f in futures:
+        with contextlib.suppress(Exception):
+            f.cancel()
