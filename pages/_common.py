@@ -21,6 +21,7 @@ from xai_core.errors import XaiError
 PAGES = (
     ("pages/runs.py", "Runs", ":material/folder_open:"),
     ("pages/saliency.py", "Saliency maps", ":material/image_search:"),
+    ("pages/counterfactual.py", "Counterfactuals", ":material/filter_center_focus:"),
     ("pages/comprehensive.py", "Comprehensive assessment", ":material/leaderboard:"),
     ("pages/classification.py", "Classification assessment", ":material/bar_chart:"),
 )

@@ -28,15 +28,21 @@ def _select(_t, run_key, flt, sort):
 
 
 # ---- filters and sort --------------------------------------------------------------------
-c_lab, c_prob, c_tag = st.columns([3, 2, 3])
+c_lab, c_prob, *c_std, c_tag = st.columns([3, 2, 2, 3] if t.has_uncertainty else [3, 2, 3])
 labels = c_lab.multiselect("Labels", list(range(len(t.classes))), format_func=t.class_name, key="sal_labels",
                            placeholder="every label")
 pmin, pmax = c_prob.slider("Probability", 0.0, 1.0, (0.0, 1.0), 0.01, key="sal_prob")
-counts = Q.tag_counts(t, Q.SaliencyFilter(tuple(labels), TAGS, pmin, pmax))
+std_rng = (0.0, float("inf"))
+if c_std:  # only runs with MC-dropout uncertainty have a standard deviation per label
+    lo, hi = Q.std_range(t)
+    smin, smax = c_std[0].slider("Uncertainty (std)", lo, hi, (lo, hi), 0.005, key="sal_std", format="%.3f",
+                                 help="MC-dropout standard deviation of the label's probability")
+    std_rng = (smin, smax if smax < hi else float("inf"))  # the full range filters nothing
+counts = Q.tag_counts(t, Q.SaliencyFilter(tuple(labels), TAGS, pmin, pmax, *std_rng))
 tags = c_tag.pills("Tags", TAGS, selection_mode="multi", default=list(TAGS), key="sal_tags",
                    format_func=lambda x: f"{x} ({counts[x]})", help="TP: ground truth & predicted · FP: predicted only · "
                    "FN: ground truth only · TN: neither (explained as a top-k label)")
-flt = Q.SaliencyFilter(tuple(labels), tuple(tags), pmin, pmax)
+flt = Q.SaliencyFilter(tuple(labels), tuple(tags), pmin, pmax, *std_rng)
 
 c_sort, c_exp, c_met, c_dir, c_size = st.columns([2, 2, 2, 2, 1])
 sort_key = c_sort.selectbox("Sort by", Q.sort_options(t), key="sal_sort")
@@ -143,7 +149,7 @@ for r in view.rows:
         for c in r.chips:
             kind = "primary" if c.label == act else ("secondary" if c.passes else "tertiary")
             cols[1].button(f":{TAG_COLOUR.get(c.tag, 'gray')}-badge[{c.tag}] {c.text}", key=f"sal_chip_{r.pos}_{c.label}",
-                           type=kind, on_click=_activate, args=(r.pos, c.label), width="stretch")
+                           type=kind, on_click=_activate, args=(r.pos, c.label), width="stretch", help=c.help)
         for i, e in enumerate(explainers):
             png = grid.tiles.get((r.pos, e))
             if png is not None:

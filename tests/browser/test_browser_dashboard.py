@@ -1,5 +1,6 @@
 """The served app in a real browser (Debian chromium driven by playwright): runs page →
-saliency page → FP filter → overlay toggle → label chip → assessment page → weight change.
+saliency page → FP filter → overlay toggle → label chip → assessment page → weight change →
+counterfactual page.
 A screenshot of each step goes to test-artifacts/browser/ (XAI_TEST_ARTIFACTS)."""
 
 import re
@@ -103,6 +104,14 @@ def test_walk_through_the_dashboard(browser, server, shots):
             "(b) => { const t = [...document.querySelectorAll('.st-key-cmp_rank .ytick text')]; "
             "return t.length && t[t.length - 1].textContent !== b; }", arg=best_before, timeout=WAIT)
         _snap(page, shots / "07_weights.png")
+
+        # 8. counterfactual page of the analyses run: the layer strip of the first listed image
+        run = dash_runs.ANALYSES_RUN.replace("/", "%2F")
+        page.goto(f"{server}/counterfactual?run={run}", wait_until="domcontentloaded")
+        expect(page.get_by_text("of 12 images listed")).to_be_visible(timeout=WAIT)
+        expect(page.get_by_text(re.compile(r"^original · "))).to_be_visible(timeout=WAIT)
+        expect(page.get_by_text(re.compile(r"^layer 2 · "))).to_be_visible(timeout=WAIT)
+        _snap(page, shots / "08_counterfactual.png")
         assert not errors, errors
     finally:
         page.close()

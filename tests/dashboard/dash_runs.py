@@ -18,6 +18,7 @@ import toy  # tests/toy.py (tests/ is on sys.path via tests/conftest.py)
 _MEMO: dict = {}
 
 RUNNER_RUN = "toy/colour"      # run name under the shared logdir
+ANALYSES_RUN = "toy/analyses"  # runner-made, with MC-dropout uncertainty and counterfactuals
 SYNTH_RUN = "synthetic"
 
 
@@ -61,11 +62,53 @@ def build_runner_run(out: Path) -> Path:
         torch.set_num_threads(threads)
 
 
+class SharpColourNet(toy.ColourNet):
+    """ColourNet that needs a crisp square (bias −0.6 instead of −0.3: p(square colour) ≈ 0.77
+    on the image, < 0.5 once the counterfactual search blurs it; ColourNet's blurred square
+    keeps p ≈ 0.83 and would need no window), with a dropout of its own on the pooled
+    features so that MC dropout has a spread (inserted before the max-pool it has almost none)."""
+
+    def __init__(self):
+        import torch
+
+        super().__init__()
+        with torch.no_grad():
+            self.features[0].bias.fill_(-0.6)
+        self.drop = torch.nn.Dropout(0.2)
+
+    def forward(self, x):
+        return 8.0 * self.drop(self.pool(self.features(x)).flatten(1)) - 2.0
+
+
+def sharp_colour_net():
+    return SharpColourNet().eval()
+
+
+def build_analyses_run(out: Path, manifest: Path) -> Path:
+    """A small runner run with the optional analyses on: uncertainty (interval chips, std
+    filter) and two layers of counterfactuals (the Counterfactual page). About 2 s."""
+    import torch
+
+    from xai_core.config import config_from_dict
+    from xai_core.runner import run
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cfg = toy.toy_config(manifest, out, explainers=["gradient"], metrics=[], labels={"threshold": 0.5, "top_k": 2},
+                         uncertainty={"enabled": True, "passes": 4}, counterfactual={"enabled": True, "layers": 2})
+    cfg["model"]["factory"] = "dash_runs:sharp_colour_net"
+    try:
+        return run(config_from_dict(cfg), out, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def shared_logdir(tmp_path_factory) -> Path:
     """A logdir holding the runner run and a synthetic run; built once per process."""
     if "logdir" not in _MEMO:
         root = tmp_path_factory.mktemp("dash_logdir")
         build_runner_run(root / RUNNER_RUN)
+        build_analyses_run(root / ANALYSES_RUN, root / "toy" / "_data" / "manifest.jsonl")
         shutil.rmtree(root / "toy" / "_data", ignore_errors=True)
         write_synthetic(root / SYNTH_RUN, sanity={"a": {"passed": True, "final_similarity": 0.12},
                                                   "b": {"passed": False, "final_similarity": 0.93}})

@@ -64,7 +64,41 @@ def test_uncertainty_sort_only_when_the_run_has_it(tmp_path, synth_tables):
     t = RunTables.load(dash_runs.write_synthetic(tmp_path / "u", prob_std=True), root=tmp_path)
     assert Q.sort_options(t) == [Q.SORT_PROBABILITY, Q.SORT_SCORE, Q.SORT_UNCERTAINTY, Q.SORT_ID]
     assert order(t, sort=Q.SortSpec(Q.SORT_UNCERTAINTY)) == [4, 2, 3, 1, 0]
-    assert "±" in Q.page_view(t, Q.select(t, Q.SaliencyFilter(), Q.SortSpec()), 1, 5).rows[0].chips[0].text
+    chip = Q.page_view(t, Q.select(t, Q.SaliencyFilter(), Q.SortSpec()), 1, 5).rows[0].chips[0]
+    assert (chip.name, chip.text) == ("cat", "cat 0.950 [0.850, 1.000]")      # sample 4: the 95 % interval
+    assert "±" not in chip.text and "standard deviation 0.050" in chip.help
+
+
+@pytest.fixture(scope="module")
+def unc_tables(tmp_path_factory):
+    d = tmp_path_factory.mktemp("unc")
+    return RunTables.load(dash_runs.write_synthetic(d / "u", prob_std=True), root=d)
+
+
+def test_uncertainty_filter_passes_images_with_any_label_in_range(unc_tables):
+    # std = 0.01 · (sample + 1) · (label + 1): rows in [0.045, 0.1] are s2/bird 0.09 (FP),
+    # s3/dog 0.08 (TN) and s4/cat 0.05 (TP); s4/bird 0.15 is out, and so on.
+    flt = Q.SaliencyFilter(std_min=0.045, std_max=0.1)
+    assert flt.filters_std and not Q.SaliencyFilter().filters_std
+    sel = Q.select(unc_tables, flt, Q.SortSpec())
+    assert sel.order.tolist() == [4, 2, 3]
+    np.testing.assert_allclose(sel.value, [0.95, 0.70, 0.40], rtol=1e-6)     # over the passing labels only
+    assert order(unc_tables, Q.SaliencyFilter(tags=("TP",), std_min=0.045, std_max=0.1)) == [4]
+    assert order(unc_tables, Q.SaliencyFilter(std_min=0.1)) == [4]
+    assert Q.tag_counts(unc_tables, flt) == {"TP": 1, "FP": 1, "FN": 0, "TN": 1}
+    view = Q.page_view(unc_tables, sel, 1, 5)
+    assert [c.passes for c in view.rows[0].chips] == [True, False]             # s4: cat passes, bird does not
+    assert Q.std_range(unc_tables) == (0.0, 0.15)
+
+
+def test_uncertainty_filter_needs_uncertainty_and_a_valid_range(synth_tables):
+    assert Q.std_range(synth_tables) == (0.0, 0.0)
+    with pytest.raises(XaiError, match="no uncertainty"):
+        Q.select(synth_tables, Q.SaliencyFilter(std_max=0.1), Q.SortSpec())
+    with pytest.raises(XaiError, match="uncertainty range"):
+        Q.SaliencyFilter(std_min=0.2, std_max=0.1)
+    with pytest.raises(XaiError, match="probability range"):
+        Q.SaliencyFilter(prob_min=0.9, prob_max=0.1)
 
 
 def test_unknown_sort_pair_is_an_error(synth_tables):

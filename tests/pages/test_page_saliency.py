@@ -1,4 +1,7 @@
-"""Saliency page under AppTest, against the runner-made toy run (all four tags)."""
+"""Saliency page under AppTest, against the runner-made toy run (all four tags) and the
+analyses run (MC-dropout uncertainty: interval chips, the std filter and sort)."""
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -134,3 +137,48 @@ def test_unknown_run_in_the_url_is_not_opened(monkeypatch, dash_logdir):
 def test_broken_run_shows_a_message(monkeypatch, dash_logdir, run, message):
     at = open_page(monkeypatch, dash_logdir, PAGE, run)
     assert message in at.error[0].value
+
+
+# ---- a run with MC-dropout uncertainty -------------------------------------------------------
+@pytest.fixture
+def unc(monkeypatch, dash_logdir):
+    r = RunReader(dash_logdir / dash_runs.ANALYSES_RUN)
+    lab = r.labels().merge(r.samples()[["sample_index", "sample_id"]], on="sample_index")
+    return open_page(monkeypatch, dash_logdir, PAGE, dash_runs.ANALYSES_RUN), lab
+
+
+def test_chips_show_the_95_interval(unc):
+    at, lab = unc
+    chips = [b for b in at.button if b.key and b.key.startswith("sal_chip_")]
+    assert len(chips) == len(lab)
+    interval = re.compile(r"\] \w+ (\d\.\d{3}) \[(\d\.\d{3}), (\d\.\d{3})\]$")
+    for b in chips:
+        p, lo, hi = map(float, interval.search(b.label).groups())
+        assert "±" not in b.label and "standard deviation" in b.help
+    shown = {(float(m[1]), float(m[2]), float(m[3])) for m in (interval.search(b.label) for b in chips)}
+    want = {(round(p, 3), round(lo, 3), round(hi, 3)) for p, lo, hi in zip(lab["prob"], lab["ci_low"], lab["ci_high"])}
+    assert shown == want
+
+
+def test_uncertainty_filter_changes_the_count(unc, monkeypatch, dash_logdir):
+    at, lab = unc
+    lo, hi = at.slider(key="sal_std").value
+    assert lo == 0.0 and hi >= lab["prob_std"].max()
+    at.slider(key="sal_std").set_value((0.1, hi)).run()
+    want = lab.loc[lab["prob_std"] >= 0.1, "sample_id"].unique()
+    assert 0 < len(want) < 12
+    assert f"**{len(want)}** of 12 images match" in texts(at)
+    assert sorted(pictures(at)) == sorted(want)
+    at.slider(key="sal_std").set_value((0.0, 0.0)).run()
+    assert f"**{lab.loc[lab['prob_std'] <= 0, 'sample_id'].nunique()}** of 12 images match" in texts(at)
+    plain = open_page(monkeypatch, dash_logdir, PAGE, dash_runs.RUNNER_RUN)   # no uncertainty: no slider
+    assert "sal_std" not in [s.key for s in plain.slider]
+
+
+def test_sort_by_uncertainty(unc):
+    at, lab = unc
+    at.selectbox(key="sal_sort").set_value("uncertainty").run()
+    top = lab.groupby("sample_id")["prob_std"].max()
+    shown = pictures(at)
+    assert [top[s] for s in shown] == sorted(top.values, reverse=True)
+    assert any(c.value.startswith("uncertainty: ") for c in at.caption)

@@ -1,8 +1,9 @@
 """Saliency-page queries: filter, sort and page the images of a run.
 
 Semantics (MindInsight's, ANCHORS.md §5, extended):
-* an (image, label) row *passes* when its label is selected, its tag is selected and its
-  probability is in range; an image passes when any of its explained labels passes;
+* an (image, label) row *passes* when its label is selected, its tag is selected, its
+  probability is in range and (runs with MC-dropout uncertainty, when that filter is set)
+  its standard deviation is in range; an image passes when any of its explained labels passes;
 * an image's sort value is the max over its passing labels when sorting descending and the
   min when ascending (so "ascending score" surfaces the worst explanation an image has);
   images without a finite value sort last either way; ties keep sample order.
@@ -13,6 +14,7 @@ images takes a few milliseconds and copies nothing but boolean and float columns
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +36,18 @@ class SaliencyFilter:
     tags: tuple[str, ...] = TAGS
     prob_min: float = 0.0
     prob_max: float = 1.0
+    std_min: float = 0.0                  # MC-dropout std range; the default (0, inf) filters nothing
+    std_max: float = math.inf
+
+    def __post_init__(self):
+        if not self.prob_min <= self.prob_max:
+            raise XaiError(f"probability range ({self.prob_min}, {self.prob_max}) is empty; expected min ≤ max")
+        if not 0.0 <= self.std_min <= self.std_max:
+            raise XaiError(f"uncertainty range ({self.std_min}, {self.std_max}) is invalid; expected 0 ≤ min ≤ max")
+
+    @property
+    def filters_std(self) -> bool:
+        return self.std_min > 0.0 or self.std_max < math.inf
 
 
 @dataclass(frozen=True)
@@ -69,11 +83,26 @@ def _rows_mask(t: RunTables, flt: SaliencyFilter, *, use_tags: bool = True) -> n
     m = (prob >= flt.prob_min) & (prob <= flt.prob_max)
     if flt.labels:
         m &= np.isin(t.lcol("label"), np.asarray(flt.labels, dtype=np.int32))
+    if flt.filters_std:
+        if not t.has_uncertainty:
+            raise XaiError(f"{t.run_dir}: this run has no uncertainty (no `prob_std` column); clear the uncertainty "
+                           "filter or enable `uncertainty` in the run configuration")
+        std = t.lcol("prob_std")  # NaN (a part without uncertainty) fails any set range
+        m &= (std >= flt.std_min) & (std <= flt.std_max)
     if use_tags:
         codes = t.lcol("tag")
         wanted = [TAGS.index(x) for x in flt.tags if x in TAGS]
         m &= np.isin(codes, np.asarray(wanted, dtype=codes.dtype))
     return m
+
+
+def std_range(t: RunTables) -> tuple[float, float]:
+    """(0, max std rounded up to 0.01) for the uncertainty slider; (0, 0) without uncertainty."""
+    if not t.has_uncertainty:
+        return 0.0, 0.0
+    std = t.lcol("prob_std")
+    top = float(np.nanmax(std)) if np.isfinite(std).any() else 0.0
+    return 0.0, max(0.01, math.ceil(round(top * 100.0, 4)) / 100.0)  # round: float32 0.15 is 0.1500000060
 
 
 def tag_counts(t: RunTables, flt: SaliencyFilter) -> dict[str, int]:
@@ -156,12 +185,27 @@ class Chip:
     part: int
     map_offset: int
     is_gt: bool
-    std: float | None = None      # MC-dropout standard deviation when the run has it
+    std: float | None = None      # MC-dropout standard deviation and 95 % interval when the run has them
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    @property
+    def has_interval(self) -> bool:
+        return self.ci_low is not None and self.ci_high is not None and math.isfinite(self.ci_low + self.ci_high)
 
     @property
     def text(self) -> str:
-        unc = f" ± {self.std:.3f}" if self.std is not None and self.std == self.std else ""
-        return f"{self.name} {self.prob:.3f}{unc}"
+        """"7 0.912 [0.851, 0.957]": name, probability and, with uncertainty, its 95 % interval."""
+        ci = f" [{self.ci_low:.3f}, {self.ci_high:.3f}]" if self.has_interval else ""
+        return f"{self.name} {self.prob:.3f}{ci}"
+
+    @property
+    def help(self) -> str | None:
+        """The MC-dropout details, for a tooltip; None without uncertainty."""
+        if self.std is None or not math.isfinite(self.std):
+            return None
+        ci = f"; 95 % interval [{self.ci_low:.3f}, {self.ci_high:.3f}]" if self.has_interval else ""
+        return f"p = {self.prob:.3f}; MC-dropout standard deviation {self.std:.3f}{ci}"
 
 
 @dataclass(frozen=True)
@@ -197,12 +241,13 @@ class PageView:
 def chips_of(t: RunTables, pos: int, rows_mask: np.ndarray | None = None) -> tuple[Chip, ...]:
     a, b = int(t.starts[pos]), int(t.starts[pos + 1])
     passes = rows_mask[a:b] if rows_mask is not None else np.ones(b - a, bool)
-    std = t.lcol("prob_std")[a:b] if t.has_uncertainty else [None] * (b - a)
+    unc = [t.lcol(c)[a:b] if c in t.labels.columns else [None] * (b - a) for c in ("prob_std", "ci_low", "ci_high")]
     return tuple(
         Chip(int(l), t.class_name(int(l)), float(p), TAGS[g] if g >= 0 else "?", bool(ok), int(pt), int(mo), bool(gt),
-             None if sd is None else float(sd))
-        for l, p, g, ok, pt, mo, gt, sd in zip(t.lcol("label")[a:b], t.lcol("prob")[a:b], t.lcol("tag")[a:b], passes,
-                                               t.lcol("part")[a:b], t.lcol("map_offset")[a:b], t.lcol("is_gt")[a:b], std)
+             *(None if u is None else float(u) for u in (sd, lo, hi)))
+        for l, p, g, ok, pt, mo, gt, sd, lo, hi in zip(
+            t.lcol("label")[a:b], t.lcol("prob")[a:b], t.lcol("tag")[a:b], passes, t.lcol("part")[a:b],
+            t.lcol("map_offset")[a:b], t.lcol("is_gt")[a:b], *unc)
     )
 
 

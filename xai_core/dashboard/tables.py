@@ -77,6 +77,19 @@ def _which_part_is_bad(files: list[str], parts: list[int], name: str, error: Exc
     return f"{Path(files[0]).parent}: table {name!r} cannot be read ({error}); re-run the damaged parts with --resume"
 
 
+def _label_row(lab: pd.DataFrame, pos: np.ndarray, label: np.ndarray, missing: int = -1) -> np.ndarray:
+    """Row of ``lab`` (columns pos, label) holding each (pos, label) pair, ``missing`` where none."""
+    out = np.full(len(pos), missing, np.int64)
+    if not len(lab) or not len(pos):
+        return out
+    k = int(max(label.max(), lab["label"].max())) + 1
+    lkey = lab["pos"].to_numpy().astype(np.int64) * k + lab["label"].to_numpy()
+    lorder = np.argsort(lkey, kind="stable")
+    key = pos.astype(np.int64) * k + label
+    hit = lorder[np.minimum(np.searchsorted(lkey[lorder], key), len(lkey) - 1)]
+    return np.where(lkey[hit] == key, hit, missing)
+
+
 @dataclass(eq=False)
 class RunTables:
     """Tables of one run; build with :meth:`load`. Treat as read-only: it is shared between
@@ -90,6 +103,8 @@ class RunTables:
     starts: np.ndarray             # (n_samples + 1,) int64 offsets of each sample's label rows
     scores: pd.DataFrame           # explainer, metric, pos, lrow, label, raw, score
     pair_slices: dict              # (explainer, metric) -> slice of `scores`
+    root: Path | None = None       # the logdir bounding every path read later (lazy tables)
+    parts: tuple[int, ...] = ()    # committed parts at load time
     _cache: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -143,7 +158,7 @@ class RunTables:
         # The Arrow tables were transient; give their pages back instead of keeping them pooled
         # (about 100 MiB on a 100,000-sample run).
         pa.default_memory_pool().release_unused()
-        return cls(run_dir, reader.manifest, samples, extra, lab, starts, scores, pairs)
+        return cls(run_dir, reader.manifest, samples, extra, lab, starts, scores, pairs, root, tuple(parts))
 
     @staticmethod
     def _index_scores(sc: pd.DataFrame, sidx: np.ndarray, lab: pd.DataFrame) -> pd.DataFrame:
@@ -155,18 +170,9 @@ class RunTables:
         ok[ok] = sidx[spos[ok]] == si[ok]
         spos = np.where(ok, spos, 0)
         label = sc["label"].to_numpy().astype(np.int64)
-        k = int(max(label.max(initial=0), lab["label"].max() if len(lab) else 0)) + 1
         lrow = np.full(n, -1, np.int64)
         spec = label >= 0
-        if len(lab):
-            lkey = lab["pos"].to_numpy().astype(np.int64) * k + lab["label"].to_numpy()
-            lorder = np.argsort(lkey, kind="stable")
-            sorted_keys = lkey[lorder]
-            skey = spos[spec].astype(np.int64) * k + label[spec]
-            hit = np.minimum(np.searchsorted(sorted_keys, skey), len(lab) - 1)
-            lrow[spec] = np.where(sorted_keys[hit] == skey, lorder[hit], -2)
-        else:
-            lrow[spec] = -2
+        lrow[spec] = _label_row(lab, spos[spec], label[spec], missing=-2)
         keep = ok & (lrow != -2)  # scores of rows unknown to the other tables are dropped
         out = pd.DataFrame({
             "explainer": sc["explainer"].astype("category"),
@@ -281,6 +287,27 @@ class RunTables:
             out.flags.writeable = False
             return out
         return self._memo(("pred",), build)
+
+    def counterfactuals(self) -> pd.DataFrame:
+        """The optional ``counterfactuals`` table (FORMAT.md), read on first use and kept:
+        sample_index, label, layer, side, prob, boxes plus ``pos`` and ``lrow`` (its labels
+        row), sorted by (pos, label row, layer). Empty when the run has none; rows naming an
+        (image, label) the labels table lacks are dropped."""
+        def build():
+            root = self.root if self.root is not None else self.run_dir
+            have = [p for p in self.parts if ensure_inside(root, table_path(self.run_dir, "counterfactuals", p)).is_file()]
+            cf = _read_table(self.run_dir, root, "counterfactuals", have,
+                             ["sample_index", "label", "layer", "side", "prob", "boxes"]).to_pandas()
+            sidx, si = self.samples["sample_index"].to_numpy(), cf["sample_index"].to_numpy()
+            spos = np.minimum(np.searchsorted(sidx, si), max(len(sidx) - 1, 0))
+            lrow = _label_row(self.labels, spos, cf["label"].to_numpy())
+            if len(sidx):
+                lrow[sidx[spos] != si] = -1
+            cf.insert(0, "pos", spos.astype(np.int32))
+            cf.insert(1, "lrow", lrow)
+            cf = cf[lrow >= 0]
+            return cf.iloc[np.lexsort((cf["layer"].to_numpy(), cf["lrow"].to_numpy()))].reset_index(drop=True)
+        return self._memo(("counterfactuals",), build)
 
     def label_rows(self, pos: int) -> pd.DataFrame:
         return self.labels.iloc[self.starts[pos]: self.starts[pos + 1]]
