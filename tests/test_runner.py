@@ -128,3 +128,26 @@ def test_optional_analyses_are_stored(toy_data, tmp_path):
     run(plain, plain.out, progress=False)
     assert "sanity" not in RunReader(plain.out).manifest
     assert RunReader(plain.out).labels()["prob_std"].isna().all()
+
+
+def test_per_pair_explainer_details_are_stored(toy_data, tmp_path):
+    anchors = {"type": "anchors", "params": {"max_passes": 200, "initial_samples": 16, "draw_size": 8}}
+    ig = {"type": "integrated_gradients", "params": {"steps": 16}}
+    cfg = config_from_dict(toy_config(toy_data, tmp_path / "run", explainers=[ig, anchors, "gradient"],
+                                      metrics=["iosr"]))
+    run(cfg, cfg.out, progress=False)
+    r = RunReader(cfg.out)
+    labels, det = r.labels(), r.details()
+    assert set(det["explainer"]) == {"integrated_gradients", "anchors"}  # gradient has nothing to add
+    for (exp, key), g in det.groupby(["explainer", "key"]):
+        # one value per explained (image, label), keyed like the labels table
+        assert sorted(zip(g["sample_index"], g["label"])) == sorted(zip(labels["sample_index"], labels["label"])), key
+    keys = set(det[det["explainer"] == "anchors"]["key"])
+    assert {"precision", "coverage", "anchor_size"} <= keys
+    prec = det[(det["explainer"] == "anchors") & (det["key"] == "precision")]["value"]
+    assert prec.between(0, 1).all()
+    ig_err = det[det["key"] == "completeness_error"]["value"]
+    assert len(ig_err) and (ig_err >= 0).all()
+    plain = config_from_dict(toy_config(toy_data, tmp_path / "plain", explainers=["gradient"], metrics=["iosr"]))
+    run(plain, plain.out, progress=False)
+    assert RunReader(plain.out).details().empty

@@ -99,6 +99,7 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
 
     scores = {k: [] for k in ("sample_index", "label", "explainer", "metric", "raw", "score")}
     saliency = {}
+    details = {k: [] for k in ("sample_index", "label", "explainer", "key", "value")}
     for exp in ctx.explainers:
         t0 = time.perf_counter()
         grouped = exp.explain_grouped(ctx.model, batch.pixels, [[r.label for r in labs] for labs in chosen],
@@ -106,6 +107,12 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
         maps = torch.cat(grouped) if grouped else torch.zeros(0, *size)
         ctx.stats["explain_s"][exp.instance_name] = ctx.stats["explain_s"].get(exp.instance_name, 0.0) + time.perf_counter() - t0
         saliency[exp.instance_name] = maps.numpy().astype(np.float32)
+        for key, vals in exp.pair_diagnostics(len(rows)).items():  # e.g. anchor precision, IG completeness
+            details["sample_index"] += labels["sample_index"]
+            details["label"] += labels["label"]
+            details["explainer"] += [exp.instance_name] * len(rows)
+            details["key"] += [key] * len(rows)
+            details["value"] += vals.tolist()
 
         def explain_fn(x, t, _exp=exp):
             return _exp.explain(ctx.model, x, t, batch_size=cfg.explain_batch_size)
@@ -133,7 +140,8 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
             scores["score"] += norm.tolist()
 
     return {"samples": samples, "labels": labels, "scores": scores, "images": batch.display,
-            "saliency": saliency, "counterfactuals": _counterfactuals(ctx, batch, chosen, probs)}
+            "saliency": saliency, "counterfactuals": _counterfactuals(ctx, batch, chosen, probs),
+            "details": details if details["key"] else None}
 
 
 def _uncertainty(ctx: RunContext, part: int, pixels: torch.Tensor, probs: np.ndarray):

@@ -361,7 +361,7 @@ class Anchors(Explainer):
                 self.last_details.append(d)
             maps.append(out)
         new = self.last_details[len(self.last_details) - len(flat):]
-        for key in ("precision", "coverage", "passes"):
+        for key in ("precision", "precision_lb", "coverage", "passes", "found"):
             self.record(key, torch.tensor([float(d[key]) for d in new]))
         self.record("anchor_size", torch.tensor([float(len(d["anchor"])) for d in new]))
         return maps

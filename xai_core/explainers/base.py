@@ -95,6 +95,7 @@ class Explainer:
         self.params = build_params(self.Params, params, f"explainer {self.instance_name!r} ({self.name})")
         self.diagnostics: dict[str, float] = {}
         self._diag_n: dict[str, int] = {}
+        self._diag_pairs: dict[str, list[torch.Tensor]] = {}
 
     @classmethod
     def metadata(cls) -> dict[str, Any]:
@@ -114,17 +115,29 @@ class Explainer:
         return ExplainerError(f"{self.instance_name} ({self.name}): {message}")
 
     def reset_diagnostics(self) -> None:
-        self.diagnostics, self._diag_n = {}, {}
+        self.diagnostics, self._diag_n, self._diag_pairs = {}, {}, {}
 
     def record(self, key: str, values: torch.Tensor) -> None:
-        """Fold per-pair ``values`` into ``diagnostics[key]``, the running mean of this call."""
+        """Fold per-pair ``values`` into ``diagnostics[key]``, the running mean of this call,
+        and keep them in call order for :meth:`pair_diagnostics`."""
         v = values.detach().double().reshape(-1)
+        self._diag_pairs.setdefault(key, []).append(v.cpu())
         v = v[torch.isfinite(v)]
         n0 = self._diag_n.get(key, 0)
         if v.numel():
             n = n0 + v.numel()
             self.diagnostics[key] = (self.diagnostics.get(key, 0.0) * n0 + float(v.sum())) / n
             self._diag_n[key] = n
+
+    def pair_diagnostics(self, n_pairs: int) -> dict[str, Any]:
+        """Per-pair figures of the last call, {key: (n_pairs,) float64}, for the keys recorded
+        exactly once per pair (the runner stores them in the ``details`` table)."""
+        out = {}
+        for key, chunks in getattr(self, "_diag_pairs", {}).items():
+            v = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float64)
+            if v.numel() == n_pairs:
+                out[key] = v.numpy()
+        return out
 
     forward_batch: int = 32
 

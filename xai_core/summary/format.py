@@ -11,7 +11,7 @@ import pyarrow as pa
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-TABLES = ("samples", "labels", "scores", "counterfactuals")
+TABLES = ("samples", "labels", "scores", "counterfactuals", "details")
 
 SAMPLES_SCHEMA = pa.schema([
     ("sample_index", pa.int64()),      # position in the dataset
@@ -57,10 +57,17 @@ COUNTERFACTUALS_SCHEMA = pa.schema([
     ("prob", pa.float32()),            # p(label) with only this layer's windows kept sharp
     ("boxes", pa.list_(pa.list_(pa.float32()))),  # [x_min, y_min, x_max, y_max] windows
 ])
+DETAILS_SCHEMA = pa.schema([
+    ("sample_index", pa.int64()),
+    ("label", pa.int32()),
+    ("explainer", pa.string()),        # instance name
+    ("key", pa.string()),              # e.g. precision, coverage (anchors), completeness_error (IG)
+    ("value", pa.float64()),
+])
 SCHEMAS = {"samples": SAMPLES_SCHEMA, "labels": LABELS_SCHEMA, "scores": SCORES_SCHEMA,
-           "counterfactuals": COUNTERFACTUALS_SCHEMA}
+           "counterfactuals": COUNTERFACTUALS_SCHEMA, "details": DETAILS_SCHEMA}
 # Tables a part may omit (older runs, or features switched off).
-OPTIONAL_TABLES = ("counterfactuals",)
+OPTIONAL_TABLES = ("counterfactuals", "details")
 
 
 def part_name(part: int) -> str:

@@ -109,7 +109,8 @@ class RunReader:
 
     # ---- tables ----------------------------------------------------------------------
     def table(self, name: str) -> pd.DataFrame:
-        """All committed rows of ``samples``, ``labels`` or ``scores`` as one DataFrame."""
+        """All committed rows of one table (format.TABLES) as one DataFrame; an optional
+        table a run does not have reads as empty."""
         if name not in SCHEMAS:
             raise SummaryError(f"unknown table {name!r}; expected one of {list(SCHEMAS)}")
         done = set(self.parts())
@@ -131,6 +132,11 @@ class RunReader:
 
     def scores(self) -> pd.DataFrame:
         return self.table("scores")
+
+    def details(self) -> pd.DataFrame:
+        """Per-pair explainer figures (anchor precision and coverage, IG completeness error);
+        empty for runs without them."""
+        return self.table("details")
 
     # ---- arrays ----------------------------------------------------------------------
     def _store(self, part: int) -> zarr.Group:

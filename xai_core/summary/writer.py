@@ -61,14 +61,16 @@ def _write_arrays(run_dir: Path, part: int, images: np.ndarray, saliency: dict[s
 
 
 def write_part(run_dir: str | Path, part: int, *, samples: dict, labels: dict, scores: dict,
-               images: np.ndarray, saliency: dict[str, np.ndarray], counterfactuals: dict | None = None) -> None:
+               images: np.ndarray, saliency: dict[str, np.ndarray], counterfactuals: dict | None = None,
+               details: dict | None = None) -> None:
     """Commit one part. ``samples``/``labels``/``scores`` are column dicts matching the
     schemas in format.py; images (n, H, W, 3) uint8; saliency {explainer: (m, H, W) float32}
     with m = number of label rows. Safe to call from several processes on distinct parts."""
     run_dir = Path(run_dir)
     _write_arrays(run_dir, part, images, saliency)
-    if counterfactuals is not None:
-        atomic_write_bytes(table_path(run_dir, "counterfactuals", part), _table_bytes(counterfactuals, "counterfactuals"))
+    for name, cols in (("counterfactuals", counterfactuals), ("details", details)):
+        if cols is not None:  # optional tables (format.OPTIONAL_TABLES)
+            atomic_write_bytes(table_path(run_dir, name, part), _table_bytes(cols, name))
     atomic_write_bytes(table_path(run_dir, "scores", part), _table_bytes(scores, "scores"))
     atomic_write_bytes(table_path(run_dir, "labels", part), _table_bytes(labels, "labels"))
     atomic_write_bytes(table_path(run_dir, "samples", part), _table_bytes(samples, "samples"))
