@@ -46,7 +46,8 @@ def _cmd_demo(args) -> int:
     from .demo.runner import run_demo
 
     out = run_demo(limit=args.limit, out=args.out, data=args.data, progress=not args.quiet,
-                   overwrite=not args.keep)
+                   overwrite=not args.keep, explainers=args.explainers, metrics=args.metrics,
+                   analyses=not args.no_analyses)
     print(f"demo summary written to {out}")
     return 0
 
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="summaries/demo", help="output run directory (default summaries/demo)")
     d.add_argument("--data", default="data/demo", help="demo dataset folder (default data/demo)")
     d.add_argument("--keep", action="store_true", help="resume an existing demo run instead of replacing it")
+    d.add_argument("--explainers", nargs="+", metavar="NAME", help="explainers instead of the default set")
+    d.add_argument("--metrics", nargs="+", metavar="NAME", help="metrics instead of the default set")
+    d.add_argument("--no-analyses", action="store_true",
+                   help="skip uncertainty, counterfactuals and the sanity check")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=_cmd_demo)
 

@@ -14,7 +14,7 @@ from handles import make_handle
 
 
 @pytest.mark.parametrize("which,layer,channels", [
-    ("demo_model", "features", 128),   # the last conv block's output (after its ReLU)
+    ("demo_model", "features", 96),    # the last conv block's output (after its ReLU)
     ("resnet", "layer3", 64),          # the last stage, i.e. after the final skip addition + F.relu
     ("effnet", "_swish", 1280),        # the head's ReLU6 — a module EfficientNet also calls in the stem
 ])

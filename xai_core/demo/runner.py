@@ -8,12 +8,19 @@ from pathlib import Path
 from ..config import config_from_dict
 from ..runner import run
 
-DEFAULT_EXPLAINERS = ["gradient", "gradcam", "integrated_gradients", "random"]
-DEFAULT_METRICS = ["deletion_auc", "insertion_auc", "pointing_game", "iosr"]
+# A spread of method families (gradients, CAM, path, sampling, perturbation, anchors) and the
+# `random` reference every method should beat; metrics of every category that is cheap enough
+# to run per image on two cores (robustness metrics re-explain each pair 10-20 times: run them
+# in your own config, see README). Every registered method works here: pass --explainers.
+DEFAULT_EXPLAINERS = ["gradient", "gradcam", "integrated_gradients", "smoothgrad", "occlusion", "anchors", "random"]
+DEFAULT_METRICS = ["deletion_auc", "insertion_auc", "pointing_game", "iosr", "relevance_mass_accuracy",
+                   "relevance_rank_accuracy", "sparseness", "complexity"]
 
 
 def demo_config_dict(data_dir: str | Path, out: str | Path, *, limit: int | None = None,
-                     explainers=None, metrics=None) -> dict:
+                     explainers=None, metrics=None, analyses: bool = True) -> dict:
+    """The demo configuration; ``analyses``: MC-dropout uncertainty, hierarchical-occlusion
+    counterfactuals and the randomisation sanity check (on 4 images) on top of the maps."""
     from . import IMAGE_SIZE, MEAN, STD
 
     return {
@@ -24,6 +31,9 @@ def demo_config_dict(data_dir: str | Path, out: str | Path, *, limit: int | None
         "explainers": list(explainers or DEFAULT_EXPLAINERS),
         "metrics": list(metrics or DEFAULT_METRICS),
         "labels": {"threshold": 0.5, "top_k": 3},
+        "uncertainty": {"enabled": analyses, "passes": 10},
+        "counterfactual": {"enabled": analyses, "layers": 3},
+        "sanity": {"enabled": analyses, "images": 4},
         "batch_size": 16,
         "seed": 0,
         "out": str(out),
@@ -31,7 +41,8 @@ def demo_config_dict(data_dir: str | Path, out: str | Path, *, limit: int | None
 
 
 def run_demo(*, limit: int | None = None, out: str | Path = "summaries/demo", data: str | Path = "data/demo",
-             progress: bool = True, overwrite: bool = True, explainers=None, metrics=None) -> Path:
+             progress: bool = True, overwrite: bool = True, explainers=None, metrics=None,
+             analyses: bool = True) -> Path:
     from . import WEIGHTS_PATH
     from .dataset import ensure_demo_dataset
 
@@ -41,6 +52,6 @@ def run_demo(*, limit: int | None = None, out: str | Path = "summaries/demo", da
 
         train_demo_model(data, WEIGHTS_PATH)
     cfg = config_from_dict(demo_config_dict(Path(data).resolve(), Path(out).resolve(), limit=limit,
-                                            explainers=explainers, metrics=metrics))
+                                            explainers=explainers, metrics=metrics, analyses=analyses))
     resume = not overwrite and (Path(out) / "manifest.json").is_file()
     return run(cfg, cfg.out, resume=resume, overwrite=overwrite, progress=progress)

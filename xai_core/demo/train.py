@@ -90,7 +90,7 @@ def evaluate(probs: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> 
     }
 
 
-def train_demo_model(data_dir=DEFAULT_DATA_DIR, out_path=WEIGHTS_PATH, *, epochs: int = 8,
+def train_demo_model(data_dir=DEFAULT_DATA_DIR, out_path=WEIGHTS_PATH, *, epochs: int = 12,
                      seed: int = 0, max_seconds: float = 170, batch_size: int = 32,
                      lr: float = 6e-3, metrics_path=None, verbose: bool = True) -> dict:
     """Train ``DemoCNN`` on the train split, save it, return test metrics.
@@ -186,7 +186,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR,
                         help="dataset folder (generated there if missing)")
     parser.add_argument("--out", type=Path, default=WEIGHTS_PATH, help="weights output path")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=170,
                         help="wall-time budget, dataset generation included ('inf': none)")
