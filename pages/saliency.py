@@ -118,7 +118,8 @@ def detail(pos: int) -> None:
     for err in errors:
         st.warning(err)
     figs = [picture_figure(image, d.boxes, "image")] + [
-        heatmap_figure(m, v, style, image=image, boxes=d.boxes, title=e, highlight=chips[label].name)
+        heatmap_figure(m, v, style, image=image, boxes=d.boxes, highlight=chips[label].name,
+                       title=" · ".join(x for x in (e, Q.detail_text(t, pos, label, e)) if x))
         for e, (m, v) in maps.items()]
     cols = st.columns(2)
     for i, fig in enumerate(figs):
@@ -153,7 +154,9 @@ for r in view.rows:
         for i, e in enumerate(explainers):
             png = grid.tiles.get((r.pos, e))
             if png is not None:
-                cols[2 + i].image(png, caption=f"{e} · {t.class_name(act)}", width="stretch")
+                extra = Q.detail_text(t, r.pos, act, e)
+                cols[2 + i].image(png, caption=f"{e} · {t.class_name(act)}" + (f" · {extra}" if extra else ""),
+                                  width="stretch")
             else:
                 cols[2 + i].caption("no map")
 if not view.rows:

@@ -86,7 +86,8 @@ def sharp_colour_net():
 
 def build_analyses_run(out: Path, manifest: Path) -> Path:
     """A small runner run with the optional analyses on: uncertainty (interval chips, std
-    filter) and two layers of counterfactuals (the Counterfactual page). About 2 s."""
+    filter), two layers of counterfactuals (the Counterfactual page) and anchors (precision and
+    coverage in the captions). About 2 s."""
     import torch
 
     from xai_core.config import config_from_dict
@@ -94,7 +95,8 @@ def build_analyses_run(out: Path, manifest: Path) -> Path:
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    cfg = toy.toy_config(manifest, out, explainers=["gradient"], metrics=[], labels={"threshold": 0.5, "top_k": 2},
+    anchors = {"type": "anchors", "params": {"max_passes": 200, "initial_samples": 16, "draw_size": 8}}
+    cfg = toy.toy_config(manifest, out, explainers=["gradient", anchors], metrics=[], labels={"threshold": 0.5, "top_k": 2},
                          uncertainty={"enabled": True, "passes": 4}, counterfactual={"enabled": True, "layers": 2})
     cfg["model"]["factory"] = "dash_runs:sharp_colour_net"
     try:

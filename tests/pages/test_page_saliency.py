@@ -182,3 +182,15 @@ def test_sort_by_uncertainty(unc):
     shown = pictures(at)
     assert [top[s] for s in shown] == sorted(top.values, reverse=True)
     assert any(c.value.startswith("uncertainty: ") for c in at.caption)
+
+
+def test_anchor_tiles_show_precision_and_coverage(unc, dash_logdir):
+    at, lab = unc
+    det = RunReader(dash_logdir / dash_runs.ANALYSES_RUN).details()
+    anchors = det[(det["explainer"] == "anchors") & (det["key"] == "precision")]
+    captions = [c for img in at.image for c in img.captions if c.startswith("anchors · ")]
+    assert captions and all(re.search(r"precision \d\.\d{3} · coverage \d\.\d{3} · \d+ superpixels", c) for c in captions)
+    shown = {float(re.search(r"precision (\d\.\d{3})", c)[1]) for c in captions}
+    assert shown <= {round(v, 3) for v in anchors["value"]}
+    # maps without per-pair figures keep the plain caption
+    assert all(re.fullmatch(r"gradient · \w+", c) for img in at.image for c in img.captions if c.startswith("gradient"))

@@ -309,6 +309,23 @@ class RunTables:
             return cf.iloc[np.lexsort((cf["layer"].to_numpy(), cf["lrow"].to_numpy()))].reset_index(drop=True)
         return self._memo(("counterfactuals",), build)
 
+    def details(self) -> dict[tuple[int, int, str], dict[str, float]]:
+        """The optional ``details`` table (FORMAT.md) as {(pos, label, explainer): {key: value}},
+        read on first use and kept; empty when the run has none."""
+        def build():
+            root = self.root if self.root is not None else self.run_dir
+            have = [p for p in self.parts if ensure_inside(root, table_path(self.run_dir, "details", p)).is_file()]
+            d = _read_table(self.run_dir, root, "details", have, ["sample_index", "label", "explainer", "key", "value"])
+            sidx, si = self.samples["sample_index"].to_numpy(), d.column("sample_index").to_numpy()
+            spos = np.minimum(np.searchsorted(sidx, si), max(len(sidx) - 1, 0))
+            out: dict[tuple[int, int, str], dict[str, float]] = {}
+            for ok, pos, lab, exp, key, val in zip(sidx[spos] == si if len(sidx) else [], spos, *(
+                    d.column(c).to_pylist() for c in ("label", "explainer", "key", "value"))):
+                if ok:
+                    out.setdefault((int(pos), int(lab), exp), {})[key] = float(val)
+            return out
+        return self._memo(("details",), build)
+
     def label_rows(self, pos: int) -> pd.DataFrame:
         return self.labels.iloc[self.starts[pos]: self.starts[pos + 1]]
 
