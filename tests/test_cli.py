@@ -65,3 +65,12 @@ def test_model_errors(config_file, capsys):
     assert main(["run", "--config", str(config_file), "--set", "model.input_size=[32, 32]",
                  "--set", "dataset.classes=[red, green, blue, extra]", "--quiet"]) == 2
     assert "expected (N, 4) logits" in capsys.readouterr().err
+
+
+def test_json_output_is_strict(capsys):
+    # Unbounded metric ranges (robustness metrics) must not print as bare Infinity.
+    assert main(["list", "metrics", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "Infinity" not in out and "NaN" not in out
+    ranges = {m["name"]: m["value_range"] for m in json.loads(out)}
+    assert ranges["max_sensitivity"] == [0.0, "inf"]

@@ -27,7 +27,8 @@ def cheap_config(data, out, **model_over) -> dict:
     """The toy configuration with cheap explainers and metrics (the test is about plumbing)."""
     cfg = toy_config(data, out, explainers=["gradient", "gradcam", "random"],
                      metrics=[{"type": "deletion_auc", "params": {"steps": 5}}, "pointing_game", "iosr"],
-                     batch_size=BATCH)
+                     batch_size=BATCH, uncertainty={"enabled": True, "passes": 3},
+                     sanity={"enabled": True, "images": 3})
     cfg["model"].update(model_over)
     return cfg
 
@@ -125,6 +126,10 @@ def test_cli_run_on_cluster_equals_single_process(data, reference, scheduler, tm
     assert timing["parts_computed"] == 6 and timing["parts_skipped"] == 0
     # The same computation, split differently: the same number of images through the model.
     assert timing["model_passes"] == read_manifest(reference)["timing"]["model_passes"]
+    # The sanity check runs once, on the driver, and gives the single-process verdicts.
+    sanity, ref_sanity = read_manifest(out)["sanity"], read_manifest(reference)["sanity"]
+    assert {e: r["passed"] for e, r in sanity.items()} == {e: r["passed"] for e, r in ref_sanity.items()}
+    assert sanity["random"]["final_similarity"] == pytest.approx(ref_sanity["random"]["final_similarity"])
 
 
 def test_resume_recomputes_only_missing_parts(data, reference, scheduler, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def _cmd_inspect(args) -> int:
 
     info = inspect_run(args.run_dir)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(strict_json(info), indent=2, allow_nan=False))
     else:
         print(f"{info['path']}: {info['status']}, format v{info['format_version']}, "
               f"{info['n_samples']} samples, {info['n_explained']} explained labels")
@@ -68,6 +69,18 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def strict_json(obj):
+    """``obj`` with non-finite floats made valid JSON for other tools (jq, browsers): an
+    unbounded range end becomes the string "inf" / "-inf", a missing value (NaN) null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
 def _cmd_list(args) -> int:
     from .explainers import EXPLAINERS
     from .metrics import METRICS
@@ -75,7 +88,7 @@ def _cmd_list(args) -> int:
     reg = EXPLAINERS if args.kind == "explainers" else METRICS
     items = [cls.metadata() for cls in reg]
     if args.json:
-        print(json.dumps(items, indent=2))
+        print(json.dumps(strict_json(items), indent=2, allow_nan=False))
     else:
         for it in items:
             print(f"{it['name']:24s} {it['display_name']}  {it.get('paper', '')}")

@@ -43,8 +43,9 @@ from tqdm import tqdm
 
 from .config import RunConfig
 from .data import open_dataset
-from .engine import RunContext, compute_part, part_indices
+from .engine import RunContext, compute_part, part_indices, sanity_checks
 from .errors import ConfigError, XaiError
+from .models.loading import load_model
 from .runner import open_writer
 from .summary.writer import committed_parts, write_part
 
@@ -144,7 +145,8 @@ def run_shard(config: RunConfig, key: str, out_dir: str, shard: list[tuple[int, 
     delta = {k: {n: v - stats0.get(k, {}).get(n, 0.0) for n, v in d.items()} for k, d in ctx.stats.items()}
     return {"computed": computed, "skipped": skipped, "samples": samples,
             "passes": ctx.model.passes - passes0, "seconds": time.perf_counter() - t0,
-            "explain_s": delta.get("explain_s", {}), "metric_s": delta.get("metric_s", {}), "pid": os.getpid()}
+            "explain_s": delta.get("explain_s", {}), "metric_s": delta.get("metric_s", {}),
+            "analysis_s": delta.get("analysis_s", {}), "pid": os.getpid()}
 
 
 # ---- driver side ------------------------------------------------------------------------------
@@ -199,7 +201,7 @@ def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     done_samples = sum(len(batches[p]) for p in done if p < len(batches))
     done_parts = len([p for p in done if p < len(batches)])
     todo = [p for p in range(len(batches)) if p not in done]
-    totals = {"computed": 0, "skipped": 0, "passes": 0, "samples": 0, "explain_s": {}, "metric_s": {}}
+    totals = {"computed": 0, "skipped": 0, "passes": 0, "samples": 0, "explain_s": {}, "metric_s": {}, "analysis_s": {}}
     bar = tqdm(total=len(dataset), initial=done_samples, unit="img", disable=not progress,
                file=sys.stderr, dynamic_ncols=True, desc="explaining")
     t0, n_workers, futures = time.perf_counter(), 0, []
@@ -236,6 +238,12 @@ def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = Fa
         raise
     finally:
         bar.close()
+    if config.sanity.enabled:  # on the driver: a handful of images, after the shards
+        t_sanity = time.perf_counter()
+        ctx.model = load_model(config.model, num_classes=len(dataset.classes))
+        writer.manifest["sanity"] = sanity_checks(ctx)
+        totals["analysis_s"]["sanity"] = time.perf_counter() - t_sanity
+        totals["passes"] += ctx.model.passes
     wall = time.perf_counter() - t0
     writer.progress(done_samples, done_parts, force=True)
     n_new = totals["samples"]
@@ -246,6 +254,7 @@ def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = Fa
         # Summed over workers: compute-seconds, not wall time.
         "explain_s": {k: round(v, 3) for k, v in totals["explain_s"].items()},
         "metric_s": {k: round(v, 3) for k, v in totals["metric_s"].items()},
+        "analysis_s": {k: round(v, 3) for k, v in totals["analysis_s"].items()},
         "workers": n_workers,
         "parts_computed": totals["computed"],
         "parts_skipped": totals["skipped"],
@@ -269,8 +278,8 @@ def _accumulate(totals: dict, res: dict) -> None:
     totals["skipped"] += len(res["skipped"])
     totals["passes"] += res["passes"]
     totals["samples"] += res["samples"]
-    for k in ("explain_s", "metric_s"):
-        for name, v in res[k].items():
+    for k in ("explain_s", "metric_s", "analysis_s"):
+        for name, v in res.get(k, {}).items():
             totals[k][name] = totals[k].get(name, 0.0) + v
 
 

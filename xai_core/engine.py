@@ -5,6 +5,7 @@ Used by the single-process runner and by Dask workers alike, so both produce ide
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ class RunContext:
     model: Any
     explainers: list
     metrics: list
-    stats: dict = field(default_factory=lambda: {"explain_s": {}, "metric_s": {}})
+    stats: dict = field(default_factory=lambda: {"explain_s": {}, "metric_s": {}, "analysis_s": {}})
 
     @classmethod
     def build(cls, config: RunConfig) -> "RunContext":
@@ -52,8 +53,6 @@ def seed_everything(seed: int) -> None:
 
 def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
     """Everything ``write_part`` needs for one part: column dicts and arrays."""
-    import time
-
     cfg = ctx.config
     # Seeded per part, so a resumed or distributed run reproduces the same numbers.
     seed_everything(cfg.seed * 1_000_003 + part)
@@ -76,7 +75,9 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
         "width": [size[1]] * len(indices),
     }
     rows = [(i, r) for i, labs in enumerate(chosen) for r in labs]
+    t0 = time.perf_counter()
     unc = _uncertainty(ctx, part, batch.pixels, probs)
+    _add_time(ctx, "analysis_s", "uncertainty", t0, unc is not None)
     labels = {
         "sample_index": [batch.indices[i] for i, _ in rows],
         "label": [r.label for _, r in rows],
@@ -139,9 +140,17 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
             scores["raw"] += raw.tolist()
             scores["score"] += norm.tolist()
 
+    t0 = time.perf_counter()
+    counterfactuals = _counterfactuals(ctx, batch, chosen, probs)
+    _add_time(ctx, "analysis_s", "counterfactual", t0, counterfactuals is not None)
     return {"samples": samples, "labels": labels, "scores": scores, "images": batch.display,
-            "saliency": saliency, "counterfactuals": _counterfactuals(ctx, batch, chosen, probs),
+            "saliency": saliency, "counterfactuals": counterfactuals,
             "details": details if details["key"] else None}
+
+
+def _add_time(ctx: RunContext, kind: str, name: str, t0: float, ran: bool = True) -> None:
+    if ran:
+        ctx.stats[kind][name] = ctx.stats[kind].get(name, 0.0) + time.perf_counter() - t0
 
 
 def _uncertainty(ctx: RunContext, part: int, pixels: torch.Tensor, probs: np.ndarray):

@@ -105,9 +105,11 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
         raise
     finally:
         bar.close()
+    t_sanity = time.perf_counter()
     sanity = sanity_checks(ctx)
     if sanity is not None:
         writer.manifest["sanity"] = sanity
+        ctx.stats["analysis_s"]["sanity"] = time.perf_counter() - t_sanity
     wall = time.perf_counter() - t0
     writer.finish("complete", timing={
         "seconds": round(wall, 3),
@@ -115,5 +117,6 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
         "model_passes": ctx.model.passes - passes0,
         "explain_s": {k: round(v, 3) for k, v in ctx.stats["explain_s"].items()},
         "metric_s": {k: round(v, 3) for k, v in ctx.stats["metric_s"].items()},
+        "analysis_s": {k: round(v, 3) for k, v in ctx.stats["analysis_s"].items()},
     })
     return out_dir
