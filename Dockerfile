@@ -10,7 +10,7 @@ RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.
 COPY xai_core ./xai_core
 COPY app.py ./
 COPY pages ./pages
-RUN pip install --no-deps -e . && xai-core demo --out summaries/demo --quiet
+RUN pip install --no-deps -e . && xai-core demo --limit 64 --out summaries/demo --quiet
 
 EXPOSE 8501
 # Inside the container the server must listen on all interfaces so the published port works.

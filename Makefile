@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 LOGDIR ?= summaries
+DEMO_LIMIT ?= 64
 
 .PHONY: setup demo demo-run serve test bench clean
 
@@ -17,7 +18,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: $(VENV)/.installed
 
 demo-run: setup
-	$(VENV)/bin/xai-core demo --out $(LOGDIR)/demo
+	$(VENV)/bin/xai-core demo --limit $(DEMO_LIMIT) --out $(LOGDIR)/demo
 
 demo: demo-run
 	@echo "Serving the dashboard on http://127.0.0.1:$(PORT) (Ctrl-C to stop)"

@@ -145,7 +145,9 @@ class _Search:
         self.mask = torch.zeros(self.shape, dtype=torch.bool)
 
 
-def _mask(shape: tuple[int, int], boxes) -> torch.Tensor:
+def windows_mask(shape: tuple[int, int], boxes) -> torch.Tensor:
+    """(H, W) bool, True inside the windows ``[(x0, y0, x1, y1)]`` (maxima exclusive): what a
+    layer keeps sharp; the dashboard draws the same composite from the stored boxes."""
     m = torch.zeros(shape, dtype=torch.bool)
     for x0, y0, x1, y1 in boxes:
         m[y0:y1, x0:x1] = True
@@ -268,7 +270,7 @@ def _evaluate(model, images, blurred, recipes, batch_size) -> torch.Tensor:
     for s in range(0, len(recipes), batch_size):
         chunk = recipes[s:s + batch_size]
         idx = torch.as_tensor([r[0] for r in chunk])
-        m = torch.stack([_mask((h, w), r[1]) for r in chunk]).unsqueeze(1).to(images.device)
+        m = torch.stack([windows_mask((h, w), r[1]) for r in chunk]).unsqueeze(1).to(images.device)
         x = torch.where(m, images[idx], blurred[idx])
         out.append(model.probs(x).float().cpu())
     return torch.cat(out)

@@ -10,7 +10,7 @@ from torch import nn
 
 from xai_core.errors import ConfigError
 from xai_core.explainers import EXPLAINERS
-from xai_core.explainers.anchors import _kl, kl_lower, kl_upper
+from xai_core.explainers._anchor_search import _kl, kl_lower, kl_upper
 from xai_core.models.handle import ClassifierHandle, PixelSpaceModel
 
 SIZE = 64

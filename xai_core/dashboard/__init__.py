@@ -9,6 +9,7 @@ the Streamlit caches they use wrap :func:`open_run` (per run version) and the fu
 * :mod:`.query` — saliency filters, sorting, paging and the detail of one image;
 * :mod:`.overlay` / :mod:`.render` — display normalisation of raw maps, cached rendering;
 * :mod:`.assessment` — aggregation of scores (means, bootstrap intervals, weights, per class);
+* :mod:`.counterfactual` — the counterfactual page's filters and layer-by-layer composites;
 * :mod:`.figures` — the plotly figures.
 """
 

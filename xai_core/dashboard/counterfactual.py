@@ -126,7 +126,7 @@ def composites(image: np.ndarray, layer_boxes: list) -> np.ndarray:
     windows of each layer pasted back sharp (``layer_boxes``: L lists of [x0, y0, x1, y1])."""
     import torch
 
-    from ..counterfactual import _mask, default_blur_sigma, gaussian_blur
+    from ..counterfactual import default_blur_sigma, gaussian_blur, windows_mask
 
     if image.ndim != 3 or image.shape[2] != 3:
         raise XaiError(f"image of shape {image.shape}; expected (H, W, 3) uint8")
@@ -135,7 +135,7 @@ def composites(image: np.ndarray, layer_boxes: list) -> np.ndarray:
     blurred = gaussian_blur(x, default_blur_sigma(h, w))
     out = []
     for boxes in layer_boxes:
-        m = _mask((h, w), [tuple(int(round(float(v))) for v in b[:4]) for b in boxes])
+        m = windows_mask((h, w), [tuple(int(round(float(v))) for v in b[:4]) for b in boxes])
         out.append(torch.where(m, x[0], blurred[0]))
     if not out:
         return np.zeros((0, h, w, 3), np.uint8)
