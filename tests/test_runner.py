@@ -151,3 +151,13 @@ def test_per_pair_explainer_details_are_stored(toy_data, tmp_path):
     plain = config_from_dict(toy_config(toy_data, tmp_path / "plain", explainers=["gradient"], metrics=["iosr"]))
     run(plain, plain.out, progress=False)
     assert RunReader(plain.out).details().empty
+
+
+def test_metrics_reuse_the_batch_probabilities(toy_data, tmp_path):
+    # One prediction pass per image, then exactly `steps` passes per (image, label) for the
+    # deletion curve: p(x) comes from the batch's own pass, not from another one per pair.
+    cfg = config_from_dict(toy_config(toy_data, tmp_path / "run", explainers=["random"],
+                                      metrics=[{"type": "deletion_auc", "params": {"steps": 5}}]))
+    run(cfg, cfg.out, progress=False)
+    r = RunReader(cfg.out)
+    assert r.manifest["timing"]["model_passes"] == len(r.samples()) + 5 * len(r.labels())

@@ -95,6 +95,10 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
     pair_img = torch.as_tensor([i for i, _ in rows], dtype=torch.long)
     pair_tgt = torch.as_tensor([r.label for _, r in rows], dtype=torch.long)
     pair_x = batch.pixels[pair_img] if rows else batch.pixels[:0]
+    # The batch's probabilities, computed once above: metrics that start from p(x) reuse them
+    # instead of pushing every pair through the model again.
+    probs_t = torch.from_numpy(probs)
+    pair_probs = probs_t[pair_img]
     masks, has_mask = _pair_masks(batch, rows, size)
     is_gt = np.array([r.is_gt for _, r in rows], dtype=bool)
 
@@ -122,13 +126,14 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
             t0 = time.perf_counter()
             if met.label_agnostic:
                 mctx = MetricContext(ctx.model, batch.pixels, torch.as_tensor(probs.argmax(1)), None,
-                                     explain=explain_fn, batch_size=cfg.explain_batch_size, seed=cfg.seed)
+                                     explain=explain_fn, batch_size=cfg.explain_batch_size, seed=cfg.seed,
+                                     probs=probs_t)
                 raw = np.asarray(met.evaluate(mctx), dtype=np.float64)
                 idx, labs = batch.indices, [-1] * len(indices)
             else:
                 mctx = MetricContext(ctx.model, pair_x, pair_tgt, maps, masks=masks, has_mask=has_mask,
                                      is_ground_truth=is_gt, explain=explain_fn,
-                                     batch_size=cfg.explain_batch_size, seed=cfg.seed)
+                                     batch_size=cfg.explain_batch_size, seed=cfg.seed, probs=pair_probs)
                 raw = np.asarray(met.evaluate(mctx), dtype=np.float64) if rows else np.zeros(0)
                 idx, labs = labels["sample_index"], labels["label"]
             ctx.stats["metric_s"][met.instance_name] = ctx.stats["metric_s"].get(met.instance_name, 0.0) + time.perf_counter() - t0
