@@ -16,6 +16,17 @@ from .base import REFERENCE_SIDE, scaled
 SUPERPIXELS = ("slic", "quickshift")
 
 
+def check_superpixel_params(samples: int, segmentation: str, segments: int) -> str | None:
+    """The parameter checks shared by the superpixel samplers (LIME, KernelSHAP)."""
+    if samples < 2:
+        return f"samples is {samples}; expected ≥ 2"
+    if segmentation not in SUPERPIXELS:
+        return f"segmentation is {segmentation!r}; expected one of {SUPERPIXELS}"
+    if segments < 0:
+        return f"segments is {segments}; expected ≥ 0 (0 = auto)"
+    return None
+
+
 def auto_segments(height: int, width: int) -> int:
     """Default superpixel count: ~100 at 224×224 (one per ~500 px, within ANCHORS' 50–200),
     at least 16 on small images."""

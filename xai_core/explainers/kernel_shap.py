@@ -8,7 +8,7 @@ import torch
 
 from . import register
 from ._perturbation import PerturbationExplainer, check_output
-from ._segments import SUPERPIXELS, superpixels
+from ._segments import check_superpixel_params, superpixels
 from .base import pair_generator
 
 
@@ -54,13 +54,7 @@ class KernelSHAP(PerturbationExplainer):
         output: str = "prob"
 
         def check(self):
-            if self.samples < 2:
-                return f"samples is {self.samples}; expected ≥ 2"
-            if self.segmentation not in SUPERPIXELS:
-                return f"segmentation is {self.segmentation!r}; expected one of {SUPERPIXELS}"
-            if self.segments < 0:
-                return f"segments is {self.segments}; expected ≥ 0 (0 = auto)"
-            return check_output(self.output)
+            return check_superpixel_params(self.samples, self.segmentation, self.segments) or check_output(self.output)
 
     def shapley_values(self, z: torch.Tensor, y: torch.Tensor, full: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
         """φ (M, L) from coalitions z (n, M), their scores y (n, L) and the end points (L,)."""

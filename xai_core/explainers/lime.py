@@ -8,7 +8,7 @@ import torch
 
 from . import register
 from ._perturbation import PerturbationExplainer, check_output
-from ._segments import SUPERPIXELS, superpixels
+from ._segments import check_superpixel_params, superpixels
 from .base import pair_generator
 
 
@@ -55,13 +55,9 @@ class LIME(PerturbationExplainer):
         output: str = "prob"
 
         def check(self):
-            if self.samples < 2:
-                return f"samples is {self.samples}; expected ≥ 2"
-            if self.segmentation not in SUPERPIXELS:
-                return f"segmentation is {self.segmentation!r}; expected one of {SUPERPIXELS}"
-            if self.segments < 0 or self.kernel_width <= 0 or self.ridge < 0:
-                return "segments ≥ 0 (0 = auto), kernel_width > 0 and ridge ≥ 0 expected"
-            return check_output(self.output)
+            if self.kernel_width <= 0 or self.ridge < 0:
+                return f"kernel_width is {self.kernel_width} and ridge {self.ridge}; expected kernel_width > 0, ridge ≥ 0"
+            return check_superpixel_params(self.samples, self.segmentation, self.segments) or check_output(self.output)
 
     def attribute_grouped(self, model, images, targets):
         p = self.params
