@@ -133,7 +133,7 @@ def detail(pos: int) -> None:
 grid = store.grid(view.rows, {r.pos: _active(r) for r in view.rows}, explainers, style)
 for err in grid.errors:
     st.warning(err)
-widths = [2, 2] + [2] * len(explainers)
+widths = [2, 3] + [2] * len(explainers)  # the chips carry an interval: a wider labels column
 head = st.columns(widths)
 for col, text in zip(head, ["image", "labels"] + explainers):
     col.markdown(f"**{text}**")
