@@ -8,42 +8,19 @@ the load average of the machine, because the figures are only as good as the cor
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+import _report
 import torch
+from _report import dir_bytes, env_int, figure, load_line  # noqa: F401  (re-exported to the scripts)
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DATA = ROOT / "data" / "demo"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-
-def env_int(name: str, default: int) -> int:
-    """A size knob, overridable from the environment (e.g. ``BENCH_IMAGES=64 make bench``)."""
-    return int(os.environ.get(name, default))
-
-
-def figure(name: str, value, unit: str = "", goal: str = "") -> None:
-    text = f"{value:.3g}" if isinstance(value, float) else str(value)
-    line = f"  {name}: {text}{' ' + unit if unit else ''}"
-    if goal:
-        line += f"   (goal {goal})"
-    print(line, flush=True)
-
-
-def header(title: str, command: str) -> None:
-    print(f"== {title}", flush=True)
-    print(f"   reproduce: {command}", flush=True)
-    print(f"   {machine()}", flush=True)
-
-
-def machine() -> str:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} cores, load average {load}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
 def demo_config(out: Path, *, limit: int, **over) -> dict:
@@ -118,5 +95,9 @@ def time_per_image(module: nn.Module, batch: int, *, grad: bool, repeats: int = 
     return best
 
 
-def dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+def machine() -> str:
+    return f"{load_line()}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+
+
+def header(title: str, command: str) -> None:
+    _report.header(title, command, machine())

@@ -28,37 +28,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _report import dir_bytes, env_int, figure, header  # noqa: E402  (torch-free, unlike _common)
 from xai_core.dashboard import MapStore, RunTables  # noqa: E402
 from xai_core.dashboard import assessment as A  # noqa: E402
 from xai_core.dashboard import query as Q  # noqa: E402
 from xai_core.dashboard.overlay import OverlayStyle  # noqa: E402
 from xai_core.labels import LabelPolicy, select_labels  # noqa: E402
 from xai_core.summary.writer import RunWriter, write_part  # noqa: E402
-
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-# The output follows bench/_common.py (``== title``, ``reproduce:``, machine, ``name: value``
-# lines); that module is not imported because it loads torch, which would put ~200 MiB of
-# the training stack into this process's memory figure: the dashboard never imports torch.
-def figure(name: str, value, unit: str = "", goal: str = "") -> None:
-    text = f"{value:.3g}" if isinstance(value, float) else str(value)
-    print(f"  {name}: {text}{' ' + unit if unit else ''}" + (f"   (goal {goal})" if goal else ""), flush=True)
-
-
-def header(title: str, command: str) -> None:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"== {title}\n   reproduce: {command}\n   {os.cpu_count()} cores, load average {load}", flush=True)
-
-
-def dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
 
 METRICS = [  # three per (image, label) and one label-agnostic, as the real registry declares them
     {"name": "deletion_auc", "display_name": "Deletion AUC", "category": "faithfulness", "higher_is_better": False,

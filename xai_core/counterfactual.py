@@ -18,8 +18,8 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
+from .blur import gaussian_blur
 from .errors import ExplainerError
 
 Box = tuple[int, int, int, int]  # (x_min, y_min, x_max, y_max), pixel edges, max exclusive
@@ -29,22 +29,6 @@ def default_blur_sigma(height: int, width: int) -> float:
     """σ = short side / 12 (≈ 5 px at 64 px, 19 px at 224 px): strong enough to erase strokes
     and textures while keeping the colour layout, so the blurred copy is a plausible image."""
     return max(1.0, min(height, width) / 12.0)
-
-
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(N, C, H, W) → (N, C, H, W), separable Gaussian, reflect padding (no dark border,
-    which a zero padding would add and which a model may read as an edge)."""
-    if sigma <= 0:
-        return images.clone()
-    n, c, h, w = images.shape
-    radius = max(1, min(int(math.ceil(3.0 * sigma)), h - 1, w - 1))
-    t = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    x = images.reshape(n * c, 1, h, w)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1))
-    return x.reshape(n, c, h, w)
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,8 @@ def composites(image: np.ndarray, layer_boxes: list) -> np.ndarray:
     windows of each layer pasted back sharp (``layer_boxes``: L lists of [x0, y0, x1, y1])."""
     import torch
 
-    from ..counterfactual import default_blur_sigma, gaussian_blur, windows_mask
+    from ..blur import gaussian_blur
+    from ..counterfactual import default_blur_sigma, windows_mask
 
     if image.ndim != 3 or image.shape[2] != 3:
         raise XaiError(f"image of shape {image.shape}; expected (H, W, 3) uint8")

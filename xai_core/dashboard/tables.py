@@ -288,21 +288,26 @@ class RunTables:
             return out
         return self._memo(("pred",), build)
 
+    def _optional_table(self, name: str, columns: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """An optional table (format.OPTIONAL_TABLES) from the committed parts that have it:
+        (rows, each row's sample position, whether that sample is in the samples table)."""
+        root = self.root if self.root is not None else self.run_dir
+        have = [p for p in self.parts if ensure_inside(root, table_path(self.run_dir, name, p)).is_file()]
+        df = _read_table(self.run_dir, root, name, have, columns).to_pandas()
+        sidx, si = self.samples["sample_index"].to_numpy(), df["sample_index"].to_numpy()
+        spos = np.minimum(np.searchsorted(sidx, si), max(len(sidx) - 1, 0))
+        known = sidx[spos] == si if len(sidx) else np.zeros(len(si), bool)
+        return df, spos, known
+
     def counterfactuals(self) -> pd.DataFrame:
         """The optional ``counterfactuals`` table (FORMAT.md), read on first use and kept:
         sample_index, label, layer, side, prob, boxes plus ``pos`` and ``lrow`` (its labels
         row), sorted by (pos, label row, layer). Empty when the run has none; rows naming an
         (image, label) the labels table lacks are dropped."""
         def build():
-            root = self.root if self.root is not None else self.run_dir
-            have = [p for p in self.parts if ensure_inside(root, table_path(self.run_dir, "counterfactuals", p)).is_file()]
-            cf = _read_table(self.run_dir, root, "counterfactuals", have,
-                             ["sample_index", "label", "layer", "side", "prob", "boxes"]).to_pandas()
-            sidx, si = self.samples["sample_index"].to_numpy(), cf["sample_index"].to_numpy()
-            spos = np.minimum(np.searchsorted(sidx, si), max(len(sidx) - 1, 0))
+            cf, spos, known = self._optional_table("counterfactuals", ["sample_index", "label", "layer", "side", "prob", "boxes"])
             lrow = _label_row(self.labels, spos, cf["label"].to_numpy())
-            if len(sidx):
-                lrow[sidx[spos] != si] = -1
+            lrow[~known] = -1
             cf.insert(0, "pos", spos.astype(np.int32))
             cf.insert(1, "lrow", lrow)
             cf = cf[lrow >= 0]
@@ -313,14 +318,9 @@ class RunTables:
         """The optional ``details`` table (FORMAT.md) as {(pos, label, explainer): {key: value}},
         read on first use and kept; empty when the run has none."""
         def build():
-            root = self.root if self.root is not None else self.run_dir
-            have = [p for p in self.parts if ensure_inside(root, table_path(self.run_dir, "details", p)).is_file()]
-            d = _read_table(self.run_dir, root, "details", have, ["sample_index", "label", "explainer", "key", "value"])
-            sidx, si = self.samples["sample_index"].to_numpy(), d.column("sample_index").to_numpy()
-            spos = np.minimum(np.searchsorted(sidx, si), max(len(sidx) - 1, 0))
+            d, spos, known = self._optional_table("details", ["sample_index", "label", "explainer", "key", "value"])
             out: dict[tuple[int, int, str], dict[str, float]] = {}
-            for ok, pos, lab, exp, key, val in zip(sidx[spos] == si if len(sidx) else [], spos, *(
-                    d.column(c).to_pylist() for c in ("label", "explainer", "key", "value"))):
+            for ok, pos, lab, exp, key, val in zip(known, spos, *(d[c].tolist() for c in ("label", "explainer", "key", "value"))):
                 if ok:
                     out.setdefault((int(pos), int(lab), exp), {})[key] = float(val)
             return out

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..counterfactual import default_blur_sigma, gaussian_blur
+from ..blur import gaussian_blur
+from ..counterfactual import default_blur_sigma
 from . import register
 from ._anchor_search import _Pool, _lucb_beta, kl_lower, kl_upper
 from ._segments import SUPERPIXELS, superpixels

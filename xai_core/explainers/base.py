@@ -93,8 +93,6 @@ class Explainer:
     def __init__(self, params: dict[str, Any] | None = None, *, instance_name: str | None = None):
         self.instance_name = instance_name or self.name
         self.params = build_params(self.Params, params, f"explainer {self.instance_name!r} ({self.name})")
-        self.diagnostics: dict[str, float] = {}
-        self._diag_n: dict[str, int] = {}
         self._diag_pairs: dict[str, list[torch.Tensor]] = {}
 
     @classmethod
@@ -115,26 +113,34 @@ class Explainer:
         return ExplainerError(f"{self.instance_name} ({self.name}): {message}")
 
     def reset_diagnostics(self) -> None:
-        self.diagnostics, self._diag_n, self._diag_pairs = {}, {}, {}
+        self._diag_pairs = {}
 
     def record(self, key: str, values: torch.Tensor) -> None:
-        """Fold per-pair ``values`` into ``diagnostics[key]``, the running mean of this call,
-        and keep them in call order for :meth:`pair_diagnostics`."""
-        v = values.detach().double().reshape(-1)
-        self._diag_pairs.setdefault(key, []).append(v.cpu())
-        v = v[torch.isfinite(v)]
-        n0 = self._diag_n.get(key, 0)
-        if v.numel():
-            n = n0 + v.numel()
-            self.diagnostics[key] = (self.diagnostics.get(key, 0.0) * n0 + float(v.sum())) / n
-            self._diag_n[key] = n
+        """Keep per-pair ``values`` of this call, in call order (see :attr:`diagnostics` and
+        :meth:`pair_diagnostics`)."""
+        self._diag_pairs.setdefault(key, []).append(values.detach().double().reshape(-1).cpu())
+
+    def _recorded(self, key: str) -> torch.Tensor:
+        chunks = self._diag_pairs.get(key, [])
+        return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float64)
+
+    @property
+    def diagnostics(self) -> dict[str, float]:
+        """{key: mean of the finite recorded values} of the last call."""
+        out = {}
+        for key in self._diag_pairs:
+            v = self._recorded(key)
+            v = v[torch.isfinite(v)]
+            if v.numel():
+                out[key] = float(v.mean())
+        return out
 
     def pair_diagnostics(self, n_pairs: int) -> dict[str, Any]:
         """Per-pair figures of the last call, {key: (n_pairs,) float64}, for the keys recorded
         exactly once per pair (the runner stores them in the ``details`` table)."""
         out = {}
-        for key, chunks in getattr(self, "_diag_pairs", {}).items():
-            v = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float64)
+        for key in self._diag_pairs:
+            v = self._recorded(key)
             if v.numel() == n_pairs:
                 out[key] = v.numpy()
         return out

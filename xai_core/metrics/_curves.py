@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from ..blur import gaussian_blur
 
 
 def pixel_order(saliency: torch.Tensor, seed: int) -> torch.Tensor:
@@ -22,22 +23,6 @@ def pixel_order(saliency: torch.Tensor, seed: int) -> torch.Tensor:
     flat = torch.nan_to_num(saliency.reshape(p, -1)[:, perm].double(), nan=-np.inf, posinf=np.inf)
     order = torch.argsort(-flat, dim=1, stable=True)
     return perm[order]
-
-
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(N, C, H, W) blurred with a separable Gaussian of ``sigma`` pixels (reflect padding)."""
-    if sigma <= 0:
-        return images.clone()
-    radius = max(1, int(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=images.dtype)
-    k = torch.exp(-(x**2) / (2 * sigma**2))
-    k = k / k.sum()
-    c = images.shape[1]
-    pad = min(radius, images.shape[2] - 1, images.shape[3] - 1)
-    out = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad == radius else F.pad(images, (radius,) * 4, mode="replicate")
-    out = F.conv2d(out, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    out = F.conv2d(out, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-    return out
 
 
 def reference_images(images: torch.Tensor, mode: str, fill: float, blur_sigma: float) -> torch.Tensor:
