@@ -19,7 +19,7 @@ def _per_class(_t, run_key):
     return A.per_class(_t), A.class_counts(_t)
 
 
-infos = [m for m in A.metric_infos(t) if any(k[1] == m.name for k in t.pair_slices)]
+infos = A.scored_metric_infos(t)
 if not infos:
     st.info("This run has no evaluation scores; add metrics to its configuration to compare explainers per class.")
     st.stop()

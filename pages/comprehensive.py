@@ -20,7 +20,7 @@ def _long(_t, run_key):
     return A.explainer_metric_table(_t)
 
 
-infos = [m for m in A.metric_infos(t) if any(k[1] == m.name for k in t.pair_slices)]
+infos = A.scored_metric_infos(t)
 if not infos:
     st.info("This run has no evaluation scores; add metrics to its configuration to compare explainers.")
     st.stop()

@@ -107,3 +107,14 @@ def test_class_counts(synth_tables):
     assert c["ground truth images"].tolist() == [3, 1, 1]
     assert c[["TP", "FP", "FN", "TN"]].loc["cat"].tolist() == [2, 0, 1, 0]
     assert c[["TP", "FP", "FN", "TN"]].loc["dog"].tolist() == [1, 1, 0, 1]
+
+
+def test_scored_metric_infos_keeps_run_order_and_drops_metrics_without_scores(synth_tables):
+    import dataclasses
+
+    every = [m.name for m in A.metric_infos(synth_tables)]
+    assert [m.name for m in A.scored_metric_infos(synth_tables)] == every
+    dropped = every[0]
+    partial = dataclasses.replace(
+        synth_tables, pair_slices={k: v for k, v in synth_tables.pair_slices.items() if k[1] != dropped})
+    assert [m.name for m in A.scored_metric_infos(partial)] == every[1:]

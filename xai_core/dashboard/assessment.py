@@ -54,6 +54,12 @@ def metric_infos(t: RunTables) -> list[MetricInfo]:
     return out
 
 
+def scored_metric_infos(t: RunTables) -> list[MetricInfo]:
+    """The run's metrics that have at least one stored score, in run order."""
+    scored = {m for _, m in t.pair_slices}
+    return [m for m in metric_infos(t) if m.name in scored]
+
+
 def metrics_frame(infos: list[MetricInfo]) -> pd.DataFrame:
     """One row per metric: what its raw value means and how it was mapped to [0, 1]."""
     return pd.DataFrame({
