@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .config import RunConfig
+from .errors import ConfigError
 from .data import open_dataset, object_mask, prepare_batch
 from .labels import select_labels
 from .metrics.base import MetricContext
@@ -35,11 +36,29 @@ class RunContext:
         dataset = open_dataset(config.dataset)
         model = load_model(config.model, num_classes=len(dataset.classes))
         explainers, metrics = config.instantiate()
+        check_capabilities(model, config, explainers)
         return cls(config, dataset, model, explainers, metrics)
 
     @property
     def classes(self) -> list[str]:
         return list(self.dataset.classes)
+
+
+def check_capabilities(model, config: RunConfig, explainers: list) -> None:
+    """Refuse, before any work, what a forward-only model (ONNX, served) cannot do."""
+    if getattr(model, "supports_gradients", True):
+        return
+    kind = getattr(model, "kind", "a forward-only runtime")
+    grad = [e.instance_name for e in explainers if e.needs_gradients]
+    if grad:
+        raise ConfigError(f"explainers {grad} need gradients, which a model served by {kind} cannot give; "
+                          "use perturbation explainers (occlusion, rise, lime, kernel_shap, anchors, random)")
+    if config.uncertainty.enabled:
+        raise ConfigError(f"uncertainty (MC dropout) needs the PyTorch module, which a model served by {kind} lacks; "
+                          "set uncertainty.enabled: false")
+    if config.sanity.enabled:
+        raise ConfigError(f"the randomisation sanity check needs the PyTorch weights, which a model served by {kind} lacks; "
+                          "set sanity.enabled: false")
 
 
 def part_indices(n: int, batch_size: int) -> list[list[int]]:

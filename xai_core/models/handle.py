@@ -46,6 +46,8 @@ class ClassifierHandle:
     input_size: tuple[int, int]
     num_classes: int
     passes: int = 0
+    supports_gradients = True  # class attribute, not a field: see ForwardOnlyHandle
+    kind = "pytorch"
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -81,5 +83,62 @@ class ClassifierHandle:
     @torch.no_grad()
     def predict(self, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
         """Probabilities (N, K) without gradients, in chunks of ``batch_size``."""
+        out = [self.probs(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, self.num_classes)
+
+
+class ForwardOnlyHandle:
+    """A classifier that answers forward passes only (ONNX Runtime, a served model).
+
+    Same calling surface as :class:`ClassifierHandle` for what perturbation explainers,
+    perturbation metrics and counterfactuals use (``logits``, ``probs``, ``predict``,
+    ``activate``, ``passes``); there is no ``module``/``net``, so gradient explainers,
+    layer-based methods, MC dropout and the randomisation check are refused up front
+    (see :func:`xai_core.engine.check_capabilities`). Subclasses implement
+    :meth:`_forward` on a float32 numpy batch (N, C, H, W) in [0, 1] pixel space and return
+    (N, K) logits as numpy float32 (the user's mean/std, if any, applied by the subclass).
+    """
+
+    supports_gradients = False
+    kind = "forward-only"
+
+    def __init__(self, *, activation: str, input_size: tuple[int, int], num_classes: int, channels: int = 3):
+        if activation not in ACTIVATIONS:
+            raise ModelError(f"activation {activation!r} is not supported; expected one of {ACTIVATIONS}")
+        self.activation = activation
+        self.input_size = tuple(input_size)
+        self.num_classes = num_classes
+        self.channels = channels
+        self.passes = 0
+
+    def _forward(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def module(self):
+        raise ModelError(f"this model is served by {self.kind}: it has no PyTorch module (gradients and layers are unavailable)")
+
+    net = module
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.activation == "sigmoid":
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad:
+            raise ModelError(f"this model is served by {self.kind}: gradients are unavailable")
+        self.passes += int(x.shape[0])
+        out = self._forward(x.detach().to(torch.float32).contiguous().numpy())
+        return torch.from_numpy(out.astype("float32", copy=False))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x)
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.logits(x))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
         out = [self.probs(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         return torch.cat(out) if out else torch.zeros(0, self.num_classes)
