@@ -47,8 +47,35 @@ def test_pointing_game_hit_miss_tolerance_and_axes():
     np.testing.assert_array_equal(raw, [1, 0, 1, 0])
     strict = METRICS.get("pointing_game")({"tolerance": 1}).evaluate(loc_ctx(maps, [m] * 4))
     np.testing.assert_array_equal(strict, [1, 0, 0, 0])
-    flat = METRICS.get("pointing_game")().evaluate(loc_ctx(np.ones((1, h, w)), [m]))
-    np.testing.assert_array_equal(flat, [0])
+
+
+def test_pointing_game_is_the_expected_hit_over_tied_maxima():
+    """Two tied maxima, one on the object and one off: a pointer at a random maximum hits
+    half the time. Counting a hit when ANY tie is near the object (Quantus) gives 1, and the
+    first maximum in raster order gives 1 or 0 depending on where the object is."""
+    h, w = 32, 32
+    left, right = box_mask(h, w, [2, 10, 8, 16]), box_mask(h, w, [24, 10, 30, 16])
+    sal = np.zeros((4, h, w), np.float32)
+    sal[:, 12, 4] = sal[:, 12, 27] = 1.0  # one maximum on each object
+    sal[2, 12, 27] = 1.0 - 2e-7            # float-noise tie (2 ulp) still counts as a tie
+    sal[3, 12, 27] = 0.99                  # a clear runner-up does not
+    pg = METRICS.get("pointing_game")({"tolerance": 1})
+    raw = pg.evaluate(loc_ctx(sal, [left, right, left, left]))
+    np.testing.assert_allclose(raw, [0.5, 0.5, 0.5, 1.0])
+    # Three maxima, one near the object: 1/3.
+    sal = np.zeros((1, h, w), np.float32)
+    sal[0, 12, 4] = sal[0, 30, 30] = sal[0, 0, 20] = 2.0
+    assert pg.evaluate(loc_ctx(sal, [left]))[0] == pytest.approx(1 / 3)
+
+
+def test_pointing_game_of_a_flat_map_is_the_chance_level():
+    """A flat map is all ties: the expected hit is the share of pixels whose tolerance disc
+    touches the object, not 0 and not 1."""
+    h, w = 20, 20
+    m = box_mask(h, w, [0, 0, 5, 20])  # 5 columns; tolerance 1 px adds a sixth
+    for value in (0.0, 1.0, -3.0):
+        raw = METRICS.get("pointing_game")({"tolerance": 1}).evaluate(loc_ctx(np.full((1, h, w), value), [m]))
+        assert raw[0] == pytest.approx(6 / 20)
 
 
 def test_iosr_counts_the_salient_region():
