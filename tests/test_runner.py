@@ -138,7 +138,9 @@ def test_per_pair_explainer_details_are_stored(toy_data, tmp_path):
     run(cfg, cfg.out, progress=False)
     r = RunReader(cfg.out)
     labels, det = r.labels(), r.details()
-    assert set(det["explainer"]) == {"integrated_gradients", "anchors"}  # gradient has nothing to add
+    # Every map gets its measured sign (has_negative); beyond it, gradient has nothing to add.
+    assert set(det[det["key"] == "has_negative"]["explainer"]) == {"integrated_gradients", "anchors", "gradient"}
+    assert set(det[det["key"] != "has_negative"]["explainer"]) == {"integrated_gradients", "anchors"}
     for (exp, key), g in det.groupby(["explainer", "key"]):
         # one value per explained (image, label), keyed like the labels table
         assert sorted(zip(g["sample_index"], g["label"])) == sorted(zip(labels["sample_index"], labels["label"])), key
@@ -150,7 +152,7 @@ def test_per_pair_explainer_details_are_stored(toy_data, tmp_path):
     assert len(ig_err) and (ig_err >= 0).all()
     plain = config_from_dict(toy_config(toy_data, tmp_path / "plain", explainers=["gradient"], metrics=["iosr"]))
     run(plain, plain.out, progress=False)
-    assert RunReader(plain.out).details().empty
+    assert set(RunReader(plain.out).details()["key"]) == {"has_negative"}
 
 
 def test_metrics_reuse_the_batch_probabilities(toy_data, tmp_path):

@@ -100,3 +100,17 @@ class SlowColourNet(ColourNet):
 
 def slow_colour_net() -> nn.Module:
     return SlowColourNet().eval()
+
+
+class ContrastNet(ColourNet):
+    """ColourNet whose logit of class c also falls with the other colours' evidence:
+    logit_c = 8 · (m_c − 0.5 · Σ_{o≠c} m_o) − 2, m = max-pooled features. Explanations of c
+    are then negative on the squares of the other colours (signed maps on demand)."""
+
+    def forward(self, x):
+        m = self.pool(self.features(x)).flatten(1)
+        return 8.0 * (1.5 * m - 0.5 * m.sum(dim=1, keepdim=True)) - 2.0
+
+
+def contrast_net() -> nn.Module:
+    return ContrastNet().eval()

@@ -137,6 +137,12 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
             details["explainer"] += [exp.instance_name] * len(rows)
             details["key"] += [key] * len(rows)
             details["value"] += vals.tolist()
+        # Measured sign, per map: what `signed` in the manifest is finally made of (FORMAT.md).
+        details["sample_index"] += labels["sample_index"]
+        details["label"] += labels["label"]
+        details["explainer"] += [exp.instance_name] * len(rows)
+        details["key"] += ["has_negative"] * len(rows)
+        details["value"] += (maps.reshape(len(rows), -1) < 0).any(dim=1).double().tolist() if rows else []
 
         def explain_fn(x, t, _exp=exp):
             return _exp.explain(ctx.model, x, t, batch_size=cfg.explain_batch_size)
@@ -169,7 +175,10 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
     _add_time(ctx, "analysis_s", "counterfactual", t0, counterfactuals is not None)
     return {"samples": samples, "labels": labels, "scores": scores, "images": batch.display,
             "saliency": saliency, "counterfactuals": counterfactuals,
-            "details": details if details["key"] else None}
+            "details": details if details["key"] else None,
+            # The object masks the localisation metrics scored against, so they can be
+            # recomputed from the run directory alone (xai_core/recompute.py).
+            "masks": masks, "has_mask": has_mask}
 
 
 def _add_time(ctx: RunContext, kind: str, name: str, t0: float, ran: bool = True) -> None:

@@ -27,7 +27,10 @@ def build_manifest(ctx: RunContext, n_parts: int) -> dict:
                   "input_size": list(cfg.model.input_size)},
         "dataset": ctx.dataset.identity(),
         "classes": ctx.classes,
+        # `signed` is the instance's (Grad-CAM with relu: false is signed); RunWriter.finish
+        # adds what the maps measured (has_negative) — FORMAT.md.
         "explainers": [{**type(e).metadata(), "type": e.name, "name": e.instance_name,
+                        "signed": e.is_signed, "signed_declared": e.is_signed,
                         "params": _plain(e.params)} for e in ctx.explainers],
         "metrics": [{**type(m).metadata(), "type": m.name, "name": m.instance_name,
                      "params": _plain(m.params)} for m in ctx.metrics],

@@ -108,6 +108,13 @@ class Explainer:
             "description": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
         }
 
+    @property
+    def is_signed(self) -> bool:
+        """Whether this instance's maps carry a sign: the class's declared ``signed`` unless
+        a parameter changes it (Grad-CAM with ``relu=False``). A run also measures it: the
+        manifest's ``signed`` is true when any stored map has a negative value."""
+        return bool(type(self).signed)
+
     def error(self, message: str) -> ExplainerError:
         """An :class:`ExplainerError` whose message starts with this instance's name."""
         return ExplainerError(f"{self.instance_name} ({self.name}): {message}")

@@ -34,6 +34,11 @@ class GradCAM(Explainer):
         layer: str = ""
         relu: bool = True
 
+    @property
+    def is_signed(self) -> bool:
+        # Without the final ReLU the map keeps the negative evidence of eq. (2).
+        return super().is_signed or not getattr(self.params, "relu", True)
+
     def layer_choice(self, model, image_shape: tuple[int, ...]) -> LayerChoice:
         """The layer to read, resolved once per (network, input shape)."""
         key = (id(model.net), tuple(image_shape))

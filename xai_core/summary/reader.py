@@ -77,6 +77,16 @@ def find_runs(logdir: str | Path, *, max_depth: int = 6) -> list[Path]:
     return found
 
 
+def measured_negative(run_dir: str | Path) -> dict[str, bool]:
+    """{explainer: whether any committed map has a value < 0}, from the per-map
+    ``has_negative`` rows of the details table; explainers without such rows (runs written
+    before they existed) are left out."""
+    r = RunReader(run_dir)
+    d = r.details()
+    d = d[d["key"] == "has_negative"]
+    return {str(k): bool((v > 0).any()) for k, v in d.groupby("explainer")["value"]}
+
+
 class RunReader:
     """Lazy access to one run. Tables are read from committed parts only; maps and images
     are read one row at a time, with a small LRU of open part stores."""
@@ -169,3 +179,38 @@ class RunReader:
     def saliency_part(self, explainer: str, part: int) -> np.ndarray:
         """(m, H, W) float32: every map of ``explainer`` in one part."""
         return np.asarray(self._store(part)["saliency"][explainer][...])
+
+    # ---- object masks (optional) -------------------------------------------------------
+    def has_masks(self, part: int) -> bool:
+        """Whether the part stores its object masks (runs written before they existed do not)."""
+        g = self._store(part)
+        return "masks" in g and "has_mask" in g
+
+    def masks_part(self, part: int) -> tuple[np.ndarray, np.ndarray]:
+        """((m, H, W) bool, (m,) bool): each label row's object mask (rows in ``map_offset``
+        order) and whether the row has one — what the localisation metrics scored against."""
+        if not self.has_masks(part):
+            raise SummaryError(f"{self.run_dir}: part {part} stores no object masks (written before they were "
+                               "stored); re-run it to recompute localisation from the run directory")
+        g = self._store(part)
+        return np.asarray(g["masks"][...], dtype=bool), np.asarray(g["has_mask"][...], dtype=bool)
+
+    def object_mask(self, part: int, map_offset: int) -> np.ndarray | None:
+        """(H, W) bool object mask of the label row at ``map_offset``; None when the label has
+        no box or mask."""
+        if not self.has_masks(part):
+            raise SummaryError(f"{self.run_dir}: part {part} stores no object masks (written before they were stored)")
+        g = self._store(part)
+        if not bool(g["has_mask"][int(map_offset)]):
+            return None
+        return np.asarray(g["masks"][int(map_offset)], dtype=bool)
+
+    def signed(self, explainer: str) -> bool:
+        """Whether ``explainer``'s maps carry a sign: the manifest's entry (declared by the
+        instance, and measured when the run completed), or any committed map with a negative
+        value (so a run still being written already answers from what it has)."""
+        entry = next((e for e in self.explainers if e.get("name") == explainer), None)
+        if entry is None:
+            raise SummaryError(f"{self.run_dir}: no explainer {explainer!r}; expected one of "
+                               f"{[e.get('name') for e in self.explainers]}")
+        return bool(entry.get("signed")) or measured_negative(self.run_dir).get(explainer, False)

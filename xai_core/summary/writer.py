@@ -40,7 +40,8 @@ def _table_bytes(rows: dict, table: str) -> bytes:
     return buf.getvalue()
 
 
-def _write_arrays(run_dir: Path, part: int, images: np.ndarray, saliency: dict[str, np.ndarray]) -> None:
+def _write_arrays(run_dir: Path, part: int, images: np.ndarray, saliency: dict[str, np.ndarray],
+                  masks: np.ndarray | None = None, has_mask: np.ndarray | None = None) -> None:
     final = arrays_path(run_dir, part)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     if tmp.exists():
@@ -55,6 +56,12 @@ def _write_arrays(run_dir: Path, part: int, images: np.ndarray, saliency: dict[s
         maps = np.ascontiguousarray(maps, dtype=np.float32)
         a = sal.create_array(name, shape=maps.shape, dtype="float32", chunks=(min(8, max(maps.shape[0], 1)), *maps.shape[1:]))
         a[...] = maps
+    if masks is not None:  # optional: the object masks the localisation metrics scored against
+        masks = np.ascontiguousarray(masks, dtype=bool)
+        m = group.create_array("masks", shape=masks.shape, dtype="bool", chunks=(min(8, max(masks.shape[0], 1)), *masks.shape[1:]))
+        m[...] = masks
+        has = np.asarray(has_mask if has_mask is not None else masks.reshape(len(masks), -1).any(axis=1), dtype=bool)
+        group.create_array("has_mask", shape=has.shape, dtype="bool", chunks=(max(has.shape[0], 1),))[...] = has
     if final.exists():  # left over from a crashed attempt at this part
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -62,12 +69,15 @@ def _write_arrays(run_dir: Path, part: int, images: np.ndarray, saliency: dict[s
 
 def write_part(run_dir: str | Path, part: int, *, samples: dict, labels: dict, scores: dict,
                images: np.ndarray, saliency: dict[str, np.ndarray], counterfactuals: dict | None = None,
-               details: dict | None = None) -> None:
+               details: dict | None = None, masks: np.ndarray | None = None,
+               has_mask: np.ndarray | None = None) -> None:
     """Commit one part. ``samples``/``labels``/``scores`` are column dicts matching the
     schemas in format.py; images (n, H, W, 3) uint8; saliency {explainer: (m, H, W) float32}
-    with m = number of label rows. Safe to call from several processes on distinct parts."""
+    with m = number of label rows; optional ``masks`` (m, H, W) bool, each label row's object
+    mask, with ``has_mask`` (m,) bool saying which rows have one. Safe to call from several
+    processes on distinct parts."""
     run_dir = Path(run_dir)
-    _write_arrays(run_dir, part, images, saliency)
+    _write_arrays(run_dir, part, images, saliency, masks, has_mask)
     for name, cols in (("counterfactuals", counterfactuals), ("details", details)):
         if cols is not None:  # optional tables (format.OPTIONAL_TABLES)
             atomic_write_bytes(table_path(run_dir, name, part), _table_bytes(cols, name))
@@ -133,8 +143,21 @@ class RunWriter:
         self.flush(force=force)
 
     def finish(self, status: str, error: str | None = None, **extra) -> None:
+        if status == "complete":
+            self._record_measured_signs()
         self.manifest["status"] = status
         self.manifest["error"] = error
         self.manifest["finished"] = now_iso()
         self.manifest.update(extra)
         self.flush(force=True)
+
+    def _record_measured_signs(self) -> None:
+        """Each explainer entry's ``signed`` becomes what its maps are: signed when the
+        instance declares it or when any stored map has a negative value (FORMAT.md)."""
+        from .reader import measured_negative
+
+        negative = measured_negative(self.run_dir)
+        for e in self.manifest.get("explainers", []):
+            if isinstance(e, dict) and e.get("name") in negative:
+                e["has_negative"] = negative[e["name"]]
+                e["signed"] = bool(e.get("signed_declared", e.get("signed"))) or negative[e["name"]]
