@@ -80,6 +80,38 @@ def test_occlusion_matches_captum_when_windows_tile_the_image(demo_model, demo_i
     torch.testing.assert_close(ours, ref[:, 0], rtol=1e-4, atol=1e-6)
 
 
+class ColumnNet(nn.Module):
+    """logit = Σ x · (column index + 1): occluding a window drops it by the window's weights."""
+
+    def forward(self, x):
+        w = torch.arange(1.0, x.shape[-1] + 1.0)
+        return (x * w).sum((1, 2, 3)).view(-1, 1)
+
+
+def test_occlusion_border_window_is_full_size_and_averaged_like_the_others():
+    """Side 11, window 4, stride 3: the stride grid is 0, 3, 6 (the last window ends at 9), so
+    one more window flush with the border starts at 7; every pixel is the mean drop of the
+    windows covering it. Captum instead starts a last window at 9, cut to 2 px by the border."""
+    from captum.attr import Occlusion
+
+    model = make_handle(ColumnNet(), size=11, classes=1)
+    x = torch.ones(1, 3, 11, 11)
+    occ = EXPLAINERS.get("occlusion")({"window": 4, "stride": 3, "output": "logit"})
+    before = model.passes
+    (m,) = occ.explain_grouped(model, x, [[0]])
+    assert model.passes - before == 1 + 4 * 4  # (3 + 1) windows per axis, plus the unoccluded pass
+    # Window drops: 3 channels · 4 rows · Σ weights of its 4 columns, by start column.
+    drop = {x0: 12 * sum(range(x0 + 1, x0 + 5)) for x0 in (0, 3, 6, 7)}
+    expect = [drop[0]] * 3 + [(drop[0] + drop[3]) / 2] + [drop[3]] * 2 + [(drop[3] + drop[6]) / 2] \
+        + [(drop[6] + drop[7]) / 2] * 3 + [drop[7]]
+    for row in m[0]:  # the drop does not depend on the rows, nor does the mean
+        torch.testing.assert_close(row, torch.tensor(expect, dtype=torch.float32))
+    ref = Occlusion(lambda z: ColumnNet()(z)).attribute(x, sliding_window_shapes=(3, 4, 4), strides=(3, 3, 3),
+                                                        baselines=0.0, target=0)
+    assert float(ref[0, 0, 0, 10]) == pytest.approx(12 * (10 + 11))  # Captum: a window cut to 2 px
+    assert float(m[0, 0, 10]) == pytest.approx(drop[7])
+
+
 def test_rise_equals_a_plain_per_image_loop_over_the_same_masks(quadrant):
     model, img = quadrant
     n, grid = 200, 4  # fewer than one chunk of masks (MASK_CHUNK)

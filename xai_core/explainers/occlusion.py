@@ -12,8 +12,14 @@ from .base import scaled
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:
-    """Start offsets of a window sliding over ``size`` pixels, the last one flush with the
-    border so every pixel is covered (Captum stops short when the stride does not divide)."""
+    """Start offsets of a window sliding over ``size`` pixels: 0, s, 2s, … up to
+    ``size − window``, plus — when ``size − window`` is not a multiple of the stride — one
+    extra window flush with the far border (start ``size − window``), so that every pixel is
+    covered by a full-size window. E.g. size 11, window 4, stride 3: [0, 3, 6, 7]; the extra
+    window overlaps its predecessor by ``window − (size − window) mod stride`` pixels (3 here)
+    instead of ``window − stride``. Captum (0.9) instead starts its last window at the next
+    stride step (9) and cuts it at the border (2 px wide), so its border scores come from a
+    smaller occluded area."""
     starts = list(range(0, max(size - window, 0) + 1, stride))
     if starts[-1] + window < size:
         starts.append(size - window)
@@ -29,6 +35,13 @@ class Occlusion(PerturbationExplainer):
     the averaging of Captum's ``Occlusion``. ``window``/``stride`` in pixels, 0 = auto: 15/8 px
     at 224 px (ANCHORS), scaled with the image side. Every class comes from the same passes,
     so the labels of one image cost 1 + (number of windows) passes in all.
+
+    The border window: when the stride does not divide ``side − window``, each axis gets one
+    extra window flush with the far border (:func:`window_starts`): (ny + 1)·(nx + 1)
+    windows instead of ny·nx when both axes need one (ny, nx: stride positions per axis),
+    and the last strip is covered by a full-size window. Each pixel's value is the mean over
+    the windows that cover it, so the extra window enters the border pixels' means with the
+    same weight as any other, and the number of windows averaged varies near the border.
     """
 
     name = "occlusion"
