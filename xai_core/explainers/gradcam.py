@@ -20,7 +20,8 @@ class GradCAM(Explainer):
     user's network (as in ``named_modules()``); empty picks automatically the module call that
     finishes last with a spatial output (see ``_layers.last_spatial_layer``): the last conv
     stage of a plain CNN, the last residual stage of a ResNet, the head activation of
-    EfficientNet. Subclasses change :meth:`channel_weights` only.
+    EfficientNet. Subclasses change :meth:`channel_weights` only. ``relu=False`` keeps the
+    negative evidence of eq. (2): such an instance is signed (:attr:`is_signed`).
     """
 
     name = "gradcam"

@@ -58,7 +58,9 @@ class XRAI(Explainer):
     auto: 5 px at 224); ``min_pixel_diff`` = 50 px at 224² scaled by area; ``segment_side`` the
     square the image is resized to for segmentation (PAIR: 224; smaller is faster, coarser).
     The mean IG completeness error is ``diagnostics["completeness_error"]``. Higher = more
-    important.
+    important. Declared unsigned (a ranking of regions), but a density is a mean of signed IG
+    attributions, so regions that count against the class are negative: a run records the
+    measured sign (``has_negative``, manifest ``signed``; see FORMAT.md).
     """
 
     name = "xrai"
