@@ -31,8 +31,7 @@ def tied_maxima(saliency: np.ndarray, rtol: float = TIE_RTOL) -> np.ndarray:
 
 @register
 class PointingGame(Metric):
-    """Expected hit of a pointer at the saliency maximum: the share of the tied maxima whose
-    tolerance disc touches the object.
+    """Expected hit over the tied maxima: the share of them within the tolerance of the object.
 
     Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016, §5.1:
     a hit when the maximum lies within 15 px of the object at 224 px (``tolerance`` = 0:
