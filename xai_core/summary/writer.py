@@ -156,7 +156,10 @@ class RunWriter:
         instance declares it or when any stored map has a negative value (FORMAT.md)."""
         from .reader import measured_negative
 
-        negative = measured_negative(self.run_dir)
+        try:
+            negative = measured_negative(self.run_dir)
+        except SummaryError:  # a damaged details part: keep the declared signs, finish anyway
+            return
         for e in self.manifest.get("explainers", []):
             if isinstance(e, dict) and e.get("name") in negative:
                 e["has_negative"] = negative[e["name"]]
