@@ -74,7 +74,7 @@ def main() -> None:
     models = [TorchScriptClassifier(name, net, channels=a.channels, size=a.input_size, probabilities=p)
               for name, p in ((a.name, False), (f"{a.name}-probs", True))]
     model_server.RESTServer = LoopbackRESTServer
-    model_server.ModelServer(http_port=a.port, enable_grpc=False, workers=1).start(models)
+    model_server.ModelServer(http_port=a.port, enable_grpc=False, workers=1, grace_period=2).start(models)
 
 
 if __name__ == "__main__":

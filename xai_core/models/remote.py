@@ -84,6 +84,23 @@ def fetch_metadata(url: str, timeout: float, session=None) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
+def json_array(a: np.ndarray) -> str:
+    """``a`` as a (nested) JSON array text, float32-exact.
+
+    "%.9g" round-trips every float32 and formats three times as fast as ``json.dumps`` of the
+    float64 reprs (the encoding dominated a request: 14 ms of a 25 ms image on loopback)."""
+    if a.ndim == 0:
+        return "%.9g" % float(a)
+    if 0 in a.shape:
+        return json.dumps(a.tolist())
+    rows = a.reshape(-1, a.shape[-1])
+    template = "[" + ",".join(["%.9g"] * a.shape[-1]) + "]"
+    parts = [template % tuple(r) for r in rows.tolist()]
+    for dim in reversed(a.shape[:-1]):
+        parts = ["[" + ",".join(parts[i : i + dim]) + "]" for i in range(0, len(parts), dim)]
+    return parts[0]
+
+
 def _short(text: str, limit: int = 200) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
@@ -180,11 +197,12 @@ class RemoteHandle(ForwardOnlyHandle):
         """One request for a (n, C, H, W) float32 chunk → (n, K) raw outputs."""
         n = x.shape[0]
         if self.protocol == "v1":
-            body = {"instances": x.tolist()}
+            body = '{"instances": %s}' % json_array(x)
         else:
-            body = {"id": uuid.uuid4().hex, "inputs": [{"name": self._input_name, "shape": list(x.shape),
-                                                        "datatype": "FP32", "data": x.ravel().tolist()}]}
-        r = self._post(json.dumps(body).encode())
+            head = json.dumps({"name": self._input_name, "shape": list(x.shape), "datatype": "FP32"})
+            body = '{"id": %s, "inputs": [%s, "data": %s}]}' % (json.dumps(uuid.uuid4().hex), head[:-1],
+                                                                json_array(x.ravel()))
+        r = self._post(body.encode())
         expected = ('{"predictions": [[K numbers] per image]}' if self.protocol == "v1"
                     else '{"outputs": [{"shape": [N, K], "data": [N*K numbers]}]}')
         try:
