@@ -102,7 +102,8 @@ def test_each_model_kind_runs_end_to_end_into_a_summary_the_dashboard_opens(
     assert r.status == "complete"
     opened = open_run(logdir, kind)
     assert opened.tables.n_samples == 3 and opened.tables.explainers == PERTURBATION
-    assert kind in [i.name for i in list_runs(logdir)]
+    info = {i.name: i for i in list_runs(logdir)}[kind]
+    assert info.status == "complete"
 
     # Same numbers as the local PyTorch run: probabilities, explained labels and tags, every
     # map, every score, every counterfactual (perturbation methods are seeded per part, and a
@@ -128,6 +129,7 @@ def test_each_model_kind_runs_end_to_end_into_a_summary_the_dashboard_opens(
     model = r.manifest["model"]
     if kind.startswith("kserve"):
         assert model["url"].startswith("http://127.0.0.1:") and model["protocol"] == kind[-2:]
+        assert info.model == model["url"]  # the runs page names the served model
         if kind == "kserve-v2":  # the V2 metadata endpoint answers: recorded for reproducibility
             assert model["server_model"]["name"] == MODEL
             assert model["server_model"]["inputs"][0]["shape"] == [-1, 3, SIZE, SIZE]
