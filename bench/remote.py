@@ -1,5 +1,5 @@
 """Cost of a served model: ms per image through a real KServe ModelServer on 127.0.0.1 (KServe V1
-and Open Inference Protocol V2, JSON tensors) against the same demo CNN run locally in PyTorch.
+and Open Inference Protocol V2, JSON and binary tensors) against the same demo CNN run locally in PyTorch.
 
 The server is the test suite's (``tests/models/kserve_server.py``, its own venv: ``make
 .venv-kserve/.installed``), serving the demo CNN traced to TorchScript, one intra-op thread like
@@ -48,11 +48,13 @@ def main() -> None:
         with kserve_server(model, Path(tmp) / "server.log") as served:
             base = best_ms_per_image(lambda b: local.predict(b, batch_size=32), x, repeats)
             figure("local PyTorch, batch 32", base, "ms/image")
-            for protocol, batch in (("v1", 32), ("v2", 8), ("v2", 32), ("v2", 64)):
-                h = load_model(ModelSpec(url=served.url(protocol), request_batch=batch, **common), 10)
+            for protocol, binary, batch in (("v1", False, 32), ("v2", False, 32), ("v2", True, 8),
+                                            ("v2", True, 32), ("v2", True, 64)):
+                h = load_model(ModelSpec(url=served.url(protocol), request_batch=batch, binary_data=binary,
+                                         **common), 10)
                 ms = best_ms_per_image(lambda b: h.predict(b, batch_size=64), x, repeats)
-                figure(f"{protocol.upper()} JSON, request_batch {batch}", ms, f"ms/image ({ms / base:.1f}x local, "
-                       f"{1000 / ms:.0f} images/s)")
+                figure(f"{protocol.upper()} {'binary' if binary else 'JSON'}, request_batch {batch}", ms,
+                       f"ms/image ({ms / base:.1f}x local, {1000 / ms:.0f} images/s)")
 
 
 if __name__ == "__main__":

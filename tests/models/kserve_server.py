@@ -56,8 +56,11 @@ class TorchScriptClassifier(kserve.Model):
         if isinstance(payload, InferRequest):  # V2
             y = self._run(payload.inputs[0].as_numpy())
             out = InferOutput(name=self.get_output_types()[0]["name"], shape=list(y.shape), datatype="FP32")
-            out.set_data_from_numpy(y, binary_data=False)
-            return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[out])
+            # The binary tensor extension when the client asks for it (``binary_data_output``).
+            binary = payload.use_binary_outputs
+            out.set_data_from_numpy(y, binary_data=binary)
+            return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[out],
+                                 use_binary_outputs=binary)
         return {"predictions": self._run(np.asarray(payload["instances"], dtype=np.float32)).tolist()}  # V1
 
 

@@ -157,12 +157,27 @@ def test_logits_declared_as_probabilities_are_refused_at_load(kserve):
         load_model(spec, 10)
 
 
-def test_requests_are_batched(kserve):
+@pytest.mark.parametrize("binary_data", [False, True])
+def test_requests_are_batched_and_equal_local_logits(kserve, binary_data):
     h = RemoteHandle(kserve.url("v2"), activation="sigmoid", input_size=(SIZE, SIZE), num_classes=10,
-                     request_batch=3)
-    x = torch.rand(7, 3, SIZE, SIZE)
+                     mean=MEAN, std=STD, request_batch=3, binary_data=binary_data)
+    x = torch.rand(7, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
     out = h.logits(x)
     assert out.shape == (7, 10) and h.requests == 3 and h.passes == 7
+    np.testing.assert_allclose(out.numpy(), local_handle().logits(x).numpy(), atol=1e-5)
+
+
+def test_binary_tensors_go_both_ways(kserve):
+    """The V2 binary extension: raw float32 after a JSON header, in the request and the answer."""
+    h = RemoteHandle(kserve.url("v2"), activation="sigmoid", input_size=(SIZE, SIZE), num_classes=10, binary_data=True)
+    seen = []
+    post = h._post
+    h._post = lambda body, headers=None: seen.append((len(body), headers, post(body, headers))) or seen[-1][2]
+    h.logits(torch.rand(2, 3, SIZE, SIZE))
+    (size, headers, r), = seen
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert size == int(headers["Inference-Header-Content-Length"]) + 2 * 3 * SIZE * SIZE * 4
+    assert len(r.content) == int(r.headers["Inference-Header-Content-Length"]) + 2 * 10 * 4
 
 
 def test_gradient_explainers_are_refused_before_any_work(kserve, demo_data, tmp_path):
@@ -332,6 +347,7 @@ def test_protocol_from_the_url_or_explicit(url, protocol, expected):
     ({"url": "http://h:1/v1/models/m:predict", "outputs": "scores"}, "model.outputs is 'scores'"),
     ({"url": "http://h:1/v1/models/m:predict", "request_batch": 0}, "request_batch 0"),
     ({"url": "http://h:1/v1/models/m:predict", "factory": "a:b"}, "exactly one of `factory`"),
+    ({"url": "http://h:1/v1/models/m:predict", "binary_data": True}, "extension of the V2 protocol"),
 ])
 def test_bad_served_model_configs_are_refused(model, message, demo_data, tmp_path):
     with pytest.raises(ConfigError, match=None) as e:

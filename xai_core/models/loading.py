@@ -29,7 +29,8 @@ class ModelSpec:
     url: a served model, ``http://host:port/v1/models/NAME:predict`` (KServe V1) or
         ``…/v2/models/NAME/infer`` (Open Inference Protocol V2); ``protocol`` (auto|v1|v2),
         ``outputs`` (logits|probabilities), ``timeout`` (s per request), ``retries`` and
-        ``request_batch`` (images per request) apply to it only (see :mod:`.remote`).
+        ``request_batch`` (images per request), ``binary_data`` (V2 binary tensors) apply to it
+        only (see :mod:`.remote`).
     """
 
     factory: str | None = None
@@ -46,6 +47,7 @@ class ModelSpec:
     timeout: float = 30.0
     retries: int = 3
     request_batch: int = 32
+    binary_data: bool = False
 
     def validate(self) -> None:
         if sum(bool(s) for s in (self.factory, self.torchscript, self.url)) != 1:

@@ -32,6 +32,9 @@ from .handle import ForwardOnlyHandle
 PROTOCOLS = ("auto", "v1", "v2")
 OUTPUTS = ("logits", "probabilities")
 KINDS = {"v1": "remote (KServe V1)", "v2": "remote (V2)"}
+# V2 binary tensor extension (KServe, Triton): datatypes a classifier's output may come in.
+_DTYPES = {"FP32": "<f4", "FP64": "<f8", "FP16": "<f2"}
+_HEADER_LENGTH = "Inference-Header-Content-Length"
 _V1_PATH = re.compile(r"/v1/models/[^/]+:predict$")
 _V2_PATH = re.compile(r"/v2/models/[^/]+(/versions/[^/]+)?/infer$")
 # Probabilities are clipped before the inverse activation, so 0 and 1 give finite logits.
@@ -61,6 +64,9 @@ def detect_protocol(url: str, protocol: str = "auto") -> str:
 def validate_remote(spec) -> None:
     """Checks of the served-model options of a :class:`~.loading.ModelSpec`."""
     detect_protocol(spec.url, spec.protocol)
+    if spec.binary_data and detect_protocol(spec.url, spec.protocol) != "v2":
+        raise ModelError("model.binary_data: true is an extension of the V2 protocol; "
+                         "use a .../v2/models/NAME/infer URL or set binary_data: false")
     if spec.outputs not in OUTPUTS:
         raise ModelError(f"model.outputs is {spec.outputs!r}; expected one of {OUTPUTS}")
     if not spec.timeout > 0 or spec.retries < 0 or spec.request_batch < 1:
@@ -134,7 +140,8 @@ class RemoteHandle(ForwardOnlyHandle):
 
     def __init__(self, url: str, *, protocol: str = "auto", activation: str, input_size: tuple[int, int],
                  num_classes: int, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), outputs: str = "logits",
-                 timeout: float = 30.0, retries: int = 3, request_batch: int = 32, backoff: float = 0.5):
+                 timeout: float = 30.0, retries: int = 3, request_batch: int = 32, binary_data: bool = False,
+                 backoff: float = 0.5):
         super().__init__(activation=activation, input_size=input_size, num_classes=num_classes, channels=len(mean))
         self.url = url
         self.protocol = detect_protocol(url, protocol)
@@ -143,6 +150,7 @@ class RemoteHandle(ForwardOnlyHandle):
             raise ModelError(f"model.outputs is {outputs!r}; expected one of {OUTPUTS}")
         self.outputs, self.timeout, self.retries = outputs, float(timeout), int(retries)
         self.request_batch, self.backoff = int(request_batch), float(backoff)
+        self.binary_data = bool(binary_data) and self.protocol == "v2"
         self.mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
         self.requests = 0  # HTTP requests sent, retries included
@@ -155,7 +163,7 @@ class RemoteHandle(ForwardOnlyHandle):
 
     # --- wire -------------------------------------------------------------------------------
 
-    def _post(self, payload: bytes) -> requests.Response:
+    def _post(self, payload: bytes, headers: dict | None = None) -> requests.Response:
         """POST with retries; returns a 2xx response or raises ModelError."""
         attempts = self.retries + 1
         for attempt in range(attempts):
@@ -163,7 +171,7 @@ class RemoteHandle(ForwardOnlyHandle):
             self.requests += 1
             try:
                 r = self._session.post(self.url, data=payload, timeout=self.timeout,
-                                       headers={"Content-Type": "application/json"})
+                                       headers=headers or {"Content-Type": "application/json"})
             except requests.exceptions.ConnectionError as e:  # ConnectTimeout included
                 if last:
                     raise ModelError(f"model server {self.url} is unreachable ({_connection_reason(e)}) after "
@@ -196,29 +204,50 @@ class RemoteHandle(ForwardOnlyHandle):
     def _request(self, x: np.ndarray) -> np.ndarray:
         """One request for a (n, C, H, W) float32 chunk → (n, K) raw outputs."""
         n = x.shape[0]
+        headers = None
         if self.protocol == "v1":
-            body = '{"instances": %s}' % json_array(x)
+            body = ('{"instances": %s}' % json_array(x)).encode()
+        elif self.binary_data:
+            raw = x.astype("<f4", copy=False).tobytes()
+            head = json.dumps({"id": uuid.uuid4().hex, "parameters": {"binary_data_output": True},
+                               "inputs": [{"name": self._input_name, "shape": list(x.shape), "datatype": "FP32",
+                                           "parameters": {"binary_data_size": len(raw)}}]}).encode()
+            body, headers = head + raw, {"Content-Type": "application/octet-stream", _HEADER_LENGTH: str(len(head))}
         else:
             head = json.dumps({"name": self._input_name, "shape": list(x.shape), "datatype": "FP32"})
-            body = '{"id": %s, "inputs": [%s, "data": %s}]}' % (json.dumps(uuid.uuid4().hex), head[:-1],
-                                                                json_array(x.ravel()))
-        r = self._post(body.encode())
+            body = ('{"id": %s, "inputs": [%s, "data": %s}]}' % (json.dumps(uuid.uuid4().hex), head[:-1],
+                                                                 json_array(x.ravel()))).encode()
+        r = self._post(body, headers)
         expected = ('{"predictions": [[K numbers] per image]}' if self.protocol == "v1"
                     else '{"outputs": [{"shape": [N, K], "data": [N*K numbers]}]}')
         try:
-            resp = r.json()
             if self.protocol == "v1":
-                out = np.asarray(resp["predictions"], dtype=np.float32)
+                out = np.asarray(r.json()["predictions"], dtype=np.float32)
             else:
-                first = resp["outputs"][0]
-                out = np.asarray(first["data"], dtype=np.float32).reshape(first["shape"])
+                out = self._v2_output(r)
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise ModelError(f"model server {self.url} sent a malformed response: expected {expected}; "
-                             f"got {_short(r.text, 120)!r}") from e
+                             f"got {_short(r.content[:400].decode('utf-8', 'replace'), 120)!r}") from e
         if out.shape != (n, self.num_classes):
             raise ModelError(f"model server {self.url} returned outputs of shape {tuple(out.shape)} for {n} image(s); "
                              f"expected ({n}, {self.num_classes}), one score per class of the dataset")
         return out
+
+    @staticmethod
+    def _v2_output(r: requests.Response) -> np.ndarray:
+        """The first output of a V2 answer: JSON ``data``, or raw bytes after the JSON header
+        when the server used the binary extension (``Inference-Header-Content-Length``)."""
+        length = r.headers.get(_HEADER_LENGTH)
+        if length is None:
+            first = r.json()["outputs"][0]
+            return np.asarray(first["data"], dtype=np.float32).reshape(first["shape"])
+        length = int(length)
+        first = json.loads(r.content[:length])["outputs"][0]
+        size = (first.get("parameters") or {}).get("binary_data_size")
+        if size is None:  # the first output came as JSON after all
+            return np.asarray(first["data"], dtype=np.float32).reshape(first["shape"])
+        raw = r.content[length : length + int(size)]  # binary outputs follow the header in order
+        return np.frombuffer(raw, dtype=_DTYPES[first["datatype"]]).reshape(first["shape"]).astype(np.float32)
 
     # --- ForwardOnlyHandle -----------------------------------------------------------------
 
@@ -244,7 +273,7 @@ def load_remote(spec, num_classes: int) -> RemoteHandle:
     handle = RemoteHandle(spec.url, protocol=spec.protocol, activation=spec.activation,
                           input_size=tuple(spec.input_size), num_classes=num_classes, mean=spec.mean, std=spec.std,
                           outputs=spec.outputs, timeout=spec.timeout, retries=spec.retries,
-                          request_batch=spec.request_batch)
+                          request_batch=spec.request_batch, binary_data=spec.binary_data)
     probe = np.zeros((1, len(spec.mean), *spec.input_size), np.float32)
     out = handle._forward(probe)  # not counted in ``passes``: it is a check, not work
     if not np.all(np.isfinite(out)):
