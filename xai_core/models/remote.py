@@ -6,7 +6,9 @@ V2 (KServe, Seldon MLServer, NVIDIA Triton): ``POST …/v2/models/NAME/infer`` w
 ``{"id", "inputs": [{"name", "shape": [N, C, H, W], "datatype": "FP32", "data": [...]}]}`` →
 ``{"outputs": [{"name", "shape": [N, K], "datatype", "data": [...]}]}`` (the first output is
 used); ``GET …/v2/models/NAME`` gives the metadata recorded in the summary manifest, and the
-input's name.
+input's name. With ``binary_data`` the V2 tensors travel as raw little-endian bytes after the
+JSON header (the binary tensor extension of KServe and Triton; ``Inference-Header-Content-Length``),
+which spares the JSON encoding of every pixel.
 
 Images go out as (N, C, H, W) float32 after the user's mean/std, in requests of
 ``request_batch`` images. Connection errors, HTTP 5xx and 429 are retried with exponential
@@ -69,7 +71,11 @@ def validate_remote(spec) -> None:
                          "use a .../v2/models/NAME/infer URL or set binary_data: false")
     if spec.outputs not in OUTPUTS:
         raise ModelError(f"model.outputs is {spec.outputs!r}; expected one of {OUTPUTS}")
-    if not spec.timeout > 0 or spec.retries < 0 or spec.request_batch < 1:
+    try:
+        bad = not float(spec.timeout) > 0 or int(spec.retries) < 0 or int(spec.request_batch) < 1
+    except (TypeError, ValueError):
+        bad = True
+    if bad:
         raise ModelError(f"model.timeout {spec.timeout} / retries {spec.retries} / request_batch {spec.request_batch}: "
                          "expected timeout > 0 s, retries ≥ 0, request_batch ≥ 1")
 
