@@ -65,8 +65,7 @@ def detect_protocol(url: str, protocol: str = "auto") -> str:
 
 def validate_remote(spec) -> None:
     """Checks of the served-model options of a :class:`~.loading.ModelSpec`."""
-    detect_protocol(spec.url, spec.protocol)
-    if spec.binary_data and detect_protocol(spec.url, spec.protocol) != "v2":
+    if detect_protocol(spec.url, spec.protocol) != "v2" and spec.binary_data:
         raise ModelError("model.binary_data: true is an extension of the V2 protocol; "
                          "use a .../v2/models/NAME/infer URL or set binary_data: false")
     if spec.outputs not in OUTPUTS:
