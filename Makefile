@@ -40,8 +40,8 @@ serve: setup
 test: setup $(KSERVE_VENV)/.installed
 	KSERVE_VENV=$(abspath $(KSERVE_VENV)) $(PY) -m pytest -q tests
 
-bench: setup
-	$(PY) bench/run_all.py
+bench: setup $(KSERVE_VENV)/.installed
+	KSERVE_VENV=$(abspath $(KSERVE_VENV)) $(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) $(KSERVE_VENV) data/demo summaries/demo .pytest_cache
