@@ -94,7 +94,9 @@ def test_each_model_kind_runs_end_to_end_into_a_summary_the_dashboard_opens(
         out = pytorch_run
     else:
         model = ({"torchscript": str(demo_torchscript)} if kind == "torchscript" else
-                 {"url": request.getfixturevalue("kserve").url(kind[-2:])})
+                 {"url": request.getfixturevalue("kserve").url(kind[-2:]),
+                  # the run's own chunks (explain_batch_size), as locally: same batches, same bits
+                  "request_batch": 64})
         cfg = config_from_dict(run_dict(demo_data, logdir / kind, model))
         out = run(cfg, cfg.out, progress=False)
 
