@@ -287,11 +287,11 @@ def test_4xx_is_not_retried():
 
 
 def test_a_slow_server_times_out_in_one_line_without_retrying():
-    with scripted_server([("sleep", 1.5)]) as (base, hits):
+    with scripted_server([("sleep", 4.0)]) as (base, hits):
         t0 = time.perf_counter()
         with pytest.raises(ModelError) as e:
             handle(base + V2_PATH, timeout=0.3, retries=3).logits(X)
-        assert time.perf_counter() - t0 < 1.4
+        assert time.perf_counter() - t0 < 3.0  # gave up long before the server answered
     assert len(hits) == 1
     assert str(e.value) == (f"model server {base}{V2_PATH} did not answer within 0.3 s; "
                             "raise model.timeout or lower model.request_batch")
