@@ -210,6 +210,7 @@ def scripted_server(script: list, target: str | None = None):
     ``("sleep", s)`` answers after s seconds, ``(status, body[, headers])`` answers that.
     Yields (base URL, list of the entries used)."""
     hits: list = []
+    closing = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -234,8 +235,11 @@ def scripted_server(script: list, target: str | None = None):
                 r = requests.post(target + self.path, data=body, headers={"Content-Type": "application/json"})
                 self._reply(r.status_code, r.content)
             elif step[0] == "sleep":
-                time.sleep(step[1])
-                self._reply(200, b"{}")
+                if not closing.wait(step[1]):
+                    try:
+                        self._reply(200, b"{}")
+                    except OSError:  # the client gave up (that is the point of a time-out)
+                        pass
             else:
                 self._reply(step[0], step[1].encode(), step[2] if len(step) > 2 else None)
 
@@ -244,6 +248,7 @@ def scripted_server(script: list, target: str | None = None):
     try:
         yield f"http://127.0.0.1:{srv.server_port}", hits
     finally:
+        closing.set()
         srv.shutdown()
         srv.server_close()
 
