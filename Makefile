@@ -5,6 +5,9 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 LOGDIR ?= summaries
 DEMO_LIMIT ?= 64
+# The KServe ModelServer the tests serve the demo CNN from: its own venv, since kserve's pins
+# (numpy, pandas, protobuf, psutil) conflict with requirements.txt.
+KSERVE_VENV ?= .venv-kserve
 
 .PHONY: setup demo demo-run serve test bench clean
 
@@ -16,6 +19,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+
+$(KSERVE_VENV)/.installed: tests/models/kserve-requirements.txt
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install -q -r tests/models/kserve-requirements.txt
+	touch $@
 
 demo-run: setup
 	$(VENV)/bin/xai-core demo --limit $(DEMO_LIMIT) --out $(LOGDIR)/demo
@@ -29,11 +37,11 @@ serve: setup
 	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false -- --logdir $(LOGDIR)
 
-test: setup
-	$(PY) -m pytest -q tests
+test: setup $(KSERVE_VENV)/.installed
+	KSERVE_VENV=$(abspath $(KSERVE_VENV)) $(PY) -m pytest -q tests
 
-bench: setup
-	$(PY) bench/run_all.py
+bench: setup $(KSERVE_VENV)/.installed
+	KSERVE_VENV=$(abspath $(KSERVE_VENV)) $(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) data/demo summaries/demo .pytest_cache
+	rm -rf $(VENV) $(KSERVE_VENV) data/demo summaries/demo .pytest_cache

@@ -18,7 +18,7 @@ from .handle import ACTIVATIONS, ClassifierHandle, PixelSpaceModel
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build the model. Exactly one of ``factory`` and ``torchscript`` is set.
+    """How to build the model. Exactly one of ``factory``, ``torchscript`` and ``url`` is set.
 
     factory: ``"package.module:function"`` returning an ``nn.Module`` that maps normalised
         (N, 3, H, W) float32 to logits (N, K).
@@ -26,6 +26,11 @@ class ModelSpec:
         ``torch.load(weights_only=True)``.
     input_size: (H, W) the network expects; images are resized to it.
     mean, std: per-channel normalisation applied to [0, 1] pixels before the network.
+    url: a served model, ``http://host:port/v1/models/NAME:predict`` (KServe V1) or
+        ``…/v2/models/NAME/infer`` (Open Inference Protocol V2); ``protocol`` (auto|v1|v2),
+        ``outputs`` (logits|probabilities), ``timeout`` (s per request), ``retries`` and
+        ``request_batch`` (images per request), ``binary_data`` (V2 binary tensors) apply to it
+        only (see :mod:`.remote`).
     """
 
     factory: str | None = None
@@ -36,12 +41,24 @@ class ModelSpec:
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     factory_kwargs: dict = field(default_factory=dict)
+    url: str | None = None
+    protocol: str = "auto"
+    outputs: str = "logits"
+    timeout: float = 30.0
+    retries: int = 3
+    request_batch: int = 32
+    binary_data: bool = False
 
     def validate(self) -> None:
-        if bool(self.factory) == bool(self.torchscript):
+        if sum(bool(s) for s in (self.factory, self.torchscript, self.url)) != 1:
             raise ModelError(
-                "model: give exactly one of `factory` (package.module:function) or `torchscript` (file.pt)"
+                "model: give exactly one of `factory` (package.module:function), `torchscript` (file.pt) "
+                "or `url` (a served model)"
             )
+        if self.url:
+            from .remote import validate_remote
+
+            validate_remote(self)
         if self.activation not in ACTIVATIONS:
             raise ModelError(f"model.activation is {self.activation!r}; expected one of {ACTIVATIONS}")
         if len(self.input_size) != 2 or min(self.input_size) < 8:
@@ -104,6 +121,11 @@ def load_network(spec: ModelSpec) -> nn.Module:
 
 def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
     """Build the :class:`ClassifierHandle` and check that it outputs ``num_classes`` logits."""
+    if spec.url:
+        from .remote import load_remote
+
+        spec.validate()
+        return load_remote(spec, num_classes)
     net = load_network(spec)
     handle = ClassifierHandle(
         module=PixelSpaceModel(net, spec.mean, spec.std),
@@ -126,6 +148,10 @@ def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
 
 def model_identity(spec: ModelSpec) -> dict:
     """What identifies the model in the summary manifest (reproducibility)."""
+    if spec.url:
+        from .remote import remote_identity
+
+        return remote_identity(spec)
     ident = {"factory": spec.factory, "torchscript": spec.torchscript, "weights": spec.weights}
     for key in ("weights", "torchscript"):
         p = ident[key]

@@ -1,0 +1,295 @@
+"""A classifier served over HTTP: KServe V1 or the Open Inference Protocol V2.
+
+V1 (KServe, TensorFlow Serving): ``POST …/v1/models/NAME:predict`` with
+``{"instances": [image, …]}`` → ``{"predictions": [[score, …], …]}``.
+V2 (KServe, Seldon MLServer, NVIDIA Triton): ``POST …/v2/models/NAME/infer`` with
+``{"id", "inputs": [{"name", "shape": [N, C, H, W], "datatype": "FP32", "data": [...]}]}`` →
+``{"outputs": [{"name", "shape": [N, K], "datatype", "data": [...]}]}`` (the first output is
+used); ``GET …/v2/models/NAME`` gives the metadata recorded in the summary manifest, and the
+input's name. With ``binary_data`` the V2 tensors travel as raw little-endian bytes after the
+JSON header (the binary tensor extension of KServe and Triton; ``Inference-Header-Content-Length``),
+which spares the JSON encoding of every pixel.
+
+Images go out as (N, C, H, W) float32 after the user's mean/std, in requests of
+``request_batch`` images. Connection errors, HTTP 5xx and 429 are retried with exponential
+backoff (``backoff`` · 2^attempt seconds, or the server's ``Retry-After``); 4xx and read
+time-outs are not (the same request would fail again, or keep a busy server busier).
+Every failure is one :class:`ModelError` line naming the URL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from urllib.parse import urlsplit
+
+import numpy as np
+import requests
+
+from ..errors import ModelError
+from .handle import ForwardOnlyHandle
+
+PROTOCOLS = ("auto", "v1", "v2")
+OUTPUTS = ("logits", "probabilities")
+KINDS = {"v1": "remote (KServe V1)", "v2": "remote (V2)"}
+# V2 binary tensor extension (KServe, Triton): datatypes a classifier's output may come in.
+_DTYPES = {"FP32": "<f4", "FP64": "<f8", "FP16": "<f2"}
+_HEADER_LENGTH = "Inference-Header-Content-Length"
+_V1_PATH = re.compile(r"/v1/models/[^/]+:predict$")
+_V2_PATH = re.compile(r"/v2/models/[^/]+(/versions/[^/]+)?/infer$")
+# Probabilities are clipped before the inverse activation, so 0 and 1 give finite logits.
+_PROB_EPS = 1e-7
+_MAX_RETRY_AFTER_S = 30.0
+
+
+def detect_protocol(url: str, protocol: str = "auto") -> str:
+    """"v1" or "v2" for ``url``: explicit ``protocol`` wins, else the URL path decides."""
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ModelError(f"model.url is {url!r}; expected http://host:port/v1/models/NAME:predict "
+                         "or http://host:port/v2/models/NAME/infer")
+    if protocol not in PROTOCOLS:
+        raise ModelError(f"model.protocol is {protocol!r}; expected one of {PROTOCOLS}")
+    if protocol != "auto":
+        return protocol
+    if _V1_PATH.search(parts.path):
+        return "v1"
+    if _V2_PATH.search(parts.path):
+        return "v2"
+    raise ModelError(f"model.url {url!r}: cannot tell the protocol from the path; expected "
+                     ".../v1/models/NAME:predict (KServe V1) or .../v2/models/NAME/infer (V2), "
+                     "or set model.protocol: v1|v2")
+
+
+def validate_remote(spec) -> None:
+    """Checks of the served-model options of a :class:`~.loading.ModelSpec`."""
+    if detect_protocol(spec.url, spec.protocol) != "v2" and spec.binary_data:
+        raise ModelError("model.binary_data: true is an extension of the V2 protocol; "
+                         "use a .../v2/models/NAME/infer URL or set binary_data: false")
+    if spec.outputs not in OUTPUTS:
+        raise ModelError(f"model.outputs is {spec.outputs!r}; expected one of {OUTPUTS}")
+    try:
+        bad = not float(spec.timeout) > 0 or int(spec.retries) < 0 or int(spec.request_batch) < 1
+    except (TypeError, ValueError):
+        bad = True
+    if bad:
+        raise ModelError(f"model.timeout {spec.timeout} / retries {spec.retries} / request_batch {spec.request_batch}: "
+                         "expected timeout > 0 s, retries ≥ 0, request_batch ≥ 1")
+
+
+def _metadata_url(url: str) -> str:
+    return re.sub(r"/infer$", "", url)
+
+
+def fetch_metadata(url: str, timeout: float, session=None) -> dict | None:
+    """The V2 model metadata (name, versions, platform, inputs, outputs) of the model behind an
+    ``…/infer`` URL, or None if the server does not answer it: it is informative, inference does
+    not depend on it."""
+    try:
+        r = (session or requests).get(_metadata_url(url), timeout=min(float(timeout), 10.0))
+        body = r.json() if r.ok else None
+    except (requests.RequestException, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def json_array(a: np.ndarray) -> str:
+    """``a`` as a (nested) JSON array text, float32-exact.
+
+    "%.9g" round-trips every float32 and formats three times as fast as ``json.dumps`` of the
+    float64 reprs (the encoding dominated a request: 14 ms of a 25 ms image on loopback)."""
+    if a.ndim == 0:
+        return "%.9g" % float(a)
+    if 0 in a.shape:
+        return json.dumps(a.tolist())
+    rows = a.reshape(-1, a.shape[-1])
+    template = "[" + ",".join(["%.9g"] * a.shape[-1]) + "]"
+    parts = [template % tuple(r) for r in rows.tolist()]
+    for dim in reversed(a.shape[:-1]):
+        parts = ["[" + ",".join(parts[i : i + dim]) + "]" for i in range(0, len(parts), dim)]
+    return parts[0]
+
+
+def _short(text: str, limit: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _connection_reason(err: Exception) -> str:
+    # requests' texts nest three exception reprs; the errno text is what a user needs.
+    m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(err))
+    return m.group(1).strip() if m else type(err).__name__
+
+
+def _server_error_text(resp: requests.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return _short(resp.text) or resp.reason or ""
+    if isinstance(body, dict):
+        for key in ("error", "detail", "message"):
+            if key in body:
+                return _short(str(body[key]).splitlines()[0] if str(body[key]) else "")
+    return _short(json.dumps(body))
+
+
+class RemoteHandle(ForwardOnlyHandle):
+    """A served classifier behind ``url`` (see the module docstring for the wire formats).
+
+    ``outputs``: "logits", or "probabilities" (sigmoid or softmax outputs, turned back into
+    logits so that :meth:`activate` gives them back: ``log p − log(1 − p)`` for sigmoid,
+    ``log p`` for softmax, with p clipped to [1e-7, 1 − 1e-7]).
+    """
+
+    def __init__(self, url: str, *, protocol: str = "auto", activation: str, input_size: tuple[int, int],
+                 num_classes: int, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), outputs: str = "logits",
+                 timeout: float = 30.0, retries: int = 3, request_batch: int = 32, binary_data: bool = False,
+                 backoff: float = 0.5):
+        super().__init__(activation=activation, input_size=input_size, num_classes=num_classes, channels=len(mean))
+        self.url = url
+        self.protocol = detect_protocol(url, protocol)
+        self.kind = KINDS[self.protocol]
+        if outputs not in OUTPUTS:
+            raise ModelError(f"model.outputs is {outputs!r}; expected one of {OUTPUTS}")
+        self.outputs, self.timeout, self.retries = outputs, float(timeout), int(retries)
+        self.request_batch, self.backoff = int(request_batch), float(backoff)
+        self.binary_data = bool(binary_data) and self.protocol == "v2"
+        self.mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
+        self.requests = 0  # HTTP requests sent, retries included
+        self._session = requests.Session()
+        self._input_name = "input-0"
+        self.metadata = fetch_metadata(url, self.timeout, self._session) if self.protocol == "v2" else None
+        if self.metadata:
+            inputs = self.metadata.get("inputs") or [{}]
+            self._input_name = str(inputs[0].get("name") or self._input_name)
+
+    # --- wire -------------------------------------------------------------------------------
+
+    def _post(self, payload: bytes, headers: dict | None = None) -> requests.Response:
+        """POST with retries; returns a 2xx response or raises ModelError."""
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            self.requests += 1
+            try:
+                r = self._session.post(self.url, data=payload, timeout=self.timeout,
+                                       headers=headers or {"Content-Type": "application/json"})
+            except requests.exceptions.ConnectionError as e:  # ConnectTimeout included
+                if last:
+                    raise ModelError(f"model server {self.url} is unreachable ({_connection_reason(e)}) after "
+                                     f"{attempts} attempt(s); start it or fix model.url") from e
+                self._sleep(attempt, None)
+                continue
+            except requests.exceptions.Timeout as e:
+                raise ModelError(f"model server {self.url} did not answer within {self.timeout:g} s; "
+                                 "raise model.timeout or lower model.request_batch") from e
+            except requests.RequestException as e:
+                raise ModelError(f"model server {self.url}: request failed ({_short(e)})") from e
+            if r.ok:
+                return r
+            retryable = r.status_code >= 500 or r.status_code == 429
+            if not retryable or last:
+                after = f" after {attempts} attempts" if retryable and attempts > 1 else ""
+                raise ModelError(f"model server {self.url} answered HTTP {r.status_code}{after}: "
+                                 f"{_server_error_text(r) or r.reason}")
+            self._sleep(attempt, r.headers.get("Retry-After"))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.backoff * 2 ** attempt
+        try:
+            delay = max(delay, min(float(retry_after), _MAX_RETRY_AFTER_S)) if retry_after else delay
+        except ValueError:  # an HTTP date: fall back to our own backoff
+            pass
+        time.sleep(delay)
+
+    def _request(self, x: np.ndarray) -> np.ndarray:
+        """One request for a (n, C, H, W) float32 chunk → (n, K) raw outputs."""
+        n = x.shape[0]
+        headers = None
+        if self.protocol == "v1":
+            body = ('{"instances": %s}' % json_array(x)).encode()
+        elif self.binary_data:
+            raw = x.astype("<f4", copy=False).tobytes()
+            head = json.dumps({"id": uuid.uuid4().hex, "parameters": {"binary_data_output": True},
+                               "inputs": [{"name": self._input_name, "shape": list(x.shape), "datatype": "FP32",
+                                           "parameters": {"binary_data_size": len(raw)}}]}).encode()
+            body, headers = head + raw, {"Content-Type": "application/octet-stream", _HEADER_LENGTH: str(len(head))}
+        else:
+            head = json.dumps({"name": self._input_name, "shape": list(x.shape), "datatype": "FP32"})
+            body = ('{"id": %s, "inputs": [%s, "data": %s}]}' % (json.dumps(uuid.uuid4().hex), head[:-1],
+                                                                 json_array(x.ravel()))).encode()
+        r = self._post(body, headers)
+        expected = ('{"predictions": [[K numbers] per image]}' if self.protocol == "v1"
+                    else '{"outputs": [{"shape": [N, K], "data": [N*K numbers]}]}')
+        try:
+            if self.protocol == "v1":
+                out = np.asarray(r.json()["predictions"], dtype=np.float32)
+            else:
+                out = self._v2_output(r)
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise ModelError(f"model server {self.url} sent a malformed response: expected {expected}; "
+                             f"got {_short(r.content[:400].decode('utf-8', 'replace'), 120)!r}") from e
+        if out.shape != (n, self.num_classes):
+            raise ModelError(f"model server {self.url} returned outputs of shape {tuple(out.shape)} for {n} image(s); "
+                             f"expected ({n}, {self.num_classes}), one score per class of the dataset")
+        return out
+
+    @staticmethod
+    def _v2_output(r: requests.Response) -> np.ndarray:
+        """The first output of a V2 answer: JSON ``data``, or raw bytes after the JSON header
+        when the server used the binary extension (``Inference-Header-Content-Length``)."""
+        length = r.headers.get(_HEADER_LENGTH)
+        if length is None:
+            first = r.json()["outputs"][0]
+            return np.asarray(first["data"], dtype=np.float32).reshape(first["shape"])
+        length = int(length)
+        first = json.loads(r.content[:length])["outputs"][0]
+        size = (first.get("parameters") or {}).get("binary_data_size")
+        if size is None:  # the first output came as JSON after all
+            return np.asarray(first["data"], dtype=np.float32).reshape(first["shape"])
+        raw = r.content[length : length + int(size)]  # binary outputs follow the header in order
+        return np.frombuffer(raw, dtype=_DTYPES[first["datatype"]]).reshape(first["shape"]).astype(np.float32)
+
+    # --- ForwardOnlyHandle -----------------------------------------------------------------
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        x = ((x - self.mean) / self.std).astype(np.float32, copy=False)
+        outs = [self._request(x[i : i + self.request_batch]) for i in range(0, x.shape[0], self.request_batch)]
+        out = np.concatenate(outs) if outs else np.zeros((0, self.num_classes), np.float32)
+        return self._to_logits(out)
+
+    def _to_logits(self, out: np.ndarray) -> np.ndarray:
+        if self.outputs == "logits":
+            return out
+        if out.size and (np.nanmin(out) < -1e-6 or np.nanmax(out) > 1 + 1e-6):
+            raise ModelError(f"model server {self.url} returned values in [{np.nanmin(out):.3g}, {np.nanmax(out):.3g}]; "
+                             "expected probabilities in [0, 1] (model.outputs: probabilities); "
+                             "if it returns logits, set model.outputs: logits")
+        p = np.clip(out.astype(np.float64), _PROB_EPS, 1 - _PROB_EPS)
+        logits = np.log(p) - np.log1p(-p) if self.activation == "sigmoid" else np.log(p)
+        return logits.astype(np.float32)
+
+def load_remote(spec, num_classes: int) -> RemoteHandle:
+    """The :class:`RemoteHandle` of ``spec`` after a one-image probe of the output shape."""
+    handle = RemoteHandle(spec.url, protocol=spec.protocol, activation=spec.activation,
+                          input_size=tuple(spec.input_size), num_classes=num_classes, mean=spec.mean, std=spec.std,
+                          outputs=spec.outputs, timeout=spec.timeout, retries=spec.retries,
+                          request_batch=spec.request_batch, binary_data=spec.binary_data)
+    probe = np.zeros((1, len(spec.mean), *spec.input_size), np.float32)
+    out = handle._forward(probe)  # not counted in ``passes``: it is a check, not work
+    if not np.all(np.isfinite(out)):
+        raise ModelError(f"model server {spec.url} returned non-finite outputs for a black image")
+    return handle
+
+
+def remote_identity(spec) -> dict:
+    """What the summary manifest records: the URL, and the V2 metadata if the server answers."""
+    ident = {"url": spec.url, "protocol": detect_protocol(spec.url, spec.protocol), "outputs": spec.outputs}
+    meta = fetch_metadata(spec.url, spec.timeout) if ident["protocol"] == "v2" else None
+    if meta:
+        ident["server_model"] = meta
+    return ident
