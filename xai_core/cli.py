@@ -18,13 +18,21 @@ def _cmd_run(args) -> int:
     if args.resume:
         if args.config:
             raise XaiError("give either --config (a new run) or --resume DIR (finish a run), not both")
+        # A resumed run must equal an uninterrupted one: its stored configuration is final.
+        given = [flag for flag, v in (("--set", args.set), ("--limit", args.limit), ("--out", args.out),
+                                      ("--overwrite", args.overwrite)) if v not in (None, False, [])]
+        if given:
+            raise XaiError(f"--resume finishes a run with its stored configuration; {given[0]} cannot change it. "
+                           "Start a new run with --config (and --out) instead")
         cfg = resume_config(args.resume)
         out = args.resume
     else:
+        if args.force:
+            raise XaiError("--force only applies to --resume")
         if not args.config:
             raise XaiError("missing --config run.yaml (or --resume DIR)")
         overrides = list(args.set or [])
-        if args.limit:
+        if args.limit is not None:
             overrides.append(f"dataset.limit={args.limit}")
         if args.out:
             overrides.append(f"out={Path(args.out).resolve()}")
@@ -36,9 +44,9 @@ def _cmd_run(args) -> int:
         from .distributed import run_distributed
 
         run_distributed(cfg, out, resume=bool(args.resume), overwrite=args.overwrite,
-                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet, force=args.force)
     else:
-        run(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet)
+        run(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, force=args.force)
     print(f"summary written to {out}")
     return 0
 
@@ -106,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. --set labels.top_k=5")
     r.add_argument("--limit", type=int, help="only the first N dataset items")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run in the output directory")
+    r.add_argument("--force", action="store_true",
+                   help="with --resume: finish the run even though the dataset file or model weights changed")
     r.add_argument("--workers", type=int, default=0, help="run on a local Dask cluster of N workers (127.0.0.1)")
     r.add_argument("--scheduler", help="run on an existing Dask cluster, tcp://HOST:PORT")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -142,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     except XaiError as e:
         print(f"xai-core: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("xai-core: interrupted; what was committed is kept (finish a run with --resume DIR)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ refuses newer ones."""
 from __future__ import annotations
 
 import json
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 import zarr
 
 from ..errors import FormatVersionError, SummaryError
-from .format import FORMAT_VERSION, MANIFEST, SCHEMAS, arrays_path, part_of
+from .format import COMMIT_KEY, FORMAT_VERSION, MANIFEST, SCHEMAS, arrays_path, part_name, part_of, table_path
 from .writer import committed_parts
 
 # version → function turning a manifest of that version into one of version + 1.
@@ -49,12 +50,140 @@ def read_manifest(run_dir: str | Path) -> dict:
         raise SummaryError(f"{path}: corrupt manifest ({e.__class__.__name__}: {e})") from e
     if not isinstance(manifest, dict):
         raise SummaryError(f"{path}: corrupt manifest (expected a JSON object)")
-    return migrate(manifest, path)
+    return check_manifest(migrate(manifest, path), path)
+
+
+def _opt(*types):
+    return lambda v: v is None or isinstance(v, types)
+
+
+def _list_of(kind):
+    return lambda v: v is None or (isinstance(v, list) and all(isinstance(x, kind) for x in v))
+
+
+def _count(v) -> bool:
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+
+
+# Types of the manifest keys readers rely on (FORMAT.md). Every key may be absent (older runs);
+# a present one of the wrong type makes the run unreadable instead of crashing whoever reads it.
+MANIFEST_TYPES = {
+    "status": (_opt(str), "a string"),
+    "error": (_opt(str), "a string or null"),
+    "created": (_opt(str), "an ISO-8601 string"),
+    "updated": (_opt(str), "an ISO-8601 string"),
+    "finished": (_opt(str), "an ISO-8601 string"),
+    "xaiboard_version": (_opt(str), "a string"),
+    "config": (_opt(dict), "a map"),
+    "model": (_opt(dict), "a map"),
+    "dataset": (_opt(dict), "a map"),
+    "classes": (_list_of(str), "a list of strings"),
+    "explainers": (_list_of(dict), "a list of maps"),
+    "metrics": (_list_of(dict), "a list of maps"),
+    "progress": (_opt(dict), "a map"),
+    "timing": (_opt(dict), "a map"),
+    "sanity": (_opt(dict), "a map"),
+}
+PROGRESS_KEYS = ("total_samples", "done_samples", "total_parts", "done_parts", "batch_size")
+
+
+def check_manifest(manifest: dict, path: Path) -> dict:
+    """``manifest`` when its known keys have the documented types, else SummaryError."""
+    for key, (ok, expected) in MANIFEST_TYPES.items():
+        if key in manifest and not ok(manifest[key]):
+            raise SummaryError(f"{path}: `{key}` is {_short(manifest[key])}; expected {expected}")
+    for key in ("explainers", "metrics"):
+        for i, e in enumerate(manifest.get(key) or []):
+            if not isinstance(e.get("name"), str):
+                raise SummaryError(f"{path}: `{key}[{i}].name` is {_short(e.get('name'))}; expected a string")
+    for key in PROGRESS_KEYS:
+        v = (manifest.get("progress") or {}).get(key)
+        if not _count(v):
+            raise SummaryError(f"{path}: `progress.{key}` is {_short(v)}; expected a count ≥ 0")
+    return manifest
+
+
+def _short(v) -> str:
+    text = json.dumps(v, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def commit_record(run_dir: str | Path, part: int) -> dict | None:
+    """The commit record of a committed part (FORMAT.md), None for parts written before
+    records existed."""
+    path = table_path(Path(run_dir), "samples", part)
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError) as e:
+        raise SummaryError(f"{path}: part {part} is corrupt ({e}); {_redo(part)}") from e
+    raw = meta.get(COMMIT_KEY)
+    if raw is None:
+        return None
+    try:
+        rec = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SummaryError(f"{path}: part {part} has a corrupt commit record; {_redo(part)}") from e
+    if not isinstance(rec, dict) or not isinstance(rec.get("files", {}), dict):
+        raise SummaryError(f"{path}: part {part} has a corrupt commit record; {_redo(part)}")
+    return rec
+
+
+def _redo(part: int) -> str:
+    return f"delete tables/samples/{part_name(part)}.parquet and finish the run with --resume to recompute it"
+
+
+def _array_of(rel: str) -> str:
+    """``saliency/gradcam/c/0/0/0`` → ``saliency/gradcam``; ``images/zarr.json`` → ``images``."""
+    bits = rel.split("/")
+    if bits[0] == "saliency" and len(bits) > 2:
+        return "/".join(bits[:2])
+    return bits[0] if len(bits) > 1 else "(group)"
+
+
+def verify_arrays(run_dir: str | Path, part: int, array: str | None = None, *, root: str | Path | None = None) -> None:
+    """Check the files of a part's arrays (``array``: ``images`` or ``saliency/<name>``, or
+    all) against the part's commit record: none missing, none changed (size and CRC-32), and
+    none a symlink leaving ``root`` (default: the run directory). SummaryError names the part
+    and the array otherwise. Parts without a record get only the symlink check."""
+    run_dir = Path(run_dir)
+    base = arrays_path(run_dir, part)
+    bound = Path(root if root is not None else run_dir).resolve()
+    if not base.is_dir():
+        raise SummaryError(f"{base}: the arrays of committed part {part} are missing; the run directory was "
+                           f"damaged; {_redo(part)}")
+    where = base / array if array else base
+    if not where.resolve().is_relative_to(bound):
+        raise SummaryError(f"{where}: resolves outside the log directory; refusing to read it")
+    for f in where.rglob("*") if where.is_dir() else []:
+        if f.is_symlink() and not f.resolve().is_relative_to(bound):
+            raise SummaryError(f"{f}: part {part}, array {array or _array_of(f.relative_to(base).as_posix())}: "
+                               "a link to a file outside the log directory; refusing to read it")
+    rec = commit_record(run_dir, part)
+    if rec is None:
+        return
+    prefix = f"{array}/" if array else ""
+    for rel, expect in rec.get("files", {}).items():
+        if not rel.startswith(prefix):
+            continue
+        name = array or _array_of(rel)
+        f = base / rel
+        try:
+            data = f.read_bytes()
+        except FileNotFoundError:
+            raise SummaryError(f"{run_dir}: part {part}, array {name!r}: chunk file {rel} is missing; the run "
+                               f"directory was damaged; {_redo(part)}") from None
+        except OSError as e:
+            raise SummaryError(f"{run_dir}: part {part}, array {name!r}: chunk file {rel} cannot be read "
+                               f"({e.strerror or e})") from e
+        if [len(data), zlib.crc32(data)] != list(expect):
+            raise SummaryError(f"{run_dir}: part {part}, array {name!r}: chunk file {rel} does not match its "
+                               f"checksum; the run directory was damaged; {_redo(part)}")
 
 
 def find_runs(logdir: str | Path, *, max_depth: int = 6) -> list[Path]:
-    """Every directory under ``logdir`` (itself included) holding a manifest.json; symlinks
-    leaving the logdir are not followed."""
+    """Every directory under ``logdir`` (itself included) holding a manifest.json, once per
+    real directory: a symlink such as ``latest`` to a run listed under its own name is dropped
+    (the real name wins). Symlinks leaving the logdir are not followed."""
     root = Path(logdir).resolve()
     found = []
 
@@ -74,7 +203,12 @@ def find_runs(logdir: str | Path, *, max_depth: int = 6) -> list[Path]:
 
     if root.is_dir():
         walk(root, 0)
-    return found
+    # Real paths before linked ones, then first come: one entry per resolved directory.
+    best: dict[Path, Path] = {}
+    for d in sorted(found, key=lambda d: d.resolve() != d.absolute()):
+        best.setdefault(d.resolve(), d)
+    keep = set(best.values())
+    return [d for d in found if d in keep]
 
 
 class RunReader:
@@ -122,6 +256,13 @@ class RunReader:
             tabs = [pq.read_table(f, schema=SCHEMAS[name]) for f in files]
         except (pa.ArrowInvalid, OSError) as e:
             raise SummaryError(f"{d}: a part is corrupt ({e}); re-run that part with --resume") from e
+        for f, tab in zip(files, tabs):  # row counts against the part's commit record
+            part = part_of(f)
+            rec = commit_record(self.run_dir, part)
+            want = (rec or {}).get("rows", {}).get(name)
+            if want is not None and want != tab.num_rows:
+                raise SummaryError(f"{f}: part {part} of table {name!r} has {tab.num_rows} rows; its commit record "
+                                   f"says {want}; the run directory was damaged; {_redo(part)}")
         return pa.concat_tables(tabs).to_pandas()
 
     def samples(self) -> pd.DataFrame:
@@ -145,6 +286,7 @@ class RunReader:
             path = arrays_path(self.run_dir, part)
             if not path.is_dir():
                 raise SummaryError(f"{path}: missing arrays of a committed part; the run directory was damaged")
+            verify_arrays(self.run_dir, part)  # a missing or changed chunk is damage, never zeros
             g = zarr.open_group(str(path), mode="r")
             self._stores[part] = g
             if len(self._stores) > self._max_open:
