@@ -126,9 +126,12 @@ def _type_name(tp) -> str:
     if origin in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
     if origin is tuple:
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_type_name(args[0])}s"
-        return f"a list of {len(args)} {_type_name(args[0])}s" if len(set(args)) == 1 else f"a list {list(args)}"
+            return f"a list of {plural.get(args[0], 'values')}"
+        if len(set(args)) == 1:
+            return f"a list of {len(args)} {plural.get(args[0], 'values')}"
+        return f"a list of {len(args)} values"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
             dict: "a map"}.get(tp, getattr(tp, "__name__", str(tp)))
 

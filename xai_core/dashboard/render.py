@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import SummaryError, XaiError
 from ..summary.format import arrays_path
-from ..summary.reader import read_manifest
+from ..summary.reader import read_manifest, verify_arrays
 from .overlay import OverlayStyle, png_bytes, render, scale_values, thumbnail, upscale_factor
 from .query import ImageRow
 from .runs import ensure_inside
@@ -97,6 +97,7 @@ class MapStore:
         self._rows = LRU(max_rows)
         self._tiles = LRU(max_tiles)
         self._arrays = LRU(max_arrays)   # open zarr AsyncArray handles
+        self._checked = LRU(4 * max_arrays)  # (array, part) -> None or the damage found (verify_arrays)
 
     def _array_path(self, name: str, part: int) -> Path:
         if name != "images" and name.removeprefix("saliency/") not in self._explainers:
@@ -105,11 +106,28 @@ class MapStore:
         # explainer names come from the manifest: never let one point outside the run
         return ensure_inside(self.run_dir, arrays_path(self.run_dir, part) / name)
 
+    def _verify(self, name: str, part: int) -> XaiError | None:
+        try:
+            self._array_path(name, part)
+            verify_arrays(self.run_dir, part, name)
+        except XaiError as e:
+            return e
+        except OSError as e:
+            return SummaryError(f"{self.run_dir}: part {part}, array {name!r} cannot be read ({e.strerror or e})")
+        return None
+
     def prefetch(self, keys: Sequence[tuple]) -> dict:
         """Read every key not cached yet, concurrently; returns {key: error} for rows that failed."""
         todo = [k for k in dict.fromkeys(keys) if k not in self._rows]
         if not todo:
             return {}
+        # Each (array, part) is checked against its commit record once, before its first read:
+        # a missing or changed chunk is reported as damage instead of reading as zeros.
+        damage = {k: self._checked.get(k[:2], lambda k=k: self._verify(*k[:2])) for k in todo}
+        errors = {k: d for k, d in damage.items() if d is not None}
+        todo = [k for k in todo if damage[k] is None]
+        if not todo:
+            return errors
         import zarr.api.asynchronous as za
 
         async def one(key):
@@ -130,7 +148,6 @@ class MapStore:
             from zarr.core.sync import sync  # zarr's own loop and thread pool, reused across pages
         except ImportError:  # pragma: no cover - if zarr moves it, a private loop works too
             sync = asyncio.run
-        errors = {}
         for key, value in zip(todo, sync(gather())):
             if isinstance(value, Exception):
                 errors[key] = value

@@ -111,6 +111,7 @@ def run_info(logdir: Path, run_dir: Path, *, now: datetime | None = None) -> Run
     """The runs-page row of one run; never raises for a bad run (status "unreadable")."""
     name = run_name(logdir, run_dir)
     try:
+        ensure_inside(logdir, run_dir / MANIFEST)
         m = read_manifest(run_dir)
     except XaiError as e:
         return RunInfo(name, run_dir, "unreadable", error=str(e))
