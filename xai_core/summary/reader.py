@@ -57,8 +57,12 @@ def _opt(*types):
     return lambda v: v is None or isinstance(v, types)
 
 
+def _is(*types):
+    return lambda v: isinstance(v, types)
+
+
 def _list_of(kind):
-    return lambda v: v is None or (isinstance(v, list) and all(isinstance(x, kind) for x in v))
+    return lambda v: isinstance(v, list) and all(isinstance(x, kind) for x in v)
 
 
 def _count(v) -> bool:
@@ -68,19 +72,19 @@ def _count(v) -> bool:
 # Types of the manifest keys readers rely on (FORMAT.md). Every key may be absent (older runs);
 # a present one of the wrong type makes the run unreadable instead of crashing whoever reads it.
 MANIFEST_TYPES = {
-    "status": (_opt(str), "a string"),
+    "status": (_is(str), "a string"),
     "error": (_opt(str), "a string or null"),
     "created": (_opt(str), "an ISO-8601 string"),
     "updated": (_opt(str), "an ISO-8601 string"),
     "finished": (_opt(str), "an ISO-8601 string"),
-    "xaiboard_version": (_opt(str), "a string"),
-    "config": (_opt(dict), "a map"),
-    "model": (_opt(dict), "a map"),
-    "dataset": (_opt(dict), "a map"),
+    "xaiboard_version": (_is(str), "a string"),
+    "config": (_is(dict), "a map"),
+    "model": (_is(dict), "a map"),
+    "dataset": (_is(dict), "a map"),
     "classes": (_list_of(str), "a list of strings"),
     "explainers": (_list_of(dict), "a list of maps"),
     "metrics": (_list_of(dict), "a list of maps"),
-    "progress": (_opt(dict), "a map"),
+    "progress": (_is(dict), "a map"),
     "timing": (_opt(dict), "a map"),
     "sanity": (_opt(dict), "a map"),
 }
