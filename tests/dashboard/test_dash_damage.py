@@ -13,7 +13,6 @@ from xai_core.dashboard import list_runs, open_run
 from xai_core.dashboard.render import MapStore
 from xai_core.errors import SummaryError
 from xai_core.summary import RunReader
-from xai_core.summary.reader import commit_record, verify_arrays
 
 
 def chunk(run: Path, part: int, explainer: str = "a") -> Path:
@@ -22,6 +21,8 @@ def chunk(run: Path, part: int, explainer: str = "a") -> Path:
 
 
 def test_commit_record_counts_rows_and_checksums_every_chunk(tmp_path):
+    from xai_core.summary.reader import commit_record
+
     run = dash_runs.write_synthetic(tmp_path / "r")
     rec = commit_record(run, 1)
     assert rec["rows"]["samples"] == 2 and rec["images"] == 2
@@ -106,6 +107,8 @@ def test_a_chunk_symlinked_outside_the_run_is_not_read(tmp_path):
     secret.write_bytes(f.read_bytes())
     f.unlink()
     os.symlink(secret, f)
+    from xai_core.summary.reader import verify_arrays
+
     with pytest.raises(SummaryError, match="outside the log directory"):
         verify_arrays(run, 0, "saliency/a")
     opened = open_run(logdir, "run")
