@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import SummaryError, XaiError
 from ..summary.format import arrays_path
-from ..summary.reader import read_manifest, verify_arrays
+from ..summary.reader import check_links, commit_record, read_manifest, verify_arrays
 from .overlay import OverlayStyle, png_bytes, render, scale_values, thumbnail, upscale_factor
 from .query import ImageRow
 from .runs import ensure_inside
@@ -83,6 +83,14 @@ def _map_key(explainer: str, part: int, map_offset: int) -> tuple:
     return (f"saliency/{explainer}", int(part), int(map_offset))
 
 
+def _outcome(fn):
+    """``fn()``, or the exception it raised (so a failure is cached like a result)."""
+    try:
+        return fn()
+    except (XaiError, OSError) as e:
+        return e
+
+
 class MapStore:
     """Images and raw maps of one run, kept in bounded caches.
 
@@ -97,7 +105,8 @@ class MapStore:
         self._rows = LRU(max_rows)
         self._tiles = LRU(max_tiles)
         self._arrays = LRU(max_arrays)   # open zarr AsyncArray handles
-        self._checked = LRU(4 * max_arrays)  # (array, part) -> None or the damage found (verify_arrays)
+        # (array, part) -> commit record or damage; (array, part, chunk) -> None or damage
+        self._checked = LRU(max_rows + max_arrays)
 
     def _array_path(self, name: str, part: int) -> Path:
         if name != "images" and name.removeprefix("saliency/") not in self._explainers:
@@ -106,10 +115,24 @@ class MapStore:
         # explainer names come from the manifest: never let one point outside the run
         return ensure_inside(self.run_dir, arrays_path(self.run_dir, part) / name)
 
-    def _verify(self, name: str, part: int) -> XaiError | None:
-        try:
+    def _verify(self, name: str, part: int, row: int) -> XaiError | None:
+        """None when the chunk holding ``row`` may be read, else the damage (cached)."""
+        def opened():  # once per (array, part): the name, links, the commit record
             self._array_path(name, part)
-            verify_arrays(self.run_dir, part, name)
+            check_links(arrays_path(self.run_dir, part), part, name, self.run_dir)
+            return commit_record(self.run_dir, part) or {}
+
+        def chunk(rec):
+            verify_arrays(self.run_dir, part, name, rows=[row], record=rec, links=False)
+
+        try:
+            rec = self._checked.get((name, part), lambda: _outcome(opened))
+            if isinstance(rec, Exception):
+                raise rec
+            size = (rec.get("chunk_rows") or {}).get(name) or 1
+            err = self._checked.get((name, part, int(row) // size), lambda: _outcome(lambda: chunk(rec)))
+            if isinstance(err, Exception):
+                raise err
         except XaiError as e:
             return e
         except OSError as e:
@@ -121,9 +144,9 @@ class MapStore:
         todo = [k for k in dict.fromkeys(keys) if k not in self._rows]
         if not todo:
             return {}
-        # Each (array, part) is checked against its commit record once, before its first read:
+        # Every chunk is checked against the part's commit record once, before its first read:
         # a missing or changed chunk is reported as damage instead of reading as zeros.
-        damage = {k: self._checked.get(k[:2], lambda k=k: self._verify(*k[:2])) for k in todo}
+        damage = {k: self._verify(*k) for k in todo}
         errors = {k: d for k, d in damage.items() if d is not None}
         todo = [k for k in todo if damage[k] is None]
         if not todo:

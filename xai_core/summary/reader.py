@@ -144,32 +144,25 @@ def _array_of(rel: str) -> str:
     return bits[0] if len(bits) > 1 else "(group)"
 
 
-def verify_arrays(run_dir: str | Path, part: int, array: str | None = None, *, root: str | Path | None = None) -> None:
+def verify_arrays(run_dir: str | Path, part: int, array: str | None = None, *, root: str | Path | None = None,
+                  rows=None, record: dict | None = None, links: bool = True) -> None:
     """Check the files of a part's arrays (``array``: ``images`` or ``saliency/<name>``, or
     all) against the part's commit record: none missing, none changed (size and CRC-32), and
-    none a symlink leaving ``root`` (default: the run directory). SummaryError names the part
-    and the array otherwise. Parts without a record get only the symlink check."""
+    (``links``) none a symlink leaving ``root`` (default: the run directory). ``rows`` limits
+    the content check to the metadata and the chunks holding those rows (what a read of them
+    touches). SummaryError names the part and the array otherwise. Parts without a record
+    (older runs) get only the symlink check. ``record``: the part's commit record, if read."""
     run_dir = Path(run_dir)
     base = arrays_path(run_dir, part)
-    bound = Path(root if root is not None else run_dir).resolve()
-    if not base.is_dir():
-        raise SummaryError(f"{base}: the arrays of committed part {part} are missing; the run directory was "
-                           f"damaged; {_redo(part)}")
-    where = base / array if array else base
-    if not where.resolve().is_relative_to(bound):
-        raise SummaryError(f"{where}: resolves outside the log directory; refusing to read it")
-    for f in where.rglob("*") if where.is_dir() else []:
-        if f.is_symlink() and not f.resolve().is_relative_to(bound):
-            raise SummaryError(f"{f}: part {part}, array {array or _array_of(f.relative_to(base).as_posix())}: "
-                               "a link to a file outside the log directory; refusing to read it")
-    rec = commit_record(run_dir, part)
-    if rec is None:
+    if links:
+        check_links(base, part, array, Path(root if root is not None else run_dir))
+    rec = commit_record(run_dir, part) if record is None else record
+    if not rec:
         return
-    prefix = f"{array}/" if array else ""
     for rel, expect in rec.get("files", {}).items():
-        if not rel.startswith(prefix):
+        name = _array_of(rel)
+        if (array and name != array) or not _holds(rel, name, rows, rec):
             continue
-        name = array or _array_of(rel)
         f = base / rel
         try:
             data = f.read_bytes()
@@ -182,6 +175,35 @@ def verify_arrays(run_dir: str | Path, part: int, array: str | None = None, *, r
         if [len(data), zlib.crc32(data)] != list(expect):
             raise SummaryError(f"{run_dir}: part {part}, array {name!r}: chunk file {rel} does not match its "
                                f"checksum; the run directory was damaged; {_redo(part)}")
+
+
+def _holds(rel: str, name: str, rows, rec: dict) -> bool:
+    """Is ``rel`` metadata, or a chunk of ``name`` holding one of ``rows`` (all when None)?"""
+    chunk_rows = (rec.get("chunk_rows") or {}).get(name)
+    rest = rel[len(name) + 1:] if rel.startswith(name + "/") else rel
+    if rows is None or not chunk_rows or not rest.startswith("c/"):
+        return True
+    try:
+        first = int(rest.split("/")[1])
+    except (IndexError, ValueError):
+        return True
+    return any(int(r) // chunk_rows == first for r in rows)
+
+
+def check_links(base: Path, part: int, array: str | None, bound: Path) -> None:
+    """SummaryError when a part's arrays are missing, or a file or folder under them is a
+    symlink leaving ``bound`` (the log directory): nothing outside it is ever read."""
+    bound = bound.resolve()
+    if not base.is_dir():
+        raise SummaryError(f"{base}: the arrays of committed part {part} are missing; the run directory was "
+                           f"damaged; {_redo(part)}")
+    where = base / array if array else base
+    if not where.resolve().is_relative_to(bound):
+        raise SummaryError(f"{where}: resolves outside the log directory; refusing to read it")
+    for f in where.rglob("*") if where.is_dir() else []:
+        if f.is_symlink() and not f.resolve().is_relative_to(bound):
+            raise SummaryError(f"{f}: part {part}, array {array or _array_of(f.relative_to(base).as_posix())}: "
+                               "a link to a file outside the log directory; refusing to read it")
 
 
 def find_runs(logdir: str | Path, *, max_depth: int = 6) -> list[Path]:
@@ -223,6 +245,7 @@ class RunReader:
         self.run_dir = Path(run_dir)
         self.manifest = read_manifest(self.run_dir)
         self._stores: OrderedDict[int, zarr.Group] = OrderedDict()
+        self._records: dict[int, dict | None] = {}
         self._max_open = max_open_parts
 
     # ---- manifest shortcuts ----------------------------------------------------------
@@ -290,7 +313,7 @@ class RunReader:
             path = arrays_path(self.run_dir, part)
             if not path.is_dir():
                 raise SummaryError(f"{path}: missing arrays of a committed part; the run directory was damaged")
-            verify_arrays(self.run_dir, part)  # a missing or changed chunk is damage, never zeros
+            check_links(path, part, None, self.run_dir)
             g = zarr.open_group(str(path), mode="r")
             self._stores[part] = g
             if len(self._stores) > self._max_open:
@@ -299,9 +322,17 @@ class RunReader:
             self._stores.move_to_end(part)
         return g
 
+    def _check(self, part: int, array: str, rows) -> None:
+        """A missing or changed chunk is damage, never zeros (the part's commit record)."""
+        if part not in self._records:
+            self._records[part] = commit_record(self.run_dir, part)
+        verify_arrays(self.run_dir, part, array, rows=rows, record=self._records[part] or {}, links=False)
+
     def image(self, part: int, offset: int) -> np.ndarray:
         """(H, W, 3) uint8, the image as the model saw it (pixel space)."""
-        return np.asarray(self._store(part)["images"][int(offset)])
+        g = self._store(part)
+        self._check(part, "images", [offset])
+        return np.asarray(g["images"][int(offset)])
 
     def saliency(self, explainer: str, part: int, map_offset: int) -> np.ndarray:
         """(H, W) float32 raw map of ``explainer`` for the label row at ``map_offset``."""
@@ -310,8 +341,11 @@ class RunReader:
             arr = g["saliency"][explainer]
         except KeyError:
             raise SummaryError(f"{self.run_dir}: no saliency maps for explainer {explainer!r}") from None
+        self._check(part, f"saliency/{explainer}", [map_offset])
         return np.asarray(arr[int(map_offset)])
 
     def saliency_part(self, explainer: str, part: int) -> np.ndarray:
         """(m, H, W) float32: every map of ``explainer`` in one part."""
-        return np.asarray(self._store(part)["saliency"][explainer][...])
+        g = self._store(part)
+        self._check(part, f"saliency/{explainer}", None)
+        return np.asarray(g["saliency"][explainer][...])

@@ -96,14 +96,13 @@ def _write_arrays(run_dir: Path, part: int, images: np.ndarray, saliency: dict[s
 
 def _write_group(tmp: Path, images: np.ndarray, saliency: dict[str, np.ndarray]) -> dict:
     group = zarr.open_group(str(tmp), mode="w")
-    # Chunks of a few rows: one map is read without decoding the whole part.
     n = images.shape[0]
-    arr = group.create_array("images", shape=images.shape, dtype="uint8", chunks=(min(8, max(n, 1)), *images.shape[1:]))
+    arr = group.create_array("images", shape=images.shape, dtype="uint8", chunks=(_chunk_rows(n), *images.shape[1:]))
     arr[...] = images
     sal = group.require_group("saliency")
     for name, maps in saliency.items():
         maps = np.ascontiguousarray(maps, dtype=np.float32)
-        a = sal.create_array(name, shape=maps.shape, dtype="float32", chunks=(min(8, max(maps.shape[0], 1)), *maps.shape[1:]))
+        a = sal.create_array(name, shape=maps.shape, dtype="float32", chunks=(_chunk_rows(maps.shape[0]), *maps.shape[1:]))
         a[...] = maps
     # Chunks reach the disk before the samples table commits the part (FORMAT.md).
     return file_checksums(tmp)
@@ -125,10 +124,17 @@ def write_part(run_dir: str | Path, part: int, *, samples: dict, labels: dict, s
     atomic_write_bytes(table_path(run_dir, "scores", part), _table_bytes(scores, "scores"))
     atomic_write_bytes(table_path(run_dir, "labels", part), _table_bytes(labels, "labels"))
     rows.update(scores=_n_rows(scores), labels=_n_rows(labels), samples=_n_rows(samples))
-    record = {"rows": rows, "images": int(images.shape[0]),
+    chunk_rows = {"images": _chunk_rows(images.shape[0]),
+                  **{f"saliency/{k}": _chunk_rows(v.shape[0]) for k, v in saliency.items()}}
+    record = {"rows": rows, "images": int(images.shape[0]), "chunk_rows": chunk_rows,
               "maps": {k: int(v.shape[0]) for k, v in saliency.items()}, "files": files}
     atomic_write_bytes(table_path(run_dir, "samples", part),
                        _table_bytes(samples, "samples", {COMMIT_KEY: json.dumps(record).encode()}))
+
+
+def _chunk_rows(n: int) -> int:
+    # Chunks of a few rows: one map is read without decoding the whole part.
+    return min(8, max(int(n), 1))
 
 
 def _n_rows(cols: dict) -> int:
