@@ -114,3 +114,13 @@ def test_a_chunk_symlinked_outside_the_run_is_not_read(tmp_path):
     opened = open_run(logdir, "run")
     with pytest.raises(SummaryError, match="outside the log directory"):
         opened.store.saliency("a", 0, 0)
+
+
+def test_a_non_utf8_manifest_is_unreadable(tmp_path):
+    dash_runs.write_synthetic(tmp_path / "good")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_bytes(b'{"format_version": 1, "status": "caf\xe9"}')
+    runs = {r.name: r for r in list_runs(tmp_path)}
+    assert runs["bad"].status == "unreadable" and "corrupt manifest" in runs["bad"].error
+    assert runs["good"].status == "complete"

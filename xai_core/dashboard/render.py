@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import SummaryError, XaiError
 from ..summary.format import arrays_path
-from ..summary.reader import check_links, commit_record, read_manifest, verify_arrays
+from ..summary.reader import commit_record, read_manifest, verify_arrays
 from .overlay import OverlayStyle, png_bytes, render, scale_values, thumbnail, upscale_factor
 from .query import ImageRow
 from .runs import ensure_inside
@@ -105,7 +105,7 @@ class MapStore:
         self._rows = LRU(max_rows)
         self._tiles = LRU(max_tiles)
         self._arrays = LRU(max_arrays)   # open zarr AsyncArray handles
-        # (array, part) -> commit record or damage; (array, part, chunk) -> None or damage
+        # ("record", part) -> commit record or damage; (array, part, chunk) -> None or damage
         self._checked = LRU(max_rows + max_arrays)
 
     def _array_path(self, name: str, part: int) -> Path:
@@ -116,21 +116,21 @@ class MapStore:
         return ensure_inside(self.run_dir, arrays_path(self.run_dir, part) / name)
 
     def _verify(self, name: str, part: int, row: int) -> XaiError | None:
-        """None when the chunk holding ``row`` may be read, else the damage (cached)."""
-        def opened():  # once per (array, part): the name, links, the commit record
-            self._array_path(name, part)
-            check_links(arrays_path(self.run_dir, part), part, name, self.run_dir)
+        """None when the chunk holding ``row`` may be read, else the damage (cached per chunk)."""
+        def record():  # once per part
             return commit_record(self.run_dir, part) or {}
 
         def chunk(rec):
-            verify_arrays(self.run_dir, part, name, rows=[row], record=rec, links=False)
+            verify_arrays(self.run_dir, part, name, rows=[row], record=rec)
 
         try:
-            rec = self._checked.get((name, part), lambda: _outcome(opened))
+            self._array_path(name, part)
+            rec = self._checked.get(("record", part), lambda: _outcome(record))
             if isinstance(rec, Exception):
                 raise rec
-            size = (rec.get("chunk_rows") or {}).get(name) or 1
-            err = self._checked.get((name, part, int(row) // size), lambda: _outcome(lambda: chunk(rec)))
+            size = (rec.get("chunk_rows") or {}).get(name)
+            key = (name, part, int(row) // size) if size else (name, part)  # older runs: whole array
+            err = self._checked.get(key, lambda: _outcome(lambda: chunk(rec)))
             if isinstance(err, Exception):
                 raise err
         except XaiError as e:

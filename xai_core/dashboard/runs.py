@@ -38,7 +38,7 @@ def parse_logdir(argv: list[str] | None = None, env: dict | None = None) -> Path
 
 @dataclass(frozen=True)
 class RunInfo:
-    """One row of the runs page. ``status`` is running / complete / failed / unreadable;
+    """One row of the runs page. ``status`` is running / complete / failed / interrupted / unreadable;
     ``error`` says why a run failed or cannot be read."""
 
     name: str
@@ -70,7 +70,7 @@ class RunInfo:
             pct = f" {self.progress:.0%}" if self.progress is not None else ""
             stale = " — no update for a long time; the process may have died (finish it with --resume)" if self.stale else ""
             return f"running{pct} ({self.done_samples}/{self.total_samples} samples){stale}"
-        if self.status in ("failed", "unreadable") and self.error:
+        if self.status in ("failed", "interrupted", "unreadable") and self.error:
             return f"{self.status}: {self.error}"
         return self.status
 

@@ -145,25 +145,31 @@ def _array_of(rel: str) -> str:
 
 
 def verify_arrays(run_dir: str | Path, part: int, array: str | None = None, *, root: str | Path | None = None,
-                  rows=None, record: dict | None = None, links: bool = True) -> None:
+                  rows=None, record: dict | None = None) -> None:
     """Check the files of a part's arrays (``array``: ``images`` or ``saliency/<name>``, or
-    all) against the part's commit record: none missing, none changed (size and CRC-32), and
-    (``links``) none a symlink leaving ``root`` (default: the run directory). ``rows`` limits
-    the content check to the metadata and the chunks holding those rows (what a read of them
-    touches). SummaryError names the part and the array otherwise. Parts without a record
-    (older runs) get only the symlink check. ``record``: the part's commit record, if read."""
+    all) against the part's commit record: none missing, none changed (size and CRC-32), none
+    resolving outside ``root`` (default: the run directory). ``rows`` limits the check to the
+    metadata and the chunks holding those rows, i.e. what reading them touches. SummaryError
+    names the part and the array otherwise. Parts without a record (older runs) get only the
+    symlink check, of every file. ``record``: the part's commit record, if already read."""
     run_dir = Path(run_dir)
     base = arrays_path(run_dir, part)
-    if links:
-        check_links(base, part, array, Path(root if root is not None else run_dir))
+    bound = Path(root if root is not None else run_dir).resolve()
     rec = commit_record(run_dir, part) if record is None else record
     if not rec:
+        check_links(base, part, array, bound)
         return
+    if not base.is_dir():
+        raise SummaryError(f"{base}: the arrays of committed part {part} are missing; the run directory was "
+                           f"damaged; {_redo(part)}")
     for rel, expect in rec.get("files", {}).items():
         name = _array_of(rel)
         if (array and name != array) or not _holds(rel, name, rows, rec):
             continue
         f = base / rel
+        if not f.resolve().is_relative_to(bound):
+            raise SummaryError(f"{f}: part {part}, array {name!r}: resolves outside the log directory; "
+                               "refusing to read it")
         try:
             data = f.read_bytes()
         except FileNotFoundError:
@@ -313,7 +319,6 @@ class RunReader:
             path = arrays_path(self.run_dir, part)
             if not path.is_dir():
                 raise SummaryError(f"{path}: missing arrays of a committed part; the run directory was damaged")
-            check_links(path, part, None, self.run_dir)
             g = zarr.open_group(str(path), mode="r")
             self._stores[part] = g
             if len(self._stores) > self._max_open:
@@ -326,7 +331,7 @@ class RunReader:
         """A missing or changed chunk is damage, never zeros (the part's commit record)."""
         if part not in self._records:
             self._records[part] = commit_record(self.run_dir, part)
-        verify_arrays(self.run_dir, part, array, rows=rows, record=self._records[part] or {}, links=False)
+        verify_arrays(self.run_dir, part, array, rows=rows, record=self._records[part] or {})
 
     def image(self, part: int, offset: int) -> np.ndarray:
         """(H, W, 3) uint8, the image as the model saw it (pixel space)."""
