@@ -88,11 +88,12 @@ def check_identity(ctx: RunContext, out_dir: Path, manifest: dict, n_parts: int,
     changed += [f"model {k}" for k in ("weights_sha256", "torchscript_sha256") if then_m.get(k) != now_m.get(k)]
     if not changed:
         return
-    if "dataset n_items" in changed:
-        force = False  # never: the parts would not line up with the items
-    if not force:
+    # A changed item count is never forced: the parts would not line up with the items.
+    forcible = "dataset n_items" not in changed
+    if not (force and forcible):
         raise ConfigError(f"{out_dir}: the {', '.join(changed)} changed since the run started; resuming would mix "
-                          "two versions in one run. Start a new run, or pass --force to resume anyway")
+                          "two versions in one run. Start a new run"
+                          + (", or pass --force to resume anyway" if forcible else ""))
 
 
 @contextmanager

@@ -124,3 +124,21 @@ def test_a_non_utf8_manifest_is_unreadable(tmp_path):
     runs = {r.name: r for r in list_runs(tmp_path)}
     assert runs["bad"].status == "unreadable" and "corrupt manifest" in runs["bad"].error
     assert runs["good"].status == "complete"
+
+
+def test_parts_without_a_commit_record_still_read(tmp_path):
+    """Runs written before commit records existed: no false alarm, links still checked."""
+    import pyarrow.parquet as pq
+
+    run = dash_runs.write_synthetic(tmp_path / "r")
+    for p in (run / "tables" / "samples").glob("part-*.parquet"):
+        t = pq.read_table(p)
+        pq.write_table(t.replace_schema_metadata(None), p)
+    expect = dash_runs.synthetic_map(3, RunReader(run).labels().query("sample_index == 3")["label"].iloc[0], "a")
+    assert RunReader(run).saliency("a", 1, 0).shape == expect.shape
+    assert MapStore(run).saliency("a", 1, 0).shape == expect.shape
+    f = chunk(run, 1)
+    f.unlink()
+    os.symlink(tmp_path / "elsewhere", f)
+    with pytest.raises(SummaryError, match="outside the log directory"):
+        MapStore(run).saliency("a", 1, 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -83,6 +84,9 @@ def _map_key(explainer: str, part: int, map_offset: int) -> tuple:
     return (f"saliency/{explainer}", int(part), int(map_offset))
 
 
+_VERIFY_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="xai-verify")
+
+
 def _outcome(fn):
     """``fn()``, or the exception it raised (so a failure is cached like a result)."""
     try:
@@ -146,7 +150,8 @@ class MapStore:
             return {}
         # Every chunk is checked against the part's commit record once, before its first read:
         # a missing or changed chunk is reported as damage instead of reading as zeros.
-        damage = {k: self._verify(*k) for k in todo}
+        # Checked concurrently: reading and CRC-ing chunk files releases the GIL.
+        damage = dict(zip(todo, _VERIFY_POOL.map(lambda k: self._verify(*k), todo)))
         errors = {k: d for k, d in damage.items() if d is not None}
         todo = [k for k in todo if damage[k] is None]
         if not todo:
