@@ -387,3 +387,10 @@ def test_chunks_are_fsynced_before_the_samples_commit(toy_data, tmp_path, monkey
     chunk_syncs = [i for i, (k, p) in enumerate(events) if k == "fsync" and "/c/" in p]
     commit = [i for i, (k, p) in enumerate(events) if k == "commit" and "/samples/" in p]
     assert chunk_syncs and commit and max(chunk_syncs) < commit[0]
+
+
+def test_plugin_parameters_refuse_booleans_for_numbers(toy_data, tmp_path, capsys):
+    path = light_file(toy_data, tmp_path, tmp_path / "run")
+    assert main(["run", "--config", str(path), "--quiet", "--set",
+                 "explainers=[{type: integrated_gradients, params: {steps: true}}]"]) == 2
+    assert "parameter 'steps' is True" in one_line(capsys)
