@@ -21,7 +21,7 @@ def chunk(run: Path, part: int, explainer: str = "a") -> Path:
 
 
 def test_commit_record_counts_rows_and_checksums_every_chunk(tmp_path):
-    from xai_core.summary.reader import commit_record
+    from xai_core.summary.integrity import commit_record
 
     run = dash_runs.write_synthetic(tmp_path / "r")
     rec = commit_record(run, 1)
@@ -107,7 +107,7 @@ def test_a_chunk_symlinked_outside_the_run_is_not_read(tmp_path):
     secret.write_bytes(f.read_bytes())
     f.unlink()
     os.symlink(secret, f)
-    from xai_core.summary.reader import verify_arrays
+    from xai_core.summary.integrity import verify_arrays
 
     with pytest.raises(SummaryError, match="outside the log directory"):
         verify_arrays(run, 0, "saliency/a")

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import SummaryError, XaiError
 from ..summary.format import arrays_path
-from ..summary.reader import commit_record, read_manifest, verify_arrays
+from ..summary.integrity import commit_record, verify_arrays
+from ..summary.reader import read_manifest
 from .overlay import OverlayStyle, png_bytes, render, scale_values, thumbnail, upscale_factor
 from .query import ImageRow
 from .runs import ensure_inside
