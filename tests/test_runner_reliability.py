@@ -343,9 +343,7 @@ def test_ctrl_c_is_one_line_and_resumable(toy_data, tmp_path):
     r = RunReader(out)
     assert r.status == "interrupted" and "--resume" in r.manifest["error"]
     assert not (out / LOCK).exists()
-    res = subprocess.run([sys.executable, "-m", "xai_core", "run", "--resume", str(out), "--quiet"],
-                         env=env, cwd=TESTS, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
     assert RunReader(out).status == "complete" and len(RunReader(out).samples()) == 12
 
 
