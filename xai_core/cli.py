@@ -65,12 +65,20 @@ def _cmd_inspect(args) -> int:
     from .inspect import inspect_run
 
     info = inspect_run(args.run_dir)
+    if args.verify:
+        from .summary.reader import RunReader
+
+        info["verified"] = RunReader(args.run_dir).verify()
     if args.json:
         print(json.dumps(strict_json(info), indent=2, allow_nan=False))
     else:
         print(f"{info['path']}: {info['status']}, format v{info['format_version']}, "
               f"{info['n_samples']} samples, {info['n_explained']} explained labels")
         print("tags: " + ", ".join(f"{k}={v}" for k, v in info["tags"].items()))
+        if "verified" in info:
+            v = info["verified"]
+            print(f"verified {v['parts']} parts: every file matches its commit record"
+                  + (f" ({v['without_record']} older parts have none; checked for links only)" if v["without_record"] else ""))
         for e, row in info["scores"].items():
             cells = ", ".join(f"{m}={v:.3f}" if v is not None else f"{m}=n/a" for m, v in row.items())
             print(f"  {e}: {cells}")
@@ -136,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print an overview of a run")
     i.add_argument("run_dir")
     i.add_argument("--json", action="store_true")
+    i.add_argument("--verify", action="store_true",
+                   help="check every part against its commit record (row counts, chunk sizes and CRC-32)")
     i.set_defaults(func=_cmd_inspect)
 
     lst = sub.add_parser("list", help="list the registered explainers or metrics")

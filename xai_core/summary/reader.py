@@ -176,6 +176,19 @@ class RunReader:
     def parts(self) -> list[int]:
         return sorted(committed_parts(self.run_dir))
 
+    def verify(self) -> dict:
+        """Check every committed part in full (every table's row count, every array file's
+        size and CRC-32); SummaryError at the first damage. {parts, without_record}."""
+        for name in SCHEMAS:
+            self.table(name)
+        parts = self.parts()
+        bare = 0
+        for p in parts:
+            rec = commit_record(self.run_dir, p)
+            bare += rec is None
+            verify_arrays(self.run_dir, p, record=rec or {})
+        return {"parts": len(parts), "without_record": bare}
+
     # ---- tables ----------------------------------------------------------------------
     def table(self, name: str) -> pd.DataFrame:
         """All committed rows of one table (format.TABLES) as one DataFrame; an optional
