@@ -1,11 +1,14 @@
-"""``xai-core``: run, demo, inspect and list. Errors print one line and exit 2."""
+"""``xai-core``: run, demo, inspect and list. Errors print one line and exit 2 (``XAI_DEBUG=1``
+adds the traceback); Ctrl-C prints one line and exits 130."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from .errors import XaiError
@@ -160,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except XaiError as e:
+        if os.environ.get("XAI_DEBUG"):  # the chained traceback, for bug reports
+            traceback.print_exc()
         print(f"xai-core: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
