@@ -75,15 +75,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_arrays(run_dir: Path, part: int, images: np.ndarray, saliency: dict[str, np.ndarray]) -> dict:
+def _write_arrays(run_dir: Path, part: int, images: np.ndarray,
+                  saliency: dict[str, np.ndarray]) -> tuple[dict, dict]:
     """Write the part's zarr group (under a temporary name, then renamed); returns the
-    checksums of its files."""
+    checksums of its files and the rows per chunk of its arrays."""
     final = arrays_path(run_dir, part)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
         sums = _write_group(tmp, images, saliency)
+        chunk_rows = _chunk_rows_of(tmp)
         if final.exists():  # left over from a crashed attempt at this part
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -91,7 +93,15 @@ def _write_arrays(run_dir: Path, part: int, images: np.ndarray, saliency: dict[s
         shutil.rmtree(tmp, ignore_errors=True)  # never leave a stale .tmp (e.g. on a full disk)
         raise
     _fsync_dir(final.parent)
-    return sums
+    return sums, chunk_rows
+
+
+def _chunk_rows_of(group_path: Path) -> dict[str, int]:
+    """{array path in the group: rows per chunk}, for every array the group holds (so an array
+    added later is covered by the commit record without touching this module)."""
+    group = zarr.open_group(str(group_path), mode="r")
+    return {path: int(node.chunks[0]) for path, node in group.members(max_depth=None)
+            if isinstance(node, zarr.Array) and node.ndim}
 
 
 def _write_group(tmp: Path, images: np.ndarray, saliency: dict[str, np.ndarray]) -> dict:
@@ -115,7 +125,7 @@ def write_part(run_dir: str | Path, part: int, *, samples: dict, labels: dict, s
     schemas in format.py; images (n, H, W, 3) uint8; saliency {explainer: (m, H, W) float32}
     with m = number of label rows. Safe to call from several processes on distinct parts."""
     run_dir = Path(run_dir)
-    files = _write_arrays(run_dir, part, images, saliency)
+    files, chunk_rows = _write_arrays(run_dir, part, images, saliency)
     rows = {}
     for name, cols in (("counterfactuals", counterfactuals), ("details", details)):
         if cols is not None:  # optional tables (format.OPTIONAL_TABLES)
@@ -124,8 +134,6 @@ def write_part(run_dir: str | Path, part: int, *, samples: dict, labels: dict, s
     atomic_write_bytes(table_path(run_dir, "scores", part), _table_bytes(scores, "scores"))
     atomic_write_bytes(table_path(run_dir, "labels", part), _table_bytes(labels, "labels"))
     rows.update(scores=_n_rows(scores), labels=_n_rows(labels), samples=_n_rows(samples))
-    chunk_rows = {"images": _chunk_rows(images.shape[0]),
-                  **{f"saliency/{k}": _chunk_rows(v.shape[0]) for k, v in saliency.items()}}
     record = {"rows": rows, "images": int(images.shape[0]), "chunk_rows": chunk_rows,
               "maps": {k: int(v.shape[0]) for k, v in saliency.items()}, "files": files}
     atomic_write_bytes(table_path(run_dir, "samples", part),
