@@ -10,9 +10,12 @@ RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.
 COPY xai_core ./xai_core
 COPY app.py ./
 COPY pages ./pages
+COPY .streamlit ./.streamlit
 RUN pip install --no-deps -e . && xai-core demo --limit 64 --out summaries/demo --quiet
 
 EXPOSE 8501
-# Inside the container the server must listen on all interfaces so the published port works.
+# Inside the container the server must listen on all interfaces so the published port works
+# (this flag overrides .streamlit/config.toml's 127.0.0.1; publish the port on the host's
+# loopback, `docker run -p 127.0.0.1:8501:8501`, unless a proxy guards it).
 CMD ["streamlit", "run", "app.py", "--server.address", "0.0.0.0", "--server.port", "8501", \
      "--server.headless", "true", "--browser.gatherUsageStats", "false", "--", "--logdir", "summaries"]

@@ -99,7 +99,9 @@ def run_selector(all_runs: list[RunInfo]) -> str | None:
     names = [r.name for r in all_runs]
     wanted = st.query_params.get(RUN_PARAM) or st.session_state.get(_SESSION_RUN)
     if wanted and wanted not in names:
-        st.sidebar.warning(f"No run named {wanted!r} under {logdir()}; choose another.")
+        # The name comes from the URL: shown as plain text, never as markdown (links, images).
+        st.sidebar.warning("No run of this name under the log directory; choose another.")
+        st.sidebar.text(wanted[:200])
         wanted = None
     st.session_state[_SELECT] = wanted
     st.sidebar.selectbox("Run", names, key=_SELECT, index=None, placeholder="choose a run", on_change=_on_select)

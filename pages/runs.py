@@ -19,7 +19,8 @@ if not all_runs:
             "(or `make demo`); this page refreshes by itself.")
 
 STATUS_ICON = {"complete": ":green-badge[complete]", "running": ":blue-badge[running]",
-               "failed": ":red-badge[failed]", "unreadable": ":orange-badge[unreadable]"}
+               "failed": ":red-badge[failed]", "interrupted": ":orange-badge[interrupted]",
+               "unreadable": ":orange-badge[unreadable]"}
 
 
 def _open(name: str, page: str) -> None:

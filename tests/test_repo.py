@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,13 @@ def test_makefile_has_the_two_commands():
     makefile = (ROOT / "Makefile").read_text()
     for target in ("setup:", "demo:", "test:"):
         assert any(line.startswith(target) for line in makefile.splitlines()), target
+
+
+def test_plain_streamlit_run_serves_loopback_only_without_watching_files():
+    """`streamlit run app.py` from the repository root reads .streamlit/config.toml: it must
+    bind 127.0.0.1 (not every interface), watch no files and send no usage statistics."""
+    code = ("from streamlit import config as c; c.get_config_options(force_reparse=True); "
+            "print(c.get_option('server.address'), c.get_option('server.fileWatcherType'), "
+            "c.get_option('browser.gatherUsageStats'), c.get_option('server.headless'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["127.0.0.1", "none", "False", "True"]

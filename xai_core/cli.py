@@ -1,11 +1,14 @@
-"""``xai-core``: run, demo, inspect and list. Errors print one line and exit 2."""
+"""``xai-core``: run, demo, inspect and list. Errors print one line and exit 2 (``XAI_DEBUG=1``
+adds the traceback); Ctrl-C prints one line and exits 130."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from .errors import XaiError
@@ -18,13 +21,21 @@ def _cmd_run(args) -> int:
     if args.resume:
         if args.config:
             raise XaiError("give either --config (a new run) or --resume DIR (finish a run), not both")
+        # A resumed run must equal an uninterrupted one: its stored configuration is final.
+        given = [flag for flag, v in (("--set", args.set), ("--limit", args.limit), ("--out", args.out),
+                                      ("--overwrite", args.overwrite)) if v not in (None, False, [])]
+        if given:
+            raise XaiError(f"--resume finishes a run with its stored configuration; {given[0]} cannot change it. "
+                           "Start a new run with --config (and --out) instead")
         cfg = resume_config(args.resume)
         out = args.resume
     else:
+        if args.force:
+            raise XaiError("--force only applies to --resume")
         if not args.config:
             raise XaiError("missing --config run.yaml (or --resume DIR)")
         overrides = list(args.set or [])
-        if args.limit:
+        if args.limit is not None:
             overrides.append(f"dataset.limit={args.limit}")
         if args.out:
             overrides.append(f"out={Path(args.out).resolve()}")
@@ -36,9 +47,9 @@ def _cmd_run(args) -> int:
         from .distributed import run_distributed
 
         run_distributed(cfg, out, resume=bool(args.resume), overwrite=args.overwrite,
-                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet, force=args.force)
     else:
-        run(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet)
+        run(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, force=args.force)
     print(f"summary written to {out}")
     return 0
 
@@ -57,12 +68,20 @@ def _cmd_inspect(args) -> int:
     from .inspect import inspect_run
 
     info = inspect_run(args.run_dir)
+    if args.verify:
+        from .summary.reader import RunReader
+
+        info["verified"] = RunReader(args.run_dir).verify()
     if args.json:
         print(json.dumps(strict_json(info), indent=2, allow_nan=False))
     else:
         print(f"{info['path']}: {info['status']}, format v{info['format_version']}, "
               f"{info['n_samples']} samples, {info['n_explained']} explained labels")
         print("tags: " + ", ".join(f"{k}={v}" for k, v in info["tags"].items()))
+        if "verified" in info:
+            v = info["verified"]
+            print(f"verified {v['parts']} parts: every file matches its commit record"
+                  + (f" ({v['without_record']} older parts have none; checked for links only)" if v["without_record"] else ""))
         for e, row in info["scores"].items():
             cells = ", ".join(f"{m}={v:.3f}" if v is not None else f"{m}=n/a" for m, v in row.items())
             print(f"  {e}: {cells}")
@@ -106,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. --set labels.top_k=5")
     r.add_argument("--limit", type=int, help="only the first N dataset items")
     r.add_argument("--overwrite", action="store_true", help="replace an existing run in the output directory")
+    r.add_argument("--force", action="store_true",
+                   help="with --resume: finish the run even though the dataset file or model weights changed")
     r.add_argument("--workers", type=int, default=0, help="run on a local Dask cluster of N workers (127.0.0.1)")
     r.add_argument("--scheduler", help="run on an existing Dask cluster, tcp://HOST:PORT")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -126,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print an overview of a run")
     i.add_argument("run_dir")
     i.add_argument("--json", action="store_true")
+    i.add_argument("--verify", action="store_true",
+                   help="check every part against its commit record (row counts, chunk sizes and CRC-32)")
     i.set_defaults(func=_cmd_inspect)
 
     lst = sub.add_parser("list", help="list the registered explainers or metrics")
@@ -140,8 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except XaiError as e:
+        if os.environ.get("XAI_DEBUG"):  # the chained traceback, for bug reports
+            traceback.print_exc()
         print(f"xai-core: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("xai-core: interrupted; what was committed is kept (finish a run with --resume DIR)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ that a run can be reproduced (and resumed) from its directory alone."""
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,61 @@ def _plugins(entries: Any, section: str) -> tuple[PluginSpec, ...]:
     return tuple(out)
 
 
+def _type_name(tp) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
+    if origin is tuple:
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {plural.get(args[0], 'values')}"
+        if len(set(args)) == 1:
+            return f"a list of {len(args)} {plural.get(args[0], 'values')}"
+        return f"a list of {len(args)} values"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            dict: "a map"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _fits(value, tp) -> bool:
+    """Does ``value`` (parsed YAML, lists already made tuples) have type ``tp``? Strict: an
+    int field takes neither ``true`` nor ``1.7``; a float field takes ints."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is Any:
+        return True
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args))
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True  # a type this checker does not know: the section's own validate() decides
+
+
+def check_types(cls, values: dict, section: str) -> None:
+    """ConfigError naming ``section.key``, the value and the expected type, for the first value
+    in ``values`` whose type does not match the dataclass field of ``cls``."""
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        tp = hints.get(key)
+        if tp is not None and not _fits(value, tp):
+            where = f"{section}.{key}" if section else key
+            raise ConfigError(f"{where} is {value!r}; expected {_type_name(tp)}")
+
+
 def _section(raw: dict, key: str, cls, convert=None):
     values = raw.get(key) or {}
     if not isinstance(values, dict):
@@ -128,6 +185,7 @@ def _section(raw: dict, key: str, cls, convert=None):
     if unknown:
         raise ConfigError(f"{key}: unknown key {unknown[0]!r}; expected some of {sorted(names)}")
     values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()}
+    check_types(cls, values, key)
     if convert:
         values = convert(values)
     return cls(**values)
@@ -163,6 +221,10 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
             v["path"] = rel(v["path"])
         return v
 
+    top = {k: raw[k] for k in ("batch_size", "explain_batch_size", "seed", "out") if k in raw}
+    if top.get("out") is None:
+        top.pop("out", None)
+    check_types(RunConfig, top, "")
     try:
         cfg = RunConfig(
             model=_section(raw, "model", ModelSpec, model_conv),

@@ -47,7 +47,7 @@ from .data import open_dataset
 from .engine import RunContext, compute_part, part_indices, sanity_checks
 from .errors import ConfigError, XaiError
 from .models.loading import load_model
-from .runner import open_writer
+from .runner import INTERRUPTED, as_xai_error, fail, final_progress, open_writer, owned
 from .summary.writer import committed_parts, write_part
 
 #: At most this many parts per shard: a retried shard recomputes at most one part, but a
@@ -209,7 +209,7 @@ def dask_client(workers: int = 0, scheduler: str | None = None):
 
 def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
                     workers: int = 0, scheduler: str | None = None, progress: bool = True,
-                    shard_parts: int | None = None) -> Path:
+                    shard_parts: int | None = None, force: bool = False) -> Path:
     """Run (or finish) ``config`` into ``out_dir`` on Dask; returns the run directory.
 
     Same summary as :func:`xai_core.runner.run` (rows in another order within tables is the
@@ -226,7 +226,13 @@ def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     # The manifest needs no model: the driver stays light, workers load it.
     ctx = RunContext(config, dataset, None, explainers, metrics)
     batches = part_indices(len(dataset), config.batch_size)
-    writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite)
+    with owned(out_dir):
+        writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
+        return _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, shard_parts)
+
+
+def _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, shard_parts) -> Path:
+    dataset = ctx.dataset
     done = committed_parts(out_dir)
     done_samples = sum(len(batches[p]) for p in done if p < len(batches))
     done_parts = len([p for p in done if p < len(batches)])
@@ -254,28 +260,28 @@ def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = Fa
                 done_parts += len(res["computed"]) + len(res["skipped"])
                 bar.update(res["samples"])
                 writer.progress(done_samples, done_parts)
+        if config.sanity.enabled:  # on the driver: a handful of images, after the shards
+            t_sanity = time.perf_counter()
+            ctx.model = load_model(config.model, num_classes=len(dataset.classes))
+            writer.manifest["sanity"] = sanity_checks(ctx)
+            totals["analysis_s"]["sanity"] = time.perf_counter() - t_sanity
+            totals["passes"] += ctx.model.passes
+        if not final_progress(writer, out_dir, batches):
+            raise XaiError(f"{out_dir}: some parts are still missing after every shard finished; finish with --resume")
     except KeyboardInterrupt:
         _cancel(futures)
-        writer.finish("failed", error="interrupted by the user; finish with --resume")
-        raise
-    except XaiError as e:
-        _cancel(futures)
-        writer.finish("failed", error=str(e))
+        fail(writer, "interrupted", INTERRUPTED)
         raise
     except Exception as e:
         _cancel(futures)
-        writer.finish("failed", error=f"{type(e).__name__}: {e}")
-        raise
+        err = as_xai_error(e, str(out_dir))
+        fail(writer, "failed", str(err))
+        if err is e:
+            raise
+        raise err from e
     finally:
         bar.close()
-    if config.sanity.enabled:  # on the driver: a handful of images, after the shards
-        t_sanity = time.perf_counter()
-        ctx.model = load_model(config.model, num_classes=len(dataset.classes))
-        writer.manifest["sanity"] = sanity_checks(ctx)
-        totals["analysis_s"]["sanity"] = time.perf_counter() - t_sanity
-        totals["passes"] += ctx.model.passes
     wall = time.perf_counter() - t0
-    writer.progress(done_samples, done_parts, force=True)
     n_new = totals["samples"]
     writer.finish("complete", timing={
         "seconds": round(wall, 3),

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .config import RunConfig
-from .errors import ConfigError
+from .errors import ConfigError, ModelError
 from .data import open_dataset, object_mask, prepare_batch
 from .labels import select_labels
 from .metrics.base import MetricContext
@@ -65,6 +65,16 @@ def part_indices(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
 
 
+def check_finite(probs: np.ndarray, part: int, batch) -> None:
+    """Refuse NaN/inf outputs: stored, they would poison every score of the run silently."""
+    bad = ~np.isfinite(probs).all(axis=tuple(range(1, probs.ndim)))
+    if bad.any():
+        ids = [batch.samples[i].id for i in np.flatnonzero(bad)]
+        raise ModelError(f"part {part} (items {batch.indices[0]}–{batch.indices[-1]}): the model returned NaN or "
+                         f"infinite outputs for {len(ids)} sample(s) {ids[:5]}{'…' if len(ids) > 5 else ''}; "
+                         "expected finite logits (check the weights and the input normalisation)")
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
@@ -78,6 +88,7 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
     size = tuple(cfg.model.input_size)
     batch = prepare_batch(ctx.dataset, indices, size)
     probs = ctx.model.predict(batch.pixels, batch_size=cfg.explain_batch_size).numpy()
+    check_finite(probs, part, batch)
     gts = [s.labels for s in batch.samples]
     chosen = select_labels(probs, gts, cfg.labels, ctx.model.activation)
 

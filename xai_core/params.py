@@ -30,7 +30,9 @@ def build_params(params_cls: type, values: dict[str, Any] | None, owner: str):
         elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             values[key] = float(value)
         elif default is not None and default is not dataclasses.MISSING and value is not None:
-            if not isinstance(value, type(default)) and not (isinstance(default, tuple)):
+            # bool is an int to Python, not to a user: `steps: true` is a mistake.
+            wrong_bool = isinstance(value, bool) and not isinstance(default, bool)
+            if wrong_bool or (not isinstance(value, type(default)) and not isinstance(default, tuple)):
                 raise ConfigError(
                     f"{owner}: parameter {key!r} is {value!r} ({type(value).__name__}); expected {type(default).__name__}"
                 )

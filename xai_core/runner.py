@@ -3,8 +3,10 @@ with a progress bar, and records the final status."""
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
@@ -14,8 +16,11 @@ from .config import RunConfig, config_from_dict
 from .engine import RunContext, compute_part, part_indices, sanity_checks
 from .errors import ConfigError, SummaryError, XaiError
 from .models.loading import model_identity
+from .summary.lock import RunLock
 from .summary.reader import read_manifest
-from .summary.writer import RunWriter, committed_parts, write_part
+from .summary.writer import RunWriter, committed_parts, make_run_dir, remove_temporaries, write_part
+
+INTERRUPTED = "interrupted by the user; finish with --resume"
 
 
 def build_manifest(ctx: RunContext, n_parts: int) -> dict:
@@ -56,36 +61,106 @@ def resume_config(run_dir: str | Path) -> RunConfig:
     return config_from_dict(raw)
 
 
-def open_writer(ctx: RunContext, out_dir: Path, n_parts: int, *, resume: bool, overwrite: bool) -> RunWriter:
-    """Create the run's manifest, or reopen it to resume (checking the part count still fits).
+def open_writer(ctx: RunContext, out_dir: Path, n_parts: int, *, resume: bool, overwrite: bool,
+                force: bool = False) -> RunWriter:
+    """Create the run's manifest, or reopen it to resume after checking that the dataset and
+    the model are the ones the run started with (``force`` skips that check).
 
-    Shared with :mod:`.distributed`, whose driver passes a context without a model
-    (``build_manifest`` reads only the config, dataset, explainers and metrics)."""
+    Call it holding the run's :func:`owned` lock. Shared with :mod:`.distributed`, whose driver
+    passes a context without a model (``build_manifest`` reads only the config, dataset,
+    explainers and metrics)."""
     if resume:
+        check_identity(ctx, out_dir, read_manifest(out_dir), n_parts, force=force)
         writer = RunWriter.reopen(out_dir)
-        if writer.manifest["progress"]["total_parts"] != n_parts:
-            raise ConfigError(f"{out_dir}: the dataset changed since the run started "
-                              f"({writer.manifest['progress']['total_parts']} parts then, {n_parts} now)")
-        return writer
-    return RunWriter.create(out_dir, build_manifest(ctx, n_parts), overwrite=overwrite)
+    else:
+        writer = RunWriter.create(out_dir, build_manifest(ctx, n_parts), overwrite=overwrite)
+    remove_temporaries(out_dir)  # left by writers that died; we hold the lock, no one else writes
+    return writer
+
+
+def check_identity(ctx: RunContext, out_dir: Path, manifest: dict, n_parts: int, *, force: bool = False) -> None:
+    """Refuse to resume onto a changed dataset or model: the finished run would mix items
+    or predictions of two versions. ``force`` accepts a changed file of the same size."""
+    old_parts = (manifest.get("progress") or {}).get("total_parts")
+    if old_parts != n_parts:
+        raise ConfigError(f"{out_dir}: the dataset changed since the run started "
+                          f"({old_parts} parts then, {n_parts} now); start a new run")
+    then_ds, now_ds = manifest.get("dataset") or {}, ctx.dataset.identity()
+    then_m, now_m = manifest.get("model") or {}, model_identity(ctx.config.model)
+    changed = [f"dataset {k}" for k in ("n_items", "sha256") if then_ds.get(k) != now_ds.get(k)]
+    changed += [f"model {k}" for k in ("weights_sha256", "torchscript_sha256") if then_m.get(k) != now_m.get(k)]
+    if not changed:
+        return
+    # A changed item count is never forced: the parts would not line up with the items.
+    forcible = "dataset n_items" not in changed
+    if not (force and forcible):
+        raise ConfigError(f"{out_dir}: the {', '.join(changed)} changed since the run started; resuming would mix "
+                          "two versions in one run. Start a new run"
+                          + (", or pass --force to resume anyway" if forcible else ""))
+
+
+@contextmanager
+def owned(out_dir: Path):
+    """Hold the run directory's lock (``.lock``, pid + host) while writing it."""
+    make_run_dir(out_dir)
+    lock = RunLock(out_dir).acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def final_progress(writer: RunWriter, out_dir: Path, batches: list[list[int]]) -> bool:
+    """Progress recounted from the committed parts (the flushed counters can lag behind a
+    crash right after a commit); True when every part is committed."""
+    done = [p for p in committed_parts(out_dir) if p < len(batches)]
+    writer.progress(sum(len(batches[p]) for p in done), len(done), force=True)
+    return len(done) == len(batches)
+
+
+def fail(writer: RunWriter, status: str, error: str) -> None:
+    """Record a failure; best effort, since the cause may be a full or read-only disk."""
+    try:
+        writer.finish(status, error=error)
+    except (XaiError, OSError):
+        pass
+
+
+def as_xai_error(e: BaseException, where: str) -> XaiError:
+    """One-line error for an exception the code did not raise on purpose."""
+    if isinstance(e, XaiError):
+        return e
+    if isinstance(e, OSError):
+        reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        return SummaryError(f"{where}: cannot write {e.filename or 'the run'}: {reason}; free space or fix "
+                            "permissions, then finish with --resume")
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return XaiError(f"{where}: {type(e).__name__}: {text}"[:500])
 
 
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-        progress: bool = True, stop_after_parts: int | None = None) -> Path:
+        progress: bool = True, stop_after_parts: int | None = None, force: bool = False) -> Path:
     """Run (or finish) ``config`` into ``out_dir``; returns the run directory.
 
-    ``stop_after_parts`` ends the process early (tests use it to simulate an interruption).
+    ``stop_after_parts`` ends the process early (tests use it to simulate an interruption);
+    ``force`` resumes even when the dataset file or model weights changed.
     """
     out_dir = Path(out_dir)
     ctx = RunContext.build(config)
     batches = part_indices(len(ctx.dataset), config.batch_size)
-    writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite)
+    with owned(out_dir):
+        writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
+        return _run_parts(ctx, writer, out_dir, batches, progress, stop_after_parts)
+
+
+def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, progress, stop_after_parts) -> Path:
     done = committed_parts(out_dir)
     done_samples = sum(len(batches[p]) for p in done if p < len(batches))
     todo = [p for p in range(len(batches)) if p not in done]
     bar = tqdm(total=len(ctx.dataset), initial=done_samples, unit="img", disable=not progress,
                file=sys.stderr, dynamic_ncols=True, desc="explaining")
     t0, passes0, n_new = time.perf_counter(), ctx.model.passes, 0
+    part = None
     try:
         for k, part in enumerate(todo):
             if stop_after_parts is not None and k >= stop_after_parts:
@@ -97,22 +172,25 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
             n_new += len(batches[part])
             bar.update(len(batches[part]))
             writer.progress(done_samples, len(batches) - len(todo) + k + 1)
+        part = None
+        t_sanity = time.perf_counter()
+        sanity = sanity_checks(ctx)
+        if sanity is not None:
+            writer.manifest["sanity"] = sanity
+            ctx.stats["analysis_s"]["sanity"] = time.perf_counter() - t_sanity
+        if not final_progress(writer, out_dir, batches):
+            raise SummaryError(f"{out_dir}: some parts vanished while the run was written; finish with --resume")
     except KeyboardInterrupt:
-        writer.finish("failed", error="interrupted by the user; finish with --resume")
-        raise
-    except XaiError as e:
-        writer.finish("failed", error=str(e))
+        fail(writer, "interrupted", INTERRUPTED)
         raise
     except Exception as e:
-        writer.finish("failed", error=f"{type(e).__name__}: {e}")
-        raise
+        err = as_xai_error(e, f"part {part}" if part is not None else str(out_dir))
+        fail(writer, "failed", str(err))
+        if err is e:
+            raise
+        raise err from e
     finally:
         bar.close()
-    t_sanity = time.perf_counter()
-    sanity = sanity_checks(ctx)
-    if sanity is not None:
-        writer.manifest["sanity"] = sanity
-        ctx.stats["analysis_s"]["sanity"] = time.perf_counter() - t_sanity
     wall = time.perf_counter() - t0
     writer.finish("complete", timing={
         "seconds": round(wall, 3),

@@ -47,3 +47,20 @@ def test_running_run_shows_progress_and_its_committed_parts(monkeypatch, tmp_pat
     (run / "manifest.json").write_text((tmp_path / "done" / "manifest.json").read_text())
     at.run()
     assert "**5** of 5 images match" in texts(at)
+
+
+def test_run_name_from_the_url_is_shown_as_plain_text(monkeypatch, dash_logdir):
+    evil = "[click me](https://evil.example) ![x](https://evil.example/pixel.png) **bold**"
+    at = open_page(monkeypatch, dash_logdir, None, run=evil)
+    shown = [w.value for w in at.sidebar.warning] + [m.value for m in at.sidebar.markdown]
+    assert not any("evil.example" in v for v in shown)  # never rendered as markdown
+    assert evil in [t.value for t in at.sidebar.text]   # shown verbatim, as plain text
+
+
+def test_a_latest_symlink_does_not_break_the_runs_page(monkeypatch, tmp_path):
+    import os
+
+    dash_runs.write_synthetic(tmp_path / "run1")
+    os.symlink("run1", tmp_path / "latest")
+    at = open_page(monkeypatch, tmp_path, None)
+    assert "`run1`" in texts(at) and "`latest`" not in texts(at)

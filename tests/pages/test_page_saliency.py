@@ -129,7 +129,8 @@ def test_unknown_run_in_the_url_is_not_opened(monkeypatch, dash_logdir):
     at = open_page(monkeypatch, dash_logdir, None)
     at.query_params["run"] = "../../../etc"
     at.switch_page(PAGE).run()
-    assert "No run named '../../../etc'" in at.sidebar.warning[0].value
+    assert "No run of this name" in at.sidebar.warning[0].value
+    assert "../../../etc" in [t.value for t in at.sidebar.text]  # plain text, not markdown
     assert "Choose a run" in at.info[0].value and "run" not in at.query_params
 
 
@@ -194,3 +195,14 @@ def test_anchor_tiles_show_precision_and_coverage(unc, dash_logdir):
     assert shown <= {round(v, 3) for v in anchors["value"]}
     # maps without per-pair figures keep the plain caption
     assert all(re.fullmatch(r"gradient · \w+", c) for img in at.image for c in img.captions if c.startswith("gradient"))
+
+
+def test_a_missing_chunk_shows_as_damage_not_as_empty_maps(monkeypatch, tmp_path):
+    run = dash_runs.write_synthetic(tmp_path / "hurt")
+    chunk = next(f for f in sorted((run / "arrays" / "part-000001.zarr" / "saliency" / "a").rglob("*"))
+                 if f.is_file() and "/c/" in f.as_posix())
+    chunk.unlink()
+    at = open_page(monkeypatch, tmp_path, PAGE, "hurt")
+    warnings = " ".join(w.value for w in at.warning)
+    assert "part 1, array 'saliency/a'" in warnings and "missing" in warnings
+    assert len(pictures(at)) == 5  # the healthy maps and every image still show

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..errors import SummaryError, XaiError
 from ..summary.format import arrays_path
+from ..summary.integrity import commit_record, verify_arrays
 from ..summary.reader import read_manifest
 from .overlay import OverlayStyle, png_bytes, render, scale_values, thumbnail, upscale_factor
 from .query import ImageRow
@@ -83,6 +85,17 @@ def _map_key(explainer: str, part: int, map_offset: int) -> tuple:
     return (f"saliency/{explainer}", int(part), int(map_offset))
 
 
+_VERIFY_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="xai-verify")
+
+
+def _outcome(fn):
+    """``fn()``, or the exception it raised (so a failure is cached like a result)."""
+    try:
+        return fn()
+    except (XaiError, OSError) as e:
+        return e
+
+
 class MapStore:
     """Images and raw maps of one run, kept in bounded caches.
 
@@ -97,6 +110,8 @@ class MapStore:
         self._rows = LRU(max_rows)
         self._tiles = LRU(max_tiles)
         self._arrays = LRU(max_arrays)   # open zarr AsyncArray handles
+        # ("record", part) -> commit record or damage; (array, part, chunk) -> None or damage
+        self._checked = LRU(max_rows + max_arrays)
 
     def _array_path(self, name: str, part: int) -> Path:
         if name != "images" and name.removeprefix("saliency/") not in self._explainers:
@@ -105,11 +120,43 @@ class MapStore:
         # explainer names come from the manifest: never let one point outside the run
         return ensure_inside(self.run_dir, arrays_path(self.run_dir, part) / name)
 
+    def _verify(self, name: str, part: int, row: int) -> XaiError | None:
+        """None when the chunk holding ``row`` may be read, else the damage (cached per chunk)."""
+        def record():  # once per part
+            return commit_record(self.run_dir, part) or {}
+
+        def chunk(rec):
+            verify_arrays(self.run_dir, part, name, rows=[row], record=rec)
+
+        try:
+            self._array_path(name, part)
+            rec = self._checked.get(("record", part), lambda: _outcome(record))
+            if isinstance(rec, Exception):
+                raise rec
+            size = (rec.get("chunk_rows") or {}).get(name)
+            key = (name, part, int(row) // size) if size else (name, part)  # older runs: whole array
+            err = self._checked.get(key, lambda: _outcome(lambda: chunk(rec)))
+            if isinstance(err, Exception):
+                raise err
+        except XaiError as e:
+            return e
+        except OSError as e:
+            return SummaryError(f"{self.run_dir}: part {part}, array {name!r} cannot be read ({e.strerror or e})")
+        return None
+
     def prefetch(self, keys: Sequence[tuple]) -> dict:
         """Read every key not cached yet, concurrently; returns {key: error} for rows that failed."""
         todo = [k for k in dict.fromkeys(keys) if k not in self._rows]
         if not todo:
             return {}
+        # Every chunk is checked against the part's commit record once, before its first read:
+        # a missing or changed chunk is reported as damage instead of reading as zeros.
+        # Checked concurrently: reading and CRC-ing chunk files releases the GIL.
+        damage = dict(zip(todo, _VERIFY_POOL.map(lambda k: self._verify(*k), todo)))
+        errors = {k: d for k, d in damage.items() if d is not None}
+        todo = [k for k in todo if damage[k] is None]
+        if not todo:
+            return errors
         import zarr.api.asynchronous as za
 
         async def one(key):
@@ -130,7 +177,6 @@ class MapStore:
             from zarr.core.sync import sync  # zarr's own loop and thread pool, reused across pages
         except ImportError:  # pragma: no cover - if zarr moves it, a private loop works too
             sync = asyncio.run
-        errors = {}
         for key, value in zip(todo, sync(gather())):
             if isinstance(value, Exception):
                 errors[key] = value

@@ -38,7 +38,7 @@ def parse_logdir(argv: list[str] | None = None, env: dict | None = None) -> Path
 
 @dataclass(frozen=True)
 class RunInfo:
-    """One row of the runs page. ``status`` is running / complete / failed / unreadable;
+    """One row of the runs page. ``status`` is running / complete / failed / interrupted / unreadable;
     ``error`` says why a run failed or cannot be read."""
 
     name: str
@@ -70,7 +70,7 @@ class RunInfo:
             pct = f" {self.progress:.0%}" if self.progress is not None else ""
             stale = " — no update for a long time; the process may have died (finish it with --resume)" if self.stale else ""
             return f"running{pct} ({self.done_samples}/{self.total_samples} samples){stale}"
-        if self.status in ("failed", "unreadable") and self.error:
+        if self.status in ("failed", "interrupted", "unreadable") and self.error:
             return f"{self.status}: {self.error}"
         return self.status
 
@@ -111,6 +111,7 @@ def run_info(logdir: Path, run_dir: Path, *, now: datetime | None = None) -> Run
     """The runs-page row of one run; never raises for a bad run (status "unreadable")."""
     name = run_name(logdir, run_dir)
     try:
+        ensure_inside(logdir, run_dir / MANIFEST)
         m = read_manifest(run_dir)
     except XaiError as e:
         return RunInfo(name, run_dir, "unreadable", error=str(e))

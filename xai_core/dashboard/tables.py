@@ -115,6 +115,7 @@ class RunTables:
         run_dir = Path(run_dir)
         root = Path(root) if root is not None else run_dir
         ensure_inside(root, run_dir)
+        ensure_inside(root, run_dir / MANIFEST)
         reader = RunReader(run_dir)  # reads + migrates the manifest; refuses newer formats
         parts = reader.parts()
         for p in parts:

@@ -64,9 +64,31 @@ def read_image(path: Path, item: str) -> np.ndarray:
         raise DatasetError(f"{item}: image file {str(path)!r} does not exist")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            return to_rgb8(im)
+    except Image.DecompressionBombError as e:
+        raise DatasetError(f"{item}: image file {str(path)!r} is too large to decode safely ({e}); expected at most "
+                           f"{Image.MAX_IMAGE_PIXELS:,} pixels (resize it first)") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DatasetError(f"{item}: image file {str(path)!r} is corrupt or not an image ({e.__class__.__name__})") from e
+
+
+# Modes whose values exceed 8 bits: PIL's convert("RGB") clips them to 255 (all white) instead
+# of scaling, so they are scaled here. 16-bit PNG greyscale opens as "I;16*" or "I".
+_WIDE = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
+
+
+def to_rgb8(im: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of any PIL image; 16-bit greyscale scaled to 8 bits (not clipped)."""
+    if im.mode in _WIDE:
+        a = np.asarray(im).astype(np.float64)
+        full = _WIDE[im.mode]
+        if im.mode == "I" and a.size and (a.min() < 0 or a.max() > full):
+            raise ValueError(f"32-bit integer image with values {a.min():.0f}–{a.max():.0f}")
+        g = np.rint(a * (255.0 / full)).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    if im.mode == "F":
+        raise ValueError("floating-point image; expected 8- or 16-bit")
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def read_mask(path: Path, item: str, shape: tuple[int, int]) -> np.ndarray:
@@ -74,8 +96,14 @@ def read_mask(path: Path, item: str, shape: tuple[int, int]) -> np.ndarray:
         raise DatasetError(f"{item}: mask file {str(path)!r} does not exist")
     try:
         with Image.open(path) as im:
-            mask = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
+            mask = np.asarray(im)
+        if mask.size and (mask.min() < 0 or mask.max() > 255):
+            raise DatasetError(f"{item}: mask {str(path)!r} holds values up to {mask.max()}; expected a label map "
+                               "of 0 (background) and 1 + class index ≤ 255")
+        mask = mask.astype(np.uint8)
+    except Image.DecompressionBombError as e:
+        raise DatasetError(f"{item}: mask file {str(path)!r} is too large to decode safely ({e})") from e
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         raise DatasetError(f"{item}: mask file {str(path)!r} is corrupt ({e.__class__.__name__})") from e
     if mask.ndim != 2 or mask.shape != shape:
         raise DatasetError(

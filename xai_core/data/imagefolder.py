@@ -29,6 +29,8 @@ class ImageFolderDataset:
         ]
         if limit is not None:
             self._items = self._items[:limit]
+        if not self._items:
+            raise DatasetError(f"image folder {str(self.root)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
 
     def __len__(self) -> int:
         return len(self._items)

@@ -26,9 +26,33 @@ from .base import Box, Sample, check_boxes, read_image, read_mask
 def _read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         raise DatasetError(f"dataset manifest {str(path)!r} does not exist")
+    try:
+        return _parse_rows(path)
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"dataset manifest {str(path)!r} is not UTF-8 text (byte {e.start}); "
+                           "expected a UTF-8 JSONL or CSV file") from e
+    except csv.Error as e:
+        raise DatasetError(f"dataset manifest {str(path)!r}: malformed CSV ({e})") from e
+
+
+def _read_classes(path: Path) -> list[str]:
+    """classes.json: a JSON list of class names."""
+    try:
+        classes = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{str(path)!r} is not valid UTF-8 JSON ({e.__class__.__name__}); "
+                           "expected a list of class names, e.g. [\"cat\", \"dog\"]") from e
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, (str, int)) for c in classes):
+        raise DatasetError(f"{str(path)!r} holds {str(classes)[:60]}; expected a non-empty list of class names")
+    if len({str(c) for c in classes}) != len(classes):
+        raise DatasetError(f"{str(path)!r} names a class twice; expected unique class names")
+    return [str(c) for c in classes]
+
+
+def _parse_rows(path: Path) -> list[dict]:
     rows = []
     if path.suffix.lower() == ".csv":
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             for n, row in enumerate(csv.DictReader(f), start=2):
                 row = dict(row)
                 row["_line"] = n
@@ -40,7 +64,7 @@ def _read_rows(path: Path) -> list[dict]:
                         raise DatasetError(f"{path.name} line {n}: `boxes` is not valid JSON ({e.msg})") from e
                 rows.append(row)
         return rows
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -72,12 +96,20 @@ class ManifestDataset:
         if classes is None:
             cj = self.root / "classes.json"
             if cj.is_file():
-                classes = json.loads(cj.read_text())
+                classes = _read_classes(cj)
             else:
                 classes = sorted({str(lab) for r in rows for lab in r.get("labels", [])})
         self.classes = [str(c) for c in classes]
         self._index = {c: i for i, c in enumerate(self.classes)}
         self._items = [self._parse(r) for r in rows]
+        if not self._items:
+            raise DatasetError(f"dataset manifest {str(self.path)!r} lists no items; expected at least one")
+        seen = {}
+        for it in self._items:
+            if it["id"] in seen:
+                raise DatasetError(f"{it['item']}: id {it['id']!r} is used twice (also {seen[it['id']]}); "
+                                   "expected unique item ids")
+            seen[it["id"]] = it["item"]
         self.split = split
 
     def _item_name(self, row: dict) -> str:

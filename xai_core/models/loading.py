@@ -104,7 +104,12 @@ def load_network(spec: ModelSpec) -> nn.Module:
         except Exception as e:  # torch raises RuntimeError subclasses with long texts
             raise ModelError(f"model.torchscript {str(path)!r} is not a TorchScript file: {str(e).splitlines()[0]}") from e
     else:
-        net = _import_factory(spec.factory)(**spec.factory_kwargs)
+        fn = _import_factory(spec.factory)
+        try:
+            net = fn(**spec.factory_kwargs)
+        except Exception as e:  # the user's code: report it in one line, keep the chain
+            raise ModelError(f"model.factory {spec.factory!r} raised {type(e).__name__}: "
+                             f"{(str(e).splitlines() or [''])[0]}") from e
         if not isinstance(net, nn.Module):
             raise ModelError(f"model.factory {spec.factory!r} returned {type(net).__name__}; expected a torch.nn.Module")
         if spec.weights:

@@ -89,11 +89,24 @@ def part_of(path: Path) -> int | None:
     return None
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Files get the usual 0644 (less the umask) like zarr's chunks; mkstemp alone would leave 0600.
+FILE_MODE = 0o666 & ~_umask()
+# Key of the samples table's Parquet metadata holding the part's commit record (FORMAT.md).
+COMMIT_KEY = b"xaiboard.commit"
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write then rename, so a reader never sees half a file and a crash leaves the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -16,6 +16,7 @@ import zarr
 
 from ..errors import FormatVersionError, SummaryError
 from .format import FORMAT_VERSION, MANIFEST, SCHEMAS, arrays_path, part_of
+from .integrity import commit_record, redo_hint, verify_arrays  # noqa: F401 (verify_arrays re-exported)
 from .writer import committed_parts
 
 # version → function turning a manifest of that version into one of version + 1.
@@ -44,17 +45,79 @@ def read_manifest(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise SummaryError(f"{run_dir}: no {MANIFEST}; not a run directory (or the run has not started)")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SummaryError(f"{path}: corrupt manifest ({e.__class__.__name__}: {e})") from e
+    except OSError as e:
+        raise SummaryError(f"{path}: cannot be read ({e.strerror or e})") from e
     if not isinstance(manifest, dict):
         raise SummaryError(f"{path}: corrupt manifest (expected a JSON object)")
-    return migrate(manifest, path)
+    return check_manifest(migrate(manifest, path), path)
+
+
+def _opt(*types):
+    return lambda v: v is None or isinstance(v, types)
+
+
+def _is(*types):
+    return lambda v: isinstance(v, types)
+
+
+def _list_of(kind):
+    return lambda v: isinstance(v, list) and all(isinstance(x, kind) for x in v)
+
+
+def _count(v) -> bool:
+    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+
+
+# Types of the manifest keys readers rely on (FORMAT.md). Every key may be absent (older runs);
+# a present one of the wrong type makes the run unreadable instead of crashing whoever reads it.
+MANIFEST_TYPES = {
+    "status": (_is(str), "a string"),
+    "error": (_opt(str), "a string or null"),
+    "created": (_opt(str), "an ISO-8601 string"),
+    "updated": (_opt(str), "an ISO-8601 string"),
+    "finished": (_opt(str), "an ISO-8601 string"),
+    "xaiboard_version": (_is(str), "a string"),
+    "config": (_is(dict), "a map"),
+    "model": (_is(dict), "a map"),
+    "dataset": (_is(dict), "a map"),
+    "classes": (_list_of(str), "a list of strings"),
+    "explainers": (_list_of(dict), "a list of maps"),
+    "metrics": (_list_of(dict), "a list of maps"),
+    "progress": (_is(dict), "a map"),
+    "timing": (_opt(dict), "a map"),
+    "sanity": (_opt(dict), "a map"),
+}
+PROGRESS_KEYS = ("total_samples", "done_samples", "total_parts", "done_parts", "batch_size")
+
+
+def check_manifest(manifest: dict, path: Path) -> dict:
+    """``manifest`` when its known keys have the documented types, else SummaryError."""
+    for key, (ok, expected) in MANIFEST_TYPES.items():
+        if key in manifest and not ok(manifest[key]):
+            raise SummaryError(f"{path}: `{key}` is {_short(manifest[key])}; expected {expected}")
+    for key in ("explainers", "metrics"):
+        for i, e in enumerate(manifest.get(key) or []):
+            if not isinstance(e.get("name"), str):
+                raise SummaryError(f"{path}: `{key}[{i}].name` is {_short(e.get('name'))}; expected a string")
+    for key in PROGRESS_KEYS:
+        v = (manifest.get("progress") or {}).get(key)
+        if not _count(v):
+            raise SummaryError(f"{path}: `progress.{key}` is {_short(v)}; expected a count ≥ 0")
+    return manifest
+
+
+def _short(v) -> str:
+    text = json.dumps(v, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def find_runs(logdir: str | Path, *, max_depth: int = 6) -> list[Path]:
-    """Every directory under ``logdir`` (itself included) holding a manifest.json; symlinks
-    leaving the logdir are not followed."""
+    """Every directory under ``logdir`` (itself included) holding a manifest.json, once per
+    real directory: a symlink such as ``latest`` to a run listed under its own name is dropped
+    (the real name wins). Symlinks leaving the logdir are not followed."""
     root = Path(logdir).resolve()
     found = []
 
@@ -74,7 +137,12 @@ def find_runs(logdir: str | Path, *, max_depth: int = 6) -> list[Path]:
 
     if root.is_dir():
         walk(root, 0)
-    return found
+    # Real paths before linked ones, then first come: one entry per resolved directory.
+    best: dict[Path, Path] = {}
+    for d in sorted(found, key=lambda d: d.resolve() != d.absolute()):
+        best.setdefault(d.resolve(), d)
+    keep = set(best.values())
+    return [d for d in found if d in keep]
 
 
 def measured_negative(run_dir: str | Path) -> dict[str, bool]:
@@ -95,6 +163,7 @@ class RunReader:
         self.run_dir = Path(run_dir)
         self.manifest = read_manifest(self.run_dir)
         self._stores: OrderedDict[int, zarr.Group] = OrderedDict()
+        self._records: dict[int, dict | None] = {}
         self._max_open = max_open_parts
 
     # ---- manifest shortcuts ----------------------------------------------------------
@@ -117,6 +186,19 @@ class RunReader:
     def parts(self) -> list[int]:
         return sorted(committed_parts(self.run_dir))
 
+    def verify(self) -> dict:
+        """Check every committed part in full (every table's row count, every array file's
+        size and CRC-32); SummaryError at the first damage. {parts, without_record}."""
+        for name in SCHEMAS:
+            self.table(name)
+        parts = self.parts()
+        bare = 0
+        for p in parts:
+            rec = commit_record(self.run_dir, p)
+            bare += rec is None
+            verify_arrays(self.run_dir, p, record=rec or {})
+        return {"parts": len(parts), "without_record": bare}
+
     # ---- tables ----------------------------------------------------------------------
     def table(self, name: str) -> pd.DataFrame:
         """All committed rows of one table (format.TABLES) as one DataFrame; an optional
@@ -132,6 +214,13 @@ class RunReader:
             tabs = [pq.read_table(f, schema=SCHEMAS[name]) for f in files]
         except (pa.ArrowInvalid, OSError) as e:
             raise SummaryError(f"{d}: a part is corrupt ({e}); re-run that part with --resume") from e
+        for f, tab in zip(files, tabs):  # row counts against the part's commit record
+            part = part_of(f)
+            rec = commit_record(self.run_dir, part)
+            want = (rec or {}).get("rows", {}).get(name)
+            if want is not None and want != tab.num_rows:
+                raise SummaryError(f"{f}: part {part} of table {name!r} has {tab.num_rows} rows; its commit record "
+                                   f"says {want}; the run directory was damaged; {redo_hint(part)}")
         return pa.concat_tables(tabs).to_pandas()
 
     def samples(self) -> pd.DataFrame:
@@ -163,9 +252,17 @@ class RunReader:
             self._stores.move_to_end(part)
         return g
 
+    def _check(self, part: int, array: str, rows) -> None:
+        """A missing or changed chunk is damage, never zeros (the part's commit record)."""
+        if part not in self._records:
+            self._records[part] = commit_record(self.run_dir, part)
+        verify_arrays(self.run_dir, part, array, rows=rows, record=self._records[part] or {})
+
     def image(self, part: int, offset: int) -> np.ndarray:
         """(H, W, 3) uint8, the image as the model saw it (pixel space)."""
-        return np.asarray(self._store(part)["images"][int(offset)])
+        g = self._store(part)
+        self._check(part, "images", [offset])
+        return np.asarray(g["images"][int(offset)])
 
     def saliency(self, explainer: str, part: int, map_offset: int) -> np.ndarray:
         """(H, W) float32 raw map of ``explainer`` for the label row at ``map_offset``."""
@@ -174,11 +271,14 @@ class RunReader:
             arr = g["saliency"][explainer]
         except KeyError:
             raise SummaryError(f"{self.run_dir}: no saliency maps for explainer {explainer!r}") from None
+        self._check(part, f"saliency/{explainer}", [map_offset])
         return np.asarray(arr[int(map_offset)])
 
     def saliency_part(self, explainer: str, part: int) -> np.ndarray:
         """(m, H, W) float32: every map of ``explainer`` in one part."""
-        return np.asarray(self._store(part)["saliency"][explainer][...])
+        g = self._store(part)
+        self._check(part, f"saliency/{explainer}", None)
+        return np.asarray(g["saliency"][explainer][...])
 
     # ---- object masks (optional) -------------------------------------------------------
     def has_masks(self, part: int) -> bool:
@@ -193,6 +293,8 @@ class RunReader:
             raise SummaryError(f"{self.run_dir}: part {part} stores no object masks (written before they were "
                                "stored); re-run it to recompute localisation from the run directory")
         g = self._store(part)
+        self._check(part, "masks", None)
+        self._check(part, "has_mask", None)
         return np.asarray(g["masks"][...], dtype=bool), np.asarray(g["has_mask"][...], dtype=bool)
 
     def object_mask(self, part: int, map_offset: int) -> np.ndarray | None:
@@ -201,8 +303,10 @@ class RunReader:
         if not self.has_masks(part):
             raise SummaryError(f"{self.run_dir}: part {part} stores no object masks (written before they were stored)")
         g = self._store(part)
+        self._check(part, "has_mask", None)
         if not bool(g["has_mask"][int(map_offset)]):
             return None
+        self._check(part, "masks", [map_offset])
         return np.asarray(g["masks"][int(map_offset)], dtype=bool)
 
     def signed(self, explainer: str) -> bool:

@@ -4,14 +4,20 @@ A part is committed by writing its arrays and its labels/scores tables first and
 table last, each by an atomic rename; readers and ``--resume`` treat a part as present only
 when its samples table exists. A crash therefore loses at most the part in flight, and a
 re-run of that part overwrites whatever half of it was left behind.
+
+The samples table also carries the part's *commit record* (row counts, and the size and CRC-32
+of every file of its arrays, taken after they were fsynced), so a reader can tell a damaged
+part from a valid one instead of reading a missing chunk as zeros.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import time
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +27,7 @@ import pyarrow.parquet as pq
 import zarr
 
 from ..errors import SummaryError
-from .format import (FORMAT_VERSION, MANIFEST, SCHEMAS, arrays_path, atomic_write_bytes,
+from .format import (COMMIT_KEY, FORMAT_VERSION, MANIFEST, SCHEMAS, arrays_path, atomic_write_bytes,
                      atomic_write_json, part_of, table_path)
 
 
@@ -29,8 +35,10 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _table_bytes(rows: dict, table: str) -> bytes:
+def _table_bytes(rows: dict, table: str, metadata: dict | None = None) -> bytes:
     schema = SCHEMAS[table]
+    if metadata:
+        schema = schema.with_metadata(metadata)
     n = len(next(iter(rows.values()))) if rows else 0
     # Optional columns (e.g. uncertainty) may be left out: they are stored as nulls.
     rows = {f.name: rows.get(f.name, [None] * n) for f in schema}
@@ -40,31 +48,81 @@ def _table_bytes(rows: dict, table: str) -> bytes:
     return buf.getvalue()
 
 
+def file_checksums(root: Path) -> dict[str, list[int]]:
+    """{relative path: [size, crc32]} of every file under ``root``, each fsynced first."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            with open(path, "rb") as f:
+                data = f.read()
+                os.fsync(f.fileno())
+            out[path.relative_to(root).as_posix()] = [len(data), zlib.crc32(data)]
+    return out
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _write_arrays(run_dir: Path, part: int, images: np.ndarray, saliency: dict[str, np.ndarray],
-                  masks: np.ndarray | None = None, has_mask: np.ndarray | None = None) -> None:
+                  masks: np.ndarray | None = None, has_mask: np.ndarray | None = None) -> tuple[dict, dict]:
+    """Write the part's zarr group (under a temporary name, then renamed); returns the
+    checksums of its files and the rows per chunk of its arrays."""
     final = arrays_path(run_dir, part)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
+    try:
+        sums = _write_group(tmp, images, saliency, masks, has_mask)
+        chunk_rows = _chunk_rows_of(tmp)
+        if final.exists():  # left over from a crashed attempt at this part
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a stale .tmp (e.g. on a full disk)
+        raise
+    _fsync_dir(final.parent)
+    return sums, chunk_rows
+
+
+def _chunk_rows_of(group_path: Path) -> dict[str, int]:
+    """{array path in the group: rows per chunk}, for every array the group holds (so an array
+    added later is covered by the commit record without touching this module)."""
+    group = zarr.open_group(str(group_path), mode="r")
+    return {path: int(node.chunks[0]) for path, node in group.members(max_depth=None)
+            if isinstance(node, zarr.Array) and node.ndim}
+
+
+def _write_group(tmp: Path, images: np.ndarray, saliency: dict[str, np.ndarray],
+                 masks: np.ndarray | None = None, has_mask: np.ndarray | None = None) -> dict:
     group = zarr.open_group(str(tmp), mode="w")
-    # Chunks of a few rows: one map is read without decoding the whole part.
     n = images.shape[0]
-    arr = group.create_array("images", shape=images.shape, dtype="uint8", chunks=(min(8, max(n, 1)), *images.shape[1:]))
+    arr = group.create_array("images", shape=images.shape, dtype="uint8", chunks=(_chunk_rows(n), *images.shape[1:]))
     arr[...] = images
     sal = group.require_group("saliency")
     for name, maps in saliency.items():
         maps = np.ascontiguousarray(maps, dtype=np.float32)
-        a = sal.create_array(name, shape=maps.shape, dtype="float32", chunks=(min(8, max(maps.shape[0], 1)), *maps.shape[1:]))
+        a = sal.create_array(name, shape=maps.shape, dtype="float32", chunks=(_chunk_rows(maps.shape[0]), *maps.shape[1:]))
         a[...] = maps
     if masks is not None:  # optional: the object masks the localisation metrics scored against
         masks = np.ascontiguousarray(masks, dtype=bool)
-        m = group.create_array("masks", shape=masks.shape, dtype="bool", chunks=(min(8, max(masks.shape[0], 1)), *masks.shape[1:]))
+        m = group.create_array("masks", shape=masks.shape, dtype="bool", chunks=(_chunk_rows(masks.shape[0]), *masks.shape[1:]))
         m[...] = masks
         has = np.asarray(has_mask if has_mask is not None else masks.reshape(len(masks), -1).any(axis=1), dtype=bool)
         group.create_array("has_mask", shape=has.shape, dtype="bool", chunks=(max(has.shape[0], 1),))[...] = has
-    if final.exists():  # left over from a crashed attempt at this part
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    # Chunks reach the disk before the samples table commits the part (FORMAT.md).
+    return file_checksums(tmp)
 
 
 def write_part(run_dir: str | Path, part: int, *, samples: dict, labels: dict, scores: dict,
@@ -77,13 +135,42 @@ def write_part(run_dir: str | Path, part: int, *, samples: dict, labels: dict, s
     mask, with ``has_mask`` (m,) bool saying which rows have one. Safe to call from several
     processes on distinct parts."""
     run_dir = Path(run_dir)
-    _write_arrays(run_dir, part, images, saliency, masks, has_mask)
+    files, chunk_rows = _write_arrays(run_dir, part, images, saliency, masks, has_mask)
+    rows = {}
     for name, cols in (("counterfactuals", counterfactuals), ("details", details)):
         if cols is not None:  # optional tables (format.OPTIONAL_TABLES)
             atomic_write_bytes(table_path(run_dir, name, part), _table_bytes(cols, name))
+            rows[name] = _n_rows(cols)
     atomic_write_bytes(table_path(run_dir, "scores", part), _table_bytes(scores, "scores"))
     atomic_write_bytes(table_path(run_dir, "labels", part), _table_bytes(labels, "labels"))
-    atomic_write_bytes(table_path(run_dir, "samples", part), _table_bytes(samples, "samples"))
+    rows.update(scores=_n_rows(scores), labels=_n_rows(labels), samples=_n_rows(samples))
+    record = {"rows": rows, "images": int(images.shape[0]), "chunk_rows": chunk_rows,
+              "maps": {k: int(v.shape[0]) for k, v in saliency.items()}, "files": files}
+    atomic_write_bytes(table_path(run_dir, "samples", part),
+                       _table_bytes(samples, "samples", {COMMIT_KEY: json.dumps(record).encode()}))
+
+
+def _chunk_rows(n: int) -> int:
+    # Chunks of a few rows: one map is read without decoding the whole part.
+    return min(8, max(int(n), 1))
+
+
+def _n_rows(cols: dict) -> int:
+    return len(next(iter(cols.values()))) if cols else 0
+
+
+def remove_temporaries(run_dir: str | Path) -> int:
+    """Delete what interrupted writers left behind (``.part-*.tmp*`` files and folders);
+    only call while holding the run lock, before any worker starts. Returns how many."""
+    run_dir, n = Path(run_dir), 0
+    for pattern in ("arrays/.part-*.zarr.tmp-*", "tables/*/.part-*.tmp", f".{MANIFEST}.*.tmp"):
+        for p in run_dir.glob(pattern):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def committed_parts(run_dir: str | Path) -> set[int]:
@@ -91,6 +178,19 @@ def committed_parts(run_dir: str | Path) -> set[int]:
     if not d.is_dir():
         return set()
     return {p for f in d.glob("part-*.parquet") if (p := part_of(f)) is not None}
+
+
+def make_run_dir(run_dir: Path) -> None:
+    """``mkdir -p`` with one-line errors (a file in the way, a read-only filesystem)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise SummaryError(f"output {str(run_dir)!r}: {e.filename or run_dir} is a file; expected a directory "
+                           "(choose another --out)") from e
+    except OSError as e:
+        raise SummaryError(f"output {str(run_dir)!r} cannot be created: {e.strerror or e}") from e
+    if not run_dir.is_dir():
+        raise SummaryError(f"output {str(run_dir)!r} is a file; expected a directory (choose another --out)")
 
 
 class RunWriter:
@@ -104,14 +204,19 @@ class RunWriter:
     @classmethod
     def create(cls, run_dir: str | Path, manifest: dict, *, overwrite: bool = False) -> "RunWriter":
         run_dir = Path(run_dir)
-        if (run_dir / MANIFEST).exists() and not overwrite:
+        has_run = (run_dir / MANIFEST).is_file()
+        if has_run and not overwrite:
             raise SummaryError(
                 f"{run_dir} already holds a run; use --resume {run_dir} to finish it, or --overwrite to replace it"
             )
-        if overwrite and run_dir.exists():
+        if not has_run and any((run_dir / sub).exists() for sub in ("tables", "arrays")):
+            # --overwrite only ever deletes a run: tables/ or arrays/ without a manifest are not ours.
+            raise SummaryError(f"{run_dir} holds tables/ or arrays/ but no {MANIFEST}, so it is not an xaiboard "
+                               "run; refusing to write into it (choose another --out)")
+        if has_run:
             for sub in ("tables", "arrays"):
                 shutil.rmtree(run_dir / sub, ignore_errors=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_run_dir(run_dir)
         stamp = now_iso()
         manifest = {"format_version": FORMAT_VERSION, "status": "running", "created": stamp,
                     "updated": stamp, "error": None, **manifest}
@@ -125,6 +230,8 @@ class RunWriter:
 
         run_dir = Path(run_dir)
         manifest = read_manifest(run_dir)
+        if not isinstance(manifest.get("progress"), dict):
+            raise SummaryError(f"{run_dir / MANIFEST}: no `progress` section; cannot resume this run")
         manifest["status"] = "running"
         manifest["error"] = None
         w = cls(run_dir, manifest)
@@ -135,7 +242,10 @@ class RunWriter:
         # The dashboard polls the manifest; a write per second at most is plenty.
         if force or time.monotonic() - self._last_flush > 1.0:
             self.manifest["updated"] = now_iso()
-            atomic_write_json(self.run_dir / MANIFEST, self.manifest)
+            try:
+                atomic_write_json(self.run_dir / MANIFEST, self.manifest)
+            except OSError as e:
+                raise SummaryError(f"{self.run_dir / MANIFEST}: cannot be written ({e.strerror or e})") from e
             self._last_flush = time.monotonic()
 
     def progress(self, done_samples: int, done_parts: int, *, force: bool = False, **extra) -> None:
@@ -143,12 +253,12 @@ class RunWriter:
         self.flush(force=force)
 
     def finish(self, status: str, error: str | None = None, **extra) -> None:
-        if status == "complete":
-            self._record_measured_signs()
         self.manifest["status"] = status
         self.manifest["error"] = error
         self.manifest["finished"] = now_iso()
         self.manifest.update(extra)
+        if status == "complete":
+            self._record_measured_signs()
         self.flush(force=True)
 
     def _record_measured_signs(self) -> None:
