@@ -230,13 +230,13 @@ def test_disk_full_while_writing_a_part(toy_data, tmp_path, monkeypatch, capsys)
     cfg_path = light_file(toy_data, tmp_path, tmp_path / "run")
     real, calls = writer._write_group, []
 
-    def full(tmp, images, saliency):
+    def full(tmp, images, saliency, *extra):
         calls.append(tmp)
         if len(calls) == 2:
             tmp.mkdir(parents=True, exist_ok=True)
             (tmp / "partial").write_bytes(b"x")
             raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "partial"))
-        return real(tmp, images, saliency)
+        return real(tmp, images, saliency, *extra)
 
     monkeypatch.setattr(writer, "_write_group", full)
     assert main(["run", "--config", str(cfg_path), "--quiet"]) == 2
