@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from ..errors import DatasetError
+from .classes import read_classes_file
 from .base import Box, Sample, check_boxes, read_image, read_mask
 
 
@@ -72,7 +73,7 @@ class ManifestDataset:
         if classes is None:
             cj = self.root / "classes.json"
             if cj.is_file():
-                classes = json.loads(cj.read_text())
+                classes = read_classes_file(cj, f"classes.json beside {self.path.name}")
             else:
                 classes = sorted({str(lab) for r in rows for lab in r.get("labels", [])})
         self.classes = [str(c) for c in classes]
