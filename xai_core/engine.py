@@ -37,6 +37,8 @@ class RunContext:
         model = load_model(config.model, num_classes=len(dataset.classes))
         explainers, metrics = config.instantiate()
         check_capabilities(model, config, explainers)
+        for e in explainers:  # e.g. DeepLIFT on TorchScript: refused before any work
+            e.check_model(model)
         return cls(config, dataset, model, explainers, metrics)
 
     @property
