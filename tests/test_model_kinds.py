@@ -84,7 +84,7 @@ def test_deeplift_on_torchscript_fails_up_front_with_one_line(grey_data, tmp_pat
     net = GreyNet()
     net.load_state_dict(torch.load(weights, weights_only=True))
     ts = tmp_path / "grey.pt"
-    torch.jit.script(net.eval()).save(str(ts))
+    torch.jit.trace(net.eval(), torch.zeros(1, 1, SIZE, SIZE)).save(str(ts))
     out = tmp_path / "runs" / "ts-deeplift"
     cfg = grey_config(manifest, weights, out, explainers=["gradient", "deeplift"])
     cfg["model"] = {**cfg["model"], "torchscript": str(ts), "factory": None, "weights": None}

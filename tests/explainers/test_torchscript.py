@@ -2,6 +2,8 @@
 methods that act inside the Python forward pass (backward rules, layer hooks) are refused up
 front with one line instead of returning wrong maps."""
 
+import io
+
 import pytest
 import torch
 
@@ -17,7 +19,12 @@ PYTHON_ONLY = {"deeplift", "guided_backprop", "deconvolution", "gradcam", "gradc
 def nets():
     eager = resnet_small(num_classes=5)
     example = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    return {"eager": eager, "trace": torch.jit.trace(eager, example), "script": torch.jit.script(eager)}
+    traced = torch.jit.trace(eager, example)
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf)
+    buf.seek(0)
+    # "loaded": what `model.torchscript: file.pt` gives (torch.jit.load of a saved export).
+    return {"eager": eager, "trace": traced, "loaded": torch.jit.load(buf)}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +56,7 @@ def test_deeplift_on_torchscript_is_refused_not_silently_wrong(nets, pairs):
     grad, hits, logits = rule_gradients(handle(nets["trace"]), x, t, "rescale", references=torch.zeros_like(x))
     gap = (logits[:2] - logits[2:]).gather(1, t.view(-1, 1)).view(-1)
     assert sum(hits.values()) == 0 and float(((grad * x).flatten(1).sum(1) - gap).abs().max() / gap.abs().max()) > 0.05
-    for kind in ("trace", "script"):
+    for kind in ("trace", "loaded"):
         with pytest.raises(ExplainerError, match=r"deeplift \(deeplift\): cannot explain a TorchScript model") as e:
             cls().explain(handle(nets[kind]), x, t)
         assert "\n" not in str(e.value)
@@ -61,7 +68,7 @@ def test_hook_and_rule_methods_refuse_torchscript(nets, pairs, name):
     with pytest.raises(ExplainerError, match="cannot explain a TorchScript model"):
         cls(cls.smoke_params).explain(handle(nets["trace"]), *pairs)
     # A Python module that wraps a scripted part is refused too.
-    wrapped = torch.nn.Sequential(nets["script"])
+    wrapped = torch.nn.Sequential(nets["loaded"])
     with pytest.raises(ExplainerError, match="TorchScript"):
         cls(cls.smoke_params).explain(handle(wrapped), *pairs)
 
@@ -71,6 +78,6 @@ def test_hook_and_rule_methods_refuse_torchscript(nets, pairs, name):
 def test_gradient_and_forward_methods_match_the_eager_model(nets, pairs, name):
     cls = EXPLAINERS.get(name)
     ref = cls(cls.smoke_params).explain(handle(nets["eager"]), *pairs)
-    for kind in ("trace", "script"):
+    for kind in ("trace", "loaded"):
         got = cls(cls.smoke_params).explain(handle(nets[kind]), *pairs)
         torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
