@@ -55,9 +55,17 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    if args.photos:
+        from .demo.photos import run_photos_demo
+
+        out = run_photos_demo(limit=args.limit, out=args.out or "summaries/photos", data=args.data or "data/photos",
+                              progress=not args.quiet, overwrite=not args.keep, explainers=args.explainers,
+                              metrics=args.metrics)
+        print(f"photos demo summary written to {out}")
+        return 0
     from .demo.runner import run_demo
 
-    out = run_demo(limit=args.limit, out=args.out, data=args.data, progress=not args.quiet,
+    out = run_demo(limit=args.limit, out=args.out or "summaries/demo", data=args.data or "data/demo", progress=not args.quiet,
                    overwrite=not args.keep, explainers=args.explainers, metrics=args.metrics,
                    analyses=not args.no_analyses)
     print(f"demo summary written to {out}")
@@ -134,8 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="build the demo data and model if missing and run the default configuration")
     d.add_argument("--limit", type=int, help="only the first N test images")
-    d.add_argument("--out", default="summaries/demo", help="output run directory (default summaries/demo)")
-    d.add_argument("--data", default="data/demo", help="demo dataset folder (default data/demo)")
+    d.add_argument("--photos", action="store_true",
+                   help="the real-photos demo: EfficientNet-Lite0 (bundled ImageNet weights) on scikit-image's photos")
+    d.add_argument("--out", help="output run directory (default summaries/demo, or summaries/photos)")
+    d.add_argument("--data", help="demo dataset folder (default data/demo, or data/photos)")
     d.add_argument("--keep", action="store_true", help="resume an existing demo run instead of replacing it")
     d.add_argument("--explainers", nargs="+", metavar="NAME", help="explainers instead of the default set")
     d.add_argument("--metrics", nargs="+", metavar="NAME", help="metrics instead of the default set")

@@ -219,6 +219,8 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
     def data_conv(v):
         if v.get("path"):
             v["path"] = rel(v["path"])
+        if isinstance(v.get("classes"), str) and Path(v["classes"]).suffix.lower() in (".json", ".txt"):
+            v["classes"] = rel(v["classes"])  # a class file; a bare name is a bundled list
         return v
 
     top = {k: raw[k] for k in ("batch_size", "explain_batch_size", "seed", "out") if k in raw}

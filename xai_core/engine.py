@@ -37,6 +37,8 @@ class RunContext:
         model = load_model(config.model, num_classes=len(dataset.classes))
         explainers, metrics = config.instantiate()
         check_capabilities(model, config, explainers)
+        for e in explainers:  # e.g. DeepLIFT on TorchScript: refused before any work
+            e.check_model(model)
         return cls(config, dataset, model, explainers, metrics)
 
     @property
@@ -86,7 +88,8 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
     # Seeded per part, so a resumed or distributed run reproduces the same numbers.
     seed_everything(cfg.seed * 1_000_003 + part)
     size = tuple(cfg.model.input_size)
-    batch = prepare_batch(ctx.dataset, indices, size)
+    batch = prepare_batch(ctx.dataset, indices, size, channels=getattr(ctx.model, "channels", 3),
+                          resize=cfg.dataset.resize)
     probs = ctx.model.predict(batch.pixels, batch_size=cfg.explain_batch_size).numpy()
     check_finite(probs, part, batch)
     gts = [s.labels for s in batch.samples]
@@ -215,8 +218,9 @@ def _counterfactuals(ctx: RunContext, batch, chosen, probs: np.ndarray) -> dict 
         return None
     from .counterfactual import hierarchical_occlusion
 
-    targets = [[r.label for r in labs if r.prob >= cfg.labels.threshold] for labs in chosen]
-    found = hierarchical_occlusion(ctx.model, batch.pixels, targets, threshold=cfg.labels.threshold,
+    keep = cfg.labels.keep_threshold
+    targets = [[r.label for r in labs if r.prob >= keep] for labs in chosen]
+    found = hierarchical_occlusion(ctx.model, batch.pixels, targets, threshold=keep,
                                    layers=spec.layers, batch_size=cfg.explain_batch_size,
                                    probs=torch.from_numpy(probs))
     out = {k: [] for k in ("sample_index", "label", "layer", "side", "prob", "boxes")}
@@ -253,7 +257,8 @@ def sanity_checks(ctx: RunContext) -> dict | None:
     from .sanity import randomisation_check
 
     n = min(spec.images, len(ctx.dataset))
-    batch = prepare_batch(ctx.dataset, list(range(n)), tuple(ctx.config.model.input_size))
+    batch = prepare_batch(ctx.dataset, list(range(n)), tuple(ctx.config.model.input_size),
+                          channels=getattr(ctx.model, "channels", 3), resize=ctx.config.dataset.resize)
     targets = ctx.model.predict(batch.pixels).argmax(dim=1)
     out = {}
     for exp in ctx.explainers:

@@ -6,8 +6,16 @@ threshold and top-k are configurable and all four tags exist (ANCHORS.md §1):
     TP: ground truth and predicted      FN: ground truth, not predicted
     FP: predicted, not ground truth     TN: neither (explained only because it is in the top-k)
 
-"Predicted" means p > threshold for sigmoid (multi-label) models and "is the argmax and
-p > threshold" for softmax (single-label) models, whose classes compete for one slot.
+"Predicted" depends on the model's activation:
+
+* sigmoid (multi-label): p > threshold, each class on its own (threshold 0.5 when unset);
+* softmax (single-label): the argmax — the classes compete for one slot, so a correct top-1
+  answer at p = 0.26 among 1000 classes is a prediction, not a miss. Setting ``threshold``
+  explicitly adds "and p > threshold" (abstain on unsure images).
+
+Explained labels = ground truth ∪ predicted ∪ top-k, with top-k 3 for sigmoid and 1 for
+softmax when unset: with many competing classes, the classes ranked 2…k are near-zero
+"TN" labels that would swamp the averages.
 """
 
 from __future__ import annotations
@@ -20,17 +28,37 @@ from .errors import ConfigError
 
 TAGS = ("TP", "FP", "FN", "TN")
 
+#: Defaults when ``threshold`` / ``top_k`` are unset (None), per activation.
+DEFAULT_THRESHOLD = {"sigmoid": 0.5, "softmax": None}
+DEFAULT_TOP_K = {"sigmoid": 3, "softmax": 1}
+
 
 @dataclass(frozen=True)
 class LabelPolicy:
-    threshold: float = 0.5
-    top_k: int = 3
+    """``threshold``/``top_k`` None mean "the default of the model's activation" (see the
+    module doc); an explicit value is used as given for both activations."""
+
+    threshold: float | None = None
+    top_k: int | None = None
 
     def validate(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ConfigError(f"labels.threshold is {self.threshold}; expected 0 < threshold < 1")
-        if self.top_k < 0:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"labels.threshold is {self.threshold}; expected 0 < threshold < 1 "
+                              "(or leave it unset: 0.5 for sigmoid, the argmax for softmax)")
+        if self.top_k is not None and self.top_k < 0:
             raise ConfigError(f"labels.top_k is {self.top_k}; expected ≥ 0 (0 disables top-k)")
+
+    def threshold_for(self, activation: str) -> float | None:
+        """The threshold "predicted" uses; None = softmax's plain argmax."""
+        return self.threshold if self.threshold is not None else DEFAULT_THRESHOLD.get(activation, 0.5)
+
+    def top_k_for(self, activation: str) -> int:
+        return self.top_k if self.top_k is not None else DEFAULT_TOP_K.get(activation, 3)
+
+    @property
+    def keep_threshold(self) -> float:
+        """The probability a counterfactual must keep: the threshold, 0.5 when unset."""
+        return self.threshold if self.threshold is not None else 0.5
 
 
 def tag_of(is_gt: bool, is_pred: bool) -> str:
@@ -39,13 +67,16 @@ def tag_of(is_gt: bool, is_pred: bool) -> str:
     return "FP" if is_pred else "TN"
 
 
-def predicted(probs: np.ndarray, threshold: float, activation: str) -> np.ndarray:
-    """(N, K) bool."""
-    pred = probs > threshold
-    if activation == "softmax":
-        top = np.zeros_like(pred)
-        top[np.arange(probs.shape[0]), probs.argmax(axis=1)] = True
-        pred &= top
+def predicted(probs: np.ndarray, threshold: float | None, activation: str) -> np.ndarray:
+    """(N, K) bool. Sigmoid: p > threshold (0.5 if None). Softmax: the argmax, and
+    p > threshold only when a threshold is given."""
+    if activation != "softmax":
+        return probs > (0.5 if threshold is None else threshold)
+    pred = np.zeros(probs.shape, dtype=bool)
+    if probs.shape[0] and probs.shape[1]:
+        pred[np.arange(probs.shape[0]), probs.argmax(axis=1)] = True
+    if threshold is not None:
+        pred &= probs > threshold
     return pred
 
 
@@ -67,12 +98,13 @@ def select_labels(probs: np.ndarray, ground_truth: list[tuple[int, ...]], policy
     Explained = ground truth ∪ predicted ∪ top-k.
     """
     n, k = probs.shape
-    pred = predicted(probs, policy.threshold, activation)
+    pred = predicted(probs, policy.threshold_for(activation), activation)
+    top_k = policy.top_k_for(activation)
     order = np.argsort(-probs, axis=1, kind="stable")
     out = []
     for i in range(n):
         gt = set(ground_truth[i])
-        topk = set(order[i, : min(policy.top_k, k)].tolist())
+        topk = set(order[i, : min(top_k, k)].tolist())
         chosen = gt | set(np.flatnonzero(pred[i]).tolist()) | topk
         rows = [
             ExplainedLabel(int(c), float(probs[i, c]), tag_of(c in gt, bool(pred[i, c])), c in gt, bool(pred[i, c]), c in topk)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from xai_core.data import ImageFolderDataset, ManifestDataset
 from xai_core.data.base import read_image
-from xai_core.errors import DatasetError
+from xai_core.errors import XaiError, DatasetError
 
 
 def test_16bit_greyscale_png_is_scaled_not_clipped_to_white(tmp_path):
@@ -46,16 +46,16 @@ def test_non_utf8_manifest_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"[not json", "not valid UTF-8 JSON"),
-    (b'{"a": 1}', "expected a non-empty list of class names"),
-    (b"[]", "expected a non-empty list"),
-    (b'["cat", "cat"]', "names a class twice"),
-    (b'["caf\xe9"]', "not valid UTF-8 JSON"),
+    (b"[not json", "is not valid JSON"),
+    (b'{"a": 1}', "keys are not class indices"),
+    (b"[]", "lists no class"),
+    (b'["cat", "cat"]', "lists 'cat' twice"),
+    (b'["caf\xe9"]', "cannot be read as UTF-8"),
 ])
 def test_bad_classes_json(tmp_path, content, message):
     path = _manifest(tmp_path, [{"image": "a.png", "labels": []}])
     (tmp_path / "classes.json").write_bytes(content)
-    with pytest.raises(DatasetError, match=message):
+    with pytest.raises(XaiError, match=message):
         ManifestDataset(path)
 
 

@@ -125,9 +125,11 @@ def check_boxes(boxes: Sequence[Box], width: int, height: int, item: str) -> Non
 class PreparedBatch:
     """A batch resized to the model input size (H, W).
 
-    pixels: (N, 3, H, W) float32 in [0, 1]; display: (N, H, W, 3) uint8 (what the dashboard
-    shows: pixel space, never the normalised tensor); boxes scaled to (H, W); masks resized
-    with nearest neighbour.
+    pixels: (N, C, H, W) float32 in [0, 1], C = the model's channels (1: luma, ITU-R 601-2 as
+    PIL's "L"); display: (N, H, W, 3) uint8 (what the dashboard shows: pixel space, never the
+    normalised tensor; for a 1-channel model the grey image it sees, repeated 3 times); boxes
+    transformed like the image (clipped to it; a box cropped away entirely is dropped); masks
+    resized with nearest neighbour.
     """
 
     indices: list[int]
@@ -138,23 +140,55 @@ class PreparedBatch:
     masks: list[np.ndarray | None]
 
 
-def prepare_batch(dataset: Dataset, indices: Sequence[int], size: tuple[int, int]) -> PreparedBatch:
+#: How a source image is brought to the model's (H, W): ``stretch`` resizes it whole (aspect
+#: ratio not kept); ``center_crop`` scales it so that it covers (H, W), aspect kept, and cuts
+#: the centre (the usual ImageNet evaluation transform, less its 0.875 border).
+RESIZE_POLICIES = ("stretch", "center_crop")
+
+
+def _geometry(sh: int, sw: int, h: int, w: int, policy: str):
+    """(scaled height, scaled width, top, left) of the source resized before the crop."""
+    if policy == "center_crop":
+        s = max(h / sh, w / sw)
+        rh, rw = max(h, round(sh * s)), max(w, round(sw * s))
+        return rh, rw, (rh - h) // 2, (rw - w) // 2
+    return h, w, 0, 0
+
+
+def _transform_box(b: Box, sx: float, sy: float, top: int, left: int, h: int, w: int) -> Box | None:
+    x0, x1 = min(max(b.x_min * sx - left, 0.0), w), min(max(b.x_max * sx - left, 0.0), w)
+    y0, y1 = min(max(b.y_min * sy - top, 0.0), h), min(max(b.y_max * sy - top, 0.0), h)
+    return Box(b.label, x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def prepare_batch(dataset: Dataset, indices: Sequence[int], size: tuple[int, int], *, channels: int = 3,
+                  resize: str = "stretch") -> PreparedBatch:
+    """Read ``indices`` of ``dataset`` and bring them to ``size`` with the ``resize`` policy,
+    as ``channels``-channel pixels (3: RGB, 1: grey)."""
+    if resize not in RESIZE_POLICIES:
+        raise DatasetError(f"resize policy {resize!r}; expected one of {RESIZE_POLICIES}")
+    if channels not in (1, 3):
+        raise DatasetError(f"{channels} input channels; expected 1 (grey) or 3 (RGB)")
     h, w = size
     samples, display, boxes, masks = [], [], [], []
     for i in indices:
         s = dataset[i]
         sh, sw = s.image.shape[:2]
-        im = s.image if (sh, sw) == (h, w) else np.asarray(Image.fromarray(s.image).resize((w, h), Image.BILINEAR))
-        sx, sy = w / sw, h / sh
+        rh, rw, top, left = _geometry(sh, sw, h, w, resize)
+        im = s.image if (sh, sw) == (rh, rw) else np.asarray(Image.fromarray(s.image).resize((rw, rh), Image.BILINEAR))
+        im = im[top: top + h, left: left + w]
+        if channels == 1:
+            im = np.repeat(np.asarray(Image.fromarray(np.ascontiguousarray(im)).convert("L"))[:, :, None], 3, axis=2)
+        sx, sy = rw / sw, rh / sh
         samples.append(s)
         display.append(im)
-        boxes.append(tuple(b.scaled(sx, sy) for b in s.boxes))
-        if s.mask is not None and s.mask.shape != (h, w):
-            masks.append(np.asarray(Image.fromarray(s.mask).resize((w, h), Image.NEAREST)))
-        else:
-            masks.append(s.mask)
+        boxes.append(tuple(b for b in (_transform_box(b, sx, sy, top, left, h, w) for b in s.boxes) if b is not None))
+        m = s.mask
+        if m is not None and m.shape != (rh, rw):
+            m = np.asarray(Image.fromarray(m).resize((rw, rh), Image.NEAREST))
+        masks.append(None if m is None else np.ascontiguousarray(m[top: top + h, left: left + w]))
     disp = np.stack(display) if display else np.zeros((0, h, w, 3), np.uint8)
-    pixels = torch.from_numpy(disp).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    pixels = torch.from_numpy(disp[..., :channels]).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
     return PreparedBatch(list(indices), samples, pixels, disp, boxes, masks)
 
 

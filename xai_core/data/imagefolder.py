@@ -1,4 +1,9 @@
-"""ImageFolder datasets: ``root/<class name>/<image>``; single-label, no boxes."""
+"""ImageFolder datasets: ``root/<class name>/<image>``; single-label, no boxes.
+
+Classes come from the config, else ``root/classes.json`` (or ``classes.txt``), else the sorted
+sub-folder names. With a given class list (e.g. the 1000 ImageNet names) the folder may hold
+only some of the classes; every sub-folder must be one of them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from pathlib import Path
 
 from ..errors import DatasetError
 from .base import Sample, read_image
+from .classes import read_classes_file
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -18,11 +24,16 @@ class ImageFolderDataset:
         found = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not found:
             raise DatasetError(f"image folder {str(self.root)!r} has no class sub-folders; expected root/<class>/<image>")
+        if classes is None:
+            for name in ("classes.json", "classes.txt"):
+                if (self.root / name).is_file():
+                    classes = read_classes_file(self.root / name, f"{name} in {str(self.root)!r}")
+                    break
         self.classes = list(classes) if classes is not None else found
         index = {c: i for i, c in enumerate(self.classes)}
         unknown = [c for c in found if c not in index]
         if unknown:
-            raise DatasetError(f"image folder {str(self.root)!r}: sub-folder {unknown[0]!r} is not a known class; expected one of {self.classes}")
+            raise DatasetError(f"image folder {str(self.root)!r}: sub-folder {unknown[0]!r} is not a known class; expected one of the {len(self.classes)} classes {self.classes[:12]}{'…' if len(self.classes) > 12 else ''}")
         self._items = [
             (p, index[c]) for c in found for p in sorted((self.root / c).iterdir())
             if p.suffix.lower() in IMAGE_SUFFIXES

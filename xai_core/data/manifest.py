@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from ..errors import DatasetError
+from .classes import read_classes_file
 from .base import Box, Sample, check_boxes, read_image, read_mask
 
 
@@ -33,20 +34,6 @@ def _read_rows(path: Path) -> list[dict]:
                            "expected a UTF-8 JSONL or CSV file") from e
     except csv.Error as e:
         raise DatasetError(f"dataset manifest {str(path)!r}: malformed CSV ({e})") from e
-
-
-def _read_classes(path: Path) -> list[str]:
-    """classes.json: a JSON list of class names."""
-    try:
-        classes = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DatasetError(f"{str(path)!r} is not valid UTF-8 JSON ({e.__class__.__name__}); "
-                           "expected a list of class names, e.g. [\"cat\", \"dog\"]") from e
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, (str, int)) for c in classes):
-        raise DatasetError(f"{str(path)!r} holds {str(classes)[:60]}; expected a non-empty list of class names")
-    if len({str(c) for c in classes}) != len(classes):
-        raise DatasetError(f"{str(path)!r} names a class twice; expected unique class names")
-    return [str(c) for c in classes]
 
 
 def _parse_rows(path: Path) -> list[dict]:
@@ -96,7 +83,7 @@ class ManifestDataset:
         if classes is None:
             cj = self.root / "classes.json"
             if cj.is_file():
-                classes = _read_classes(cj)
+                classes = read_classes_file(cj, f"classes.json beside {self.path.name}")
             else:
                 classes = sorted({str(lab) for r in rows for lab in r.get("labels", [])})
         self.classes = [str(c) for c in classes]

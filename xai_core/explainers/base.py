@@ -89,6 +89,11 @@ class Explainer:
     # "sum" keeps the sign and, for path methods, completeness; "max_abs" is the classic
     # saliency of Simonyan et al. (2014); "none" means attribute() already returns (N, H, W).
     channel_reduction: ClassVar[str] = "sum"
+    # True for methods that act inside the forward pass — backward rules attached where
+    # activations are called, hooks on layers. A TorchScript model runs its graph in C++, out of
+    # their reach, so it is refused up front (DeepLIFT would otherwise return maps that silently
+    # break completeness by tens of per cent). Gradients through TorchScript are exact.
+    needs_python_forward: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any] | None = None, *, instance_name: str | None = None):
         self.instance_name = instance_name or self.name
@@ -101,6 +106,7 @@ class Explainer:
             "name": cls.name,
             "display_name": cls.display_name or cls.name,
             "needs_gradients": cls.needs_gradients,
+            "needs_python_forward": cls.needs_python_forward,
             "signed": cls.signed,
             "paper": cls.paper,
             "params": params_schema(cls.Params),
@@ -171,6 +177,17 @@ class Explainer:
             return attr.abs().amax(dim=1)
         return attr.sum(dim=1)
 
+    def check_model(self, model) -> None:
+        """Refuse, before any work, a model this method cannot explain correctly."""
+        if self.needs_python_forward and getattr(model, "is_torchscript", False):
+            raise self.error(
+                "cannot explain a TorchScript model: the method acts inside the Python forward pass "
+                "(backward rules on activations, hooks on layers) and TorchScript runs its graph in C++, "
+                "so its maps would be wrong; load the model from a Python factory (model.factory), "
+                "or use a method that only needs gradients (gradient, integrated_gradients, smoothgrad, "
+                "gradient_shap, xrai) or only forward passes (occlusion, rise, lime, kernel_shap, anchors)"
+            )
+
     def check_pairs(self, model, images: torch.Tensor, targets) -> torch.Tensor:
         """``targets`` as a (P,) int64 tensor, after checking it matches ``images``."""
         targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
@@ -193,6 +210,7 @@ class Explainer:
         Returns (P, H, W) float32 on the raw scale of the method, sign kept.
         """
         targets = self.check_pairs(model, images, targets)
+        self.check_model(model)
         self.reset_diagnostics()
         # Methods that expand a pair into many model inputs (steps, samples) read this as
         # "images per forward pass" so that memory stays bounded by the caller's choice.

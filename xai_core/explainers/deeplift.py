@@ -29,6 +29,7 @@ class DeepLIFT(Explainer):
     name = "deeplift"
     display_name = "DeepLIFT"
     paper = "Shrikumar et al. 2017, arXiv:1704.02685"
+    needs_python_forward = True
 
     @dataclass(frozen=True)
     class Params:

@@ -27,6 +27,7 @@ class GradCAM(Explainer):
     name = "gradcam"
     display_name = "Grad-CAM"
     paper = "Selvaraju et al. 2017, arXiv:1610.02391"
+    needs_python_forward = True
     signed = False
     channel_reduction = "none"
 

@@ -24,6 +24,7 @@ class GuidedBackprop(Explainer):
     name = "guided_backprop"
     display_name = "Guided Backprop"
     paper = "Springenberg et al. 2015, arXiv:1412.6806"
+    needs_python_forward = True
     signed = False
     channel_reduction = "max_abs"
     rule = "guided"

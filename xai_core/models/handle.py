@@ -35,7 +35,8 @@ class PixelSpaceModel(nn.Module):
 class ClassifierHandle:
     """A classifier in pixel space plus how its logits become probabilities.
 
-    ``module`` maps (N, 3, H, W) float32 in [0, 1] to logits (N, K) float32.
+    ``module`` maps (N, C, H, W) float32 in [0, 1] to logits (N, K) float32, C = ``channels``
+    (3 RGB, 1 grey).
     ``activation`` is "sigmoid" (multi-label: each class independent) or "softmax"
     (single-label). Forward passes are counted in ``passes`` (images pushed through the
     network), which the benchmarks report.
@@ -46,6 +47,7 @@ class ClassifierHandle:
     input_size: tuple[int, int]
     num_classes: int
     passes: int = 0
+    channels: int = 3
     supports_gradients = True  # class attribute, not a field: see ForwardOnlyHandle
     kind = "pytorch"
 
@@ -61,6 +63,11 @@ class ClassifierHandle:
     @property
     def net(self) -> nn.Module:
         return self.module.net
+
+    @property
+    def is_torchscript(self) -> bool:
+        """Whether the network (or a part of it) is TorchScript, whose forward runs in C++."""
+        return any(isinstance(m, torch.jit.ScriptModule) for m in self.net.modules())
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """(N, K) logits → (N, K) probabilities, differentiable."""

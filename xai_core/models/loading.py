@@ -24,8 +24,12 @@ class ModelSpec:
         (N, 3, H, W) float32 to logits (N, K).
     weights: optional state-dict file for the factory's module, loaded with
         ``torch.load(weights_only=True)``.
-    input_size: (H, W) the network expects; images are resized to it.
-    mean, std: per-channel normalisation applied to [0, 1] pixels before the network.
+    input_size: (H, W) the network expects (an int S means (S, S)); images are resized to it
+        (``dataset.resize``).
+    mean, std: per-channel normalisation applied to [0, 1] pixels before the network; one value
+        applies to every channel.
+    channels: 3 (RGB) or 1 (grey: images are converted to luma); None = detected from the
+        network (its first 4-D weight, checked by a probe pass).
     url: a served model, ``http://host:port/v1/models/NAME:predict`` (KServe V1) or
         ``…/v2/models/NAME/infer`` (Open Inference Protocol V2); ``protocol`` (auto|v1|v2),
         ``outputs`` (logits|probabilities), ``timeout`` (s per request), ``retries`` and
@@ -48,6 +52,11 @@ class ModelSpec:
     retries: int = 3
     request_batch: int = 32
     binary_data: bool = False
+    channels: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.input_size, int) and not isinstance(self.input_size, bool):
+            object.__setattr__(self, "input_size", (self.input_size, self.input_size))
 
     def validate(self) -> None:
         if sum(bool(s) for s in (self.factory, self.torchscript, self.url)) != 1:
@@ -61,8 +70,12 @@ class ModelSpec:
             validate_remote(self)
         if self.activation not in ACTIVATIONS:
             raise ModelError(f"model.activation is {self.activation!r}; expected one of {ACTIVATIONS}")
-        if len(self.input_size) != 2 or min(self.input_size) < 8:
-            raise ModelError(f"model.input_size is {self.input_size!r}; expected [height, width] ≥ 8")
+        size = self.input_size
+        if (not isinstance(size, (tuple, list)) or len(size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in size) or min(size) < 8):
+            raise ModelError(f"model.input_size is {size!r}; expected [height, width] (or one side) of integers ≥ 8")
+        if self.channels is not None and self.channels not in (1, 3):
+            raise ModelError(f"model.channels is {self.channels!r}; expected 1 (grey) or 3 (RGB), or unset to detect it")
         if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
             raise ModelError(f"model.mean {self.mean!r} / std {self.std!r}: expected equal lengths and std > 0")
 
@@ -124,31 +137,70 @@ def load_network(spec: ModelSpec) -> nn.Module:
     return net.eval()
 
 
+def guess_channels(net: nn.Module) -> int:
+    """Input channels of ``net`` from its first 4-D weight (a conv's (out, in, kh, kw)), else 3.
+    Registration order usually starts with the stem; :func:`load_model` checks it by a probe."""
+    for p in net.parameters():
+        if p.ndim == 4 and p.shape[1] in (1, 3):
+            return int(p.shape[1])
+    return 3
+
+
+def _per_channel(values: tuple[float, ...], channels: int, what: str) -> tuple[float, ...]:
+    """``values`` for ``channels`` channels: one value is repeated; equal values are collapsed
+    for a grey model (the RGB-style default (0, 0, 0))."""
+    values = tuple(float(v) for v in values)
+    if len(values) == channels:
+        return values
+    if len(values) == 1 or (channels == 1 and len(set(values)) == 1):
+        return (values[0],) * channels
+    raise ModelError(f"model.{what} has {len(values)} values {list(values)} but the model takes {channels} "
+                     f"channel{'s' if channels > 1 else ''}; expected {channels} value{'s' if channels > 1 else ''} (or one)")
+
+
+def _probe(module: nn.Module, channels: int, size) -> torch.Tensor:
+    with torch.no_grad():
+        return module(torch.zeros(1, channels, *size))
+
+
+def _short(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[-1] if lines else ''}"
+
+
 def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
-    """Build the :class:`ClassifierHandle` and check that it outputs ``num_classes`` logits."""
+    """Build the :class:`ClassifierHandle` and check that it outputs ``num_classes`` logits.
+
+    The input channels are ``spec.channels`` or, unset, detected: the first weight's guess,
+    else the other of 1 / 3 if only that one runs."""
     if spec.url:
         from .remote import load_remote
 
         spec.validate()
         return load_remote(spec, num_classes)
     net = load_network(spec)
-    handle = ClassifierHandle(
-        module=PixelSpaceModel(net, spec.mean, spec.std),
-        activation=spec.activation,
-        input_size=tuple(spec.input_size),
-        num_classes=num_classes,
-    )
-    with torch.no_grad():
-        probe = torch.zeros(1, len(spec.mean), *spec.input_size)
+    size = tuple(spec.input_size)
+    guess = spec.channels or guess_channels(net)
+    tries = [guess] if spec.channels else [guess, 4 - guess]
+    errors = []
+    for channels in tries:
+        module = PixelSpaceModel(net, _per_channel(spec.mean, channels, "mean"), _per_channel(spec.std, channels, "std"))
         try:
-            out = handle.module(probe)
-        except Exception as e:
-            raise ModelError(f"model failed on a (1, {len(spec.mean)}, {spec.input_size[0]}, {spec.input_size[1]}) input: {e}") from e
+            out = _probe(module, channels, size)
+            break
+        except Exception as e:  # a wrong channel count raises deep inside the user's network
+            errors.append((channels, e))
+    else:
+        channels, e = errors[0]
+        hint = "" if spec.channels else " (1 channel failed too)" if len(errors) > 1 else ""
+        raise ModelError(f"model failed on a (1, {channels}, {size[0]}, {size[1]}) input{hint}: {_short(e)}; "
+                         "check model.input_size and model.channels") from e
     if out.ndim != 2 or out.shape[1] != num_classes:
         raise ModelError(
             f"model outputs shape {tuple(out.shape)}; expected (N, {num_classes}) logits, one per class of the dataset"
         )
-    return handle
+    return ClassifierHandle(module=module, activation=spec.activation, input_size=size,
+                            num_classes=num_classes, channels=channels)
 
 
 def model_identity(spec: ModelSpec) -> dict:

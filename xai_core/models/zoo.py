@@ -11,6 +11,8 @@
         input_size: [224, 224]
         mean: [0.485, 0.456, 0.406]
         std: [0.229, 0.224, 0.225]
+      dataset:
+        classes: imagenet   # the 1000 class names in index order (imagenet_classes.json here)
 
 * :func:`resnet_small` — a small ResNet-style network (BasicBlocks with skip connections,
   in-place ``nn.ReLU`` inside the blocks and a functional ``F.relu`` after each addition, as
