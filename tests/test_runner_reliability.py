@@ -285,7 +285,7 @@ def test_read_only_output(toy_data, tmp_path, capsys):
     ("batch_size=1.7", "batch_size is 1.7; expected an integer"),
     ("batch_size=true", "batch_size is True; expected an integer"),
     ("labels.top_k=x", "labels.top_k is 'x'; expected an integer"),
-    ("model.input_size=64", "model.input_size is 64; expected a list of 2 integers"),
+    ("model.input_size=[64]", "model.input_size is (64,); expected a list of 2 integers or an integer"),
     ("labels.threshold=yes", "labels.threshold is True; expected a number"),
     ("seed=[1]", "seed is [1]; expected an integer"),
 ])

@@ -41,7 +41,7 @@ class ModelSpec:
     weights: str | None = None
     torchscript: str | None = None
     activation: str = "sigmoid"
-    input_size: tuple[int, int] = (224, 224)
+    input_size: tuple[int, int] | int = (224, 224)
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     factory_kwargs: dict = field(default_factory=dict)
