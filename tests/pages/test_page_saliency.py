@@ -49,7 +49,8 @@ def test_tag_filter_changes_the_count(at, expected):
 
 def test_label_and_probability_filters(at, expected):
     _, lab = expected
-    at.multiselect(key="sal_labels").set_value([0]).run()       # "red"
+    at.multiselect(key="sal_labels").set_value([0])              # "red"; applied with the form's button
+    at.button(key="sal_labels_apply").click().run()
     at.slider(key="sal_prob").set_value((0.5, 1.0)).run()
     want = lab[(lab["label"] == 0) & (lab["prob"] >= 0.5)]["sample_id"].unique()
     assert f"**{len(want)}** of 12 images match" in texts(at)
@@ -68,8 +69,17 @@ def test_sort_by_a_score_ascending(at, expected, dash_logdir):
     ids = r.samples().set_index("sample_index")["sample_id"]
     want = [ids[i] for i in pd.Series(worst).sort_values(kind="stable").index]
     assert pictures(at) == want
-    assert at.caption  # the sort value is shown under each picture
-    assert any(c.value.startswith("score: ") for c in at.caption)
+    # each row names the label its score belongs to and shows that label's maps (issue 12 item 2)
+    caps = [c.value for c in at.caption if c.value.startswith("Deletion AUC (gradcam) of ")]
+    assert len(caps) == len(want)
+    for sid, cap in zip(want, caps):
+        label_name, value = re.fullmatch(r"Deletion AUC \(gradcam\) of (\w+): (\d\.\d{3})", cap).groups()
+        worst_rows = sc[sc.sample_index == ids[ids == sid].index[0]]
+        assert float(value) == round(worst_rows["score"].min(), 3)
+        assert label_name in {r.classes[l] for l in worst_rows.loc[worst_rows["score"] == worst_rows["score"].min(), "label"]}
+    first_row_tiles = list(tiles(at))[: len(at.multiselect(key="sal_explainers").value)]
+    first_label = re.fullmatch(r"Deletion AUC \(gradcam\) of (\w+): .*", caps[0])[1]
+    assert all(k.endswith(f"· {first_label}") for k in first_row_tiles)
 
 
 def test_sort_by_probability_descending_uses_the_max(at, expected):
@@ -105,15 +115,21 @@ def test_clicking_a_label_chip_switches_the_maps(at):
     assert at.button(key=other.key).proto.type == "primary"
 
 
-def test_detail_view_has_interactive_maps_and_scores(at, expected):
+def test_detail_view_has_pictures_legends_and_scores(at, expected):
     r, _ = expected
     det = next(b for b in at.button if b.key and b.key.startswith("sal_det_"))
     det.click().run()
     assert not at.exception
-    charts = at.get("plotly_chart")
-    assert len(charts) == 1 + len(r.explainers)
+    assert not at.get("plotly_chart")       # pictures first: the interactive chart is opt-in
+    caps = [c for img in at.image for c in img.captions]
+    names = [e["name"] for e in r.explainers]
+    assert "image" in caps and all(any(c.startswith(f"{e} · ") for c in caps) for e in names)
     assert any("ground truth" in m.value for m in at.markdown)
-    assert any(df.value.shape[0] == len(r.explainers) * len(r.metrics) for df in at.dataframe)
+    scores = next(df.value for df in at.dataframe if df.value.shape[0] == len(r.explainers) * len(r.metrics))
+    cells = scores.to_numpy().ravel().tolist()
+    assert "—" in cells and "None" not in cells and "nan" not in cells   # pointing game on a non-GT label
+    at.toggle(key="sal_detail_interactive").set_value(True).run()
+    assert len(at.get("plotly_chart")) == 1 and not at.exception
 
 
 def test_display_options(at):
@@ -121,7 +137,8 @@ def test_display_options(at):
     assert at.selectbox(key="sal_cmap_div").options[0] == "RdBu_r"
     at.radio(key="sal_scale").set_value("map").run()
     at.selectbox(key="sal_page_size").set_value(24).run()
-    at.multiselect(key="sal_explainers").set_value(["gradcam"]).run()
+    at.multiselect(key="sal_explainers").set_value(["gradcam"])
+    at.button(key="sal_explainers_apply").click().run()
     assert not at.exception and len(tiles(at)) == 12
 
 
@@ -181,7 +198,7 @@ def test_sort_by_uncertainty(unc):
     top = lab.groupby("sample_id")["prob_std"].max()
     shown = pictures(at)
     assert [top[s] for s in shown] == sorted(top.values, reverse=True)
-    assert any(c.value.startswith("uncertainty: ") for c in at.caption)
+    assert any(re.fullmatch(r"uncertainty of \w+: \d\.\d{3}", c.value) for c in at.caption)
 
 
 def test_anchor_tiles_show_precision_and_coverage(unc, dash_logdir):
