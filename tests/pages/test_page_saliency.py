@@ -128,7 +128,8 @@ def test_detail_view_has_pictures_legends_and_scores(at, expected):
     scores = next(df.value for df in at.dataframe if df.value.shape[0] == len(r.explainers) * len(r.metrics))
     cells = scores.to_numpy().ravel().tolist()
     assert "—" in cells and "None" not in cells and "nan" not in cells   # pointing game on a non-GT label
-    at.toggle(key="sal_detail_interactive").set_value(True).run()
+    at.toggle(key="sal_detail_interactive").set_value(True)     # (AppTest reruns the page, not the dialog:
+    at.button(key=det.key).click().run()                       # open it again in the same run)
     assert len(at.get("plotly_chart")) == 1 and not at.exception
 
 

@@ -294,8 +294,9 @@ def display_table(table: pd.DataFrame, infos: list[MetricInfo]) -> tuple[pd.Data
                       f"{m.direction}. Intervals and skipped results: the table below.")
     out["metrics used"] = table["metrics_used"]
     if "sanity" in table:
-        out["sanity"] = [str(v).split(" (")[0] for v in table["sanity"]]
-        helps["sanity"] = "model-randomisation check: FAILED when the maps barely change with random weights"
+        out["sanity"] = [str(v).replace("similarity ", "") for v in table["sanity"]]
+        helps["sanity"] = ("model-randomisation check (similarity of the maps before and after randomising the "
+                           "weights): FAILED when the maps barely change")
     return out, helps
 
 

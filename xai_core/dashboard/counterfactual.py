@@ -28,7 +28,7 @@ from .tables import RunTables
 
 ENABLE_HINT = ("Counterfactuals are off for this run. Enable them in the run configuration with "
                "`counterfactual: {enabled: true}` (optionally `layers: 3`) and run again: "
-               "`xai-core run CONFIG --out DIR`.")
+               "`xai-core run --config CONFIG.yaml --out DIR`.")
 BOX_COLOUR = (255, 221, 0)
 
 

@@ -62,7 +62,8 @@ def comprehensive_fields(t: RunTables) -> list[Field]:
     return [Field(f"cmp_w_{m.name}", 1.0, "float", lo=0.0) for m in scored_metric_infos(t)] + assessment_tag_fields("cmp")
 
 
-def classification_fields(t: RunTables, default_classes: list[str]) -> list[Field]:
+def classification_fields(t: RunTables, classes: list[str], default_classes: list[str]) -> list[Field]:
+    """``classes``: what the classes filter offers (the explained ones)."""
     infos = scored_metric_infos(t)
     label_metrics = [m.name for m in infos if not m.label_agnostic]
     return [
@@ -71,7 +72,7 @@ def classification_fields(t: RunTables, default_classes: list[str]) -> list[Fiel
         Field("cls_metrics", [m.name for m in infos], "strs", tuple(m.name for m in infos)),
         Field("cls_metric", label_metrics[0] if label_metrics else "", "str", tuple(label_metrics)),
         Field("cls_explainers", list(t.explainers), "strs", tuple(t.explainers)),
-        Field("cls_classes", list(default_classes), "strs", tuple(t.classes)),
+        Field("cls_classes", list(default_classes), "strs", tuple(classes)),
     ] + assessment_tag_fields("cls")
 
 
