@@ -71,15 +71,14 @@ with c_radar:
         st.info("The radar chart needs at least 3 metrics.")
 
 st.subheader("Scores")
-st.caption("Mean [0, 1] score per metric (higher is better) over the finite results; hover a header for what it "
-           "measures. Comprehensive score = Σ wᵢ · meanᵢ.")
+st.caption("Mean [0, 1] score per metric (higher is better) over the finite results (— where none); what each metric "
+           "measures: Metrics, below. Comprehensive score = Σ wᵢ · meanᵢ.")
 shown, helps = A.display_table(table, infos)
-config = {c: st.column_config.NumberColumn(c, help=h, format="%.3f", width="small")
-          for c, h in helps.items() if c in shown and shown[c].dtype.kind == "f"}
-config.update({"rank": st.column_config.NumberColumn("rank", width=40), "explainer": st.column_config.TextColumn(width="medium")})
-if "sanity" in shown:
-    config["sanity"] = st.column_config.TextColumn("sanity", help=helps["sanity"], width="small")
-st.dataframe(shown, hide_index=True, width="stretch", key="cmp_table", column_config=config)
+numbers = [c for c in shown.columns if shown[c].dtype.kind == "f"]
+with st.container(key="cmp_scores"):
+    # A static table: its headers wrap at spaces, so 7 explainers × 8 metrics and the sanity
+    # verdict fit a 1440 px screen without a horizontal scroll bar (issue 12).
+    st.table(shown.set_index("rank").style.format("{:.3f}", subset=numbers, na_rep=A.MISSING))
 st.download_button("Download CSV (with the weights used)", table.to_csv(index=False).encode(),
                    file_name=f"{run.info.name.replace('/', '_')}_assessment.csv", mime="text/csv", key="cmp_csv",
                    icon=":material/download:")

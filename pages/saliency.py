@@ -109,6 +109,10 @@ remember(FIELDS, hidden=() if sort_key == Q.SORT_SCORE else ("sal_sort_exp", "sa
 view = Q.page_view(t, sel, page, page_size)
 
 # ---- the grid ----------------------------------------------------------------------------
+# Chip and button labels wrap instead of ending in "…" in narrow columns (7 explainers at 1440 px).
+st.html("<style>[class*='st-key-sal_chip_'] button p, [class*='st-key-sal_det_'] button p "
+        "{white-space: normal; overflow-wrap: anywhere; text-overflow: clip;} "
+        "[class*='st-key-sal_chip_'] button div, [class*='st-key-sal_det_'] button div {overflow: visible;}</style>")
 active_labels = st.session_state.setdefault("sal_active", {})
 
 
@@ -119,6 +123,11 @@ def _activate(pos: int, label: int) -> None:
 def _active(row: Q.ImageRow) -> int | None:
     lab = active_labels.get((run.info.name, row.pos))
     return lab if row.chip(lab) is not None else row.default_label()
+
+
+def _breakable(name: str) -> str:
+    """A zero-width space after each "_": long names wrap there, not mid-word."""
+    return name.replace("_", "_\u200b")
 
 
 def _legend(col, e: str, values) -> None:
@@ -175,7 +184,7 @@ head[0].markdown("**image**")
 head[1].markdown("**labels**")
 for i, e in enumerate(explainers):
     with head[2 + i].container(key=f"sal_legend_{i}"):
-        st.markdown(f"**{e.replace('_', '_&#8203;')}**")   # break long names at "_", not mid-word
+        st.markdown(f"**{_breakable(e)}**")
         _legend(st, e, [v for (p, ee), v in grid.scales.items() if ee == e])
 for r in view.rows:
     with st.container(key=f"sal_row_{r.pos}", border=True):
@@ -195,7 +204,7 @@ for r in view.rows:
             png = grid.tiles.get((r.pos, e))
             if png is not None:
                 extra = Q.detail_text(t, r.pos, act, e)
-                cols[2 + i].image(png, caption=f"{e} · {t.class_name(act)}" + (f" · {extra}" if extra else ""),
+                cols[2 + i].image(png, caption=f"{_breakable(e)} · {t.class_name(act)}" + (f" · {extra}" if extra else ""),
                                   width="stretch")
             else:
                 cols[2 + i].caption("no map")
