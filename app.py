@@ -7,8 +7,10 @@ the active run travels in the URL as ``?run=<name>``.
 import streamlit as st
 
 from pages._common import FRAME, nav_pages
+from xai_core.dashboard import preload
 
 st.set_page_config(page_title="xaiboard", page_icon="🔍", layout="wide")
+preload()  # heavy imports off the first click's path (once per server process)
 
 FRAME.active = True
 try:

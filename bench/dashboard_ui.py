@@ -56,17 +56,23 @@ def main(argv=None) -> dict:
         at.run()
         return at.switch_page(path)
 
+    def multi(at, key, value):
+        at.multiselect(key=key).set_value(value)
+        apply = [b for b in at.button if b.key == f"{key}_apply"]   # in a form: one rerun on Apply
+        return apply[0].click().run() if apply else at.run()
+
     sal = page("pages/saliency.py")
     _timed(res, "saliency: first load", sal.run)
+    every = sal.pills(key="sal_tags").value
     _timed(res, "saliency: tag pill", lambda: sal.pills(key="sal_tags").set_value(["FN"]).run())
-    _timed(res, "saliency: all tags again", lambda: sal.pills(key="sal_tags").set_value([]).run())
+    _timed(res, "saliency: all tags again", lambda: sal.pills(key="sal_tags").set_value(every).run())
     labels = sal.multiselect(key="sal_labels").options
-    _timed(res, "saliency: one label entry", lambda: sal.multiselect(key="sal_labels").set_value([labels[0]]).run())
-    _timed(res, "saliency: label cleared", lambda: sal.multiselect(key="sal_labels").set_value([]).run())
+    _timed(res, "saliency: one label entry", lambda: multi(sal, "sal_labels", [labels[0]]))
+    _timed(res, "saliency: label cleared", lambda: multi(sal, "sal_labels", []))
     _timed(res, "saliency: sort by score", lambda: sal.selectbox(key="sal_sort").set_value("score").run())
     _timed(res, "saliency: ascending", lambda: sal.radio(key="sal_order").set_value("ascending").run())
     exps = sal.multiselect(key="sal_explainers").options
-    _timed(res, "saliency: all explainers", lambda: sal.multiselect(key="sal_explainers").set_value(list(exps)).run())
+    _timed(res, "saliency: all explainers", lambda: multi(sal, "sal_explainers", list(exps)))
     _timed(res, "saliency: opacity", lambda: sal.slider(key="sal_opacity").set_value(0.7).run())
     _timed(res, "saliency: polarity signed", lambda: sal.selectbox(key="sal_polarity").set_value("signed").run())
     dets = [b for b in sal.button if b.key and b.key.startswith("sal_det_")]
@@ -77,7 +83,7 @@ def main(argv=None) -> dict:
     cmp = page("pages/comprehensive.py")
     _timed(res, "comprehensive: first load", cmp.run)
     w = next(n for n in cmp.number_input if n.key and n.key.startswith("cmp_w_"))
-    _timed(res, "comprehensive: one weight", lambda: w.set_value(2.0 if w.max_value is None or w.max_value >= 2 else 0.9).run())
+    _timed(res, "comprehensive: one weight", lambda: w.set_value(0.9).run())
     cls = page("pages/classification.py")
     _timed(res, "classification: first load", cls.run)
     cf = page("pages/counterfactual.py")

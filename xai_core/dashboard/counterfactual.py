@@ -121,6 +121,16 @@ class Strip:
         })
 
 
+def frame_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """:meth:`Strip.frame` as text for the table: "—" where a column does not apply (the
+    original image has no windows), not "None"."""
+    out = pd.DataFrame(index=frame.index)
+    for c in frame.columns:
+        v = frame[c]
+        out[c] = ["—" if pd.isna(x) else (f"{x:.3f}" if isinstance(x, float) else str(x)) for x in v]
+    return out
+
+
 def composites(image: np.ndarray, layer_boxes: list) -> np.ndarray:
     """(L, H, W, 3) uint8: ``image`` (H, W, 3) uint8 blurred as the runner blurs it, with the
     windows of each layer pasted back sharp (``layer_boxes``: L lists of [x0, y0, x1, y1])."""
