@@ -168,7 +168,8 @@ def detail(pos: int) -> None:
                         key=f"sal_detail_fig_{pos}", config={"displaylogo": False})
     if len(d.scores):
         st.markdown("**Scores of this image** ([0, 1], higher is better; — where the metric does not apply)")
-        st.dataframe(Q.scores_pivot(d.scores), width="stretch")
+        with st.container(key="sal_detail_scores"):
+            st.table(Q.scores_pivot(d.scores))
 
 
 grid = store.grid(view.rows, {r.pos: _active(r) for r in view.rows}, explainers, style)

@@ -236,4 +236,20 @@ def write_broken(logdir: Path) -> dict[str, Path]:
     part = write_synthetic(logdir / "broken" / "corrupt_part")
     (part / "tables" / "labels" / "part-000001.parquet").write_bytes(b"PAR1 garbage")
     out["corrupt_part"] = part
+    out["failed"] = write_failed(logdir / "broken" / "failed")
     return out
+
+
+FAILED_ERROR = "ModelError: model factory 'synthetic:model' raised RuntimeError: out of memory"
+
+
+def write_failed(run_dir: Path) -> Path:
+    """A run that failed before committing any image: the dashboard must show its error."""
+    from xai_core.summary.writer import RunWriter
+
+    w = RunWriter.create(run_dir, {"classes": CLASSES, "model": {"factory": "synthetic:model"},
+                                   "dataset": {"kind": "synthetic"}, "explainers": [{"name": "a", "type": "a"}],
+                                   "metrics": [], "progress": {"total_samples": 5, "done_samples": 0,
+                                                               "total_parts": 2, "done_parts": 0}})
+    w.finish("failed", error=FAILED_ERROR)
+    return run_dir

@@ -125,7 +125,7 @@ def test_detail_view_has_pictures_legends_and_scores(at, expected):
     names = [e["name"] for e in r.explainers]
     assert "image" in caps and all(any(c.startswith(f"{e} · ") for c in caps) for e in names)
     assert any("ground truth" in m.value for m in at.markdown)
-    scores = next(df.value for df in at.dataframe if df.value.shape[0] == len(r.explainers) * len(r.metrics))
+    scores = next(tb.value for tb in at.table if tb.value.shape[0] == len(r.explainers) * len(r.metrics))
     cells = scores.to_numpy().ravel().tolist()
     assert "—" in cells and "None" not in cells and "nan" not in cells   # pointing game on a non-GT label
     at.toggle(key="sal_detail_interactive").set_value(True)     # (AppTest reruns the page, not the dialog:
@@ -212,3 +212,69 @@ def test_anchor_tiles_show_precision_and_coverage(unc, dash_logdir):
     assert shown <= {round(v, 3) for v in anchors["value"]}
     # maps without per-pair figures keep the plain caption
     assert all(re.fullmatch(r"gradient · \w+", c) for img in at.image for c in img.captions if c.startswith("gradient"))
+
+
+def test_a_failed_run_shows_its_error_not_an_empty_grid(monkeypatch, dash_logdir):
+    for page in (PAGE, "pages/comprehensive.py", "pages/counterfactual.py"):
+        at = open_page(monkeypatch, dash_logdir, page, "broken/failed")
+        assert at.error and dash_runs.FAILED_ERROR in at.error[0].value and "This run failed" in at.error[0].value
+        assert not pictures(at) and "images match" not in texts(at)
+
+
+# ---- issue 12: state in the URL and across pages; tag pills; labels of the run ---------------
+def test_state_survives_a_page_switch_and_comes_from_the_url(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, PAGE, dash_runs.RUNNER_RUN)
+    at.pills(key="sal_tags").set_value(["FN"]).run()
+    at.slider(key="sal_opacity").set_value(0.8).run()
+    at.selectbox(key="sal_cmap_seq").set_value("viridis").run()
+    at.multiselect(key="sal_explainers").set_value(["gradcam"])
+    at.button(key="sal_explainers_apply").click().run()
+    url = {k: [v] if isinstance(v := at.query_params[k], str) else list(v)
+           for k in ("sal_tags", "sal_opacity", "sal_cmap_seq", "sal_explainers")}
+    assert url == {"sal_tags": ["FN"], "sal_opacity": ["0.8"], "sal_cmap_seq": ["viridis"], "sal_explainers": ["gradcam"]}
+    assert "sal_sort" not in at.query_params                       # defaults stay out of the URL
+    at.switch_page("pages/comprehensive.py").run()
+    at.number_input(key="cmp_w_sparseness").set_value(3.0).run()   # > 1 is accepted: weights are ratios
+    assert not at.exception and at.number_input(key="cmp_w_sparseness").value == 3.0
+    at.switch_page(PAGE).run()
+    assert at.pills(key="sal_tags").value == ["FN"] and at.slider(key="sal_opacity").value == 0.8
+    assert at.selectbox(key="sal_cmap_seq").value == "viridis" and at.multiselect(key="sal_explainers").value == ["gradcam"]
+    at.switch_page("pages/comprehensive.py").run()
+    assert at.number_input(key="cmp_w_sparseness").value == 3.0
+    # a fresh session (reload, shared link) starts from the URL; values that do not fit are ignored
+    monkeypatch.setenv("XAI_LOGDIR", str(dash_logdir))
+    from streamlit.testing.v1 import AppTest
+
+    from apptest_util import ROOT, TIMEOUT
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    fresh.query_params.update(run=dash_runs.RUNNER_RUN, sal_tags=["FN"], sal_sort="score", sal_sort_exp="gradcam",
+                              sal_sort_met="pointing_game", sal_order="ascending", sal_opacity="7", sal_labels=["0", "999"])
+    fresh.run()
+    fresh.switch_page(PAGE).run()
+    assert not fresh.exception
+    assert fresh.pills(key="sal_tags").value == ["FN"] and fresh.selectbox(key="sal_sort").value == "score"
+    assert fresh.selectbox(key="sal_sort_met").value == "pointing_game" and fresh.radio(key="sal_order").value == "ascending"
+    assert fresh.slider(key="sal_opacity").value == 0.5 and fresh.multiselect(key="sal_labels").value == []
+
+
+def test_a_tag_pill_click_selects_only_that_tag(at, expected):
+    _, lab = expected
+    assert at.pills(key="sal_tags").value == []                    # none selected = every tag
+    assert "**12** of 12 images match" in texts(at)
+    at.pills(key="sal_tags").set_value(["FN"]).run()                # what one click on FN gives
+    fn = sorted(lab.loc[lab["tag"] == "FN", "sample_id"].unique())
+    assert sorted(pictures(at)) == fn and f"**{len(fn)}** of 12 images match" in texts(at)
+
+
+def test_labels_filter_offers_the_labels_of_the_run(at, expected):
+    _, lab = expected
+    assert at.multiselect(key="sal_labels").options == [at.multiselect(key="sal_labels").format_func(l)
+                                                        for l in sorted(lab["label"].unique())]
+
+
+def test_each_explainer_column_has_a_colour_bar(at):
+    n = len(at.multiselect(key="sal_explainers").value)
+    bars = [c.value for c in at.caption if re.fullmatch(r"0 … [\d.e+-]+", c.value)]
+    assert len(bars) == n
+    at.selectbox(key="sal_polarity").set_value("signed").run()
+    assert len([c for c in at.caption if re.fullmatch(r"-[\d.e+-]+ … [\d.e+-]+", c.value)]) == n
