@@ -10,10 +10,12 @@ from pages._common import FRAME, nav_pages
 from xai_core.dashboard import preload
 
 st.set_page_config(page_title="xaiboard", page_icon="🔍", layout="wide")
-preload()  # heavy imports off the first click's path (once per server process)
 
 FRAME.active = True
 try:
     st.navigation(nav_pages()).run()
 finally:
     FRAME.active = False
+    # Heavy imports off the path of a later click (once per server process), started after
+    # the first page is drawn so that they do not slow it down.
+    preload()

@@ -66,3 +66,14 @@ def test_page_fields_follow_the_run(synth_tables):
     cls = {f.key: f for f in F.classification_fields(synth_tables, ["cat", "dog"], ["dog"])}
     assert cls["cls_classes"].from_url(["bird"]) is None and cls["cls_classes"].default == ["dog"]
     assert F.effective_tags([]) == TAGS and F.effective_tags(["FN"]) == ("FN",)
+
+
+def test_preload_runs_once_in_the_background():
+    import sys
+
+    from xai_core.dashboard import preload
+
+    th = preload()
+    assert th is preload() and th.daemon
+    th.join(timeout=300)
+    assert not th.is_alive() and "plotly.graph_objects" in sys.modules and "torch" in sys.modules
