@@ -56,7 +56,8 @@ def require_frame(page_file: str) -> None:
         return
     st.session_state["_frame_retry"] = True
     st.navigation(nav_pages(), position="hidden")
-    st.switch_page(page_file, query_params=st.query_params.to_dict())
+    # every value of a repeated parameter (to_dict() keeps only the last: ?sal_explainers=a&…=b)
+    st.switch_page(page_file, query_params={k: st.query_params.get_all(k) for k in st.query_params})
 
 
 def logdir():

@@ -31,9 +31,14 @@ DETAIL_BUDGET_S = 2.0    # issue 12: "detail view < 2 s"
 
 
 def _count(page, n, total=12):
+    """Wait for "n of total images match"; on failure say what the page showed instead."""
     from playwright.sync_api import expect
 
-    expect(page.get_by_text(f"{n} of {total} images match", exact=True)).to_be_visible(timeout=WAIT)
+    try:
+        expect(page.get_by_text(f"{n} of {total} images match", exact=True)).to_be_visible(timeout=WAIT)
+    except AssertionError as e:
+        shown = page.get_by_text("images match").all_inner_texts()
+        raise AssertionError(f"{page.url}: expected {n} of {total} images, the page shows {shown}") from e
 
 
 def _settled(page):
@@ -56,8 +61,11 @@ def test_issue_12_walk_through(browser, server, shots, tmp_path):
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
         # ---- 3. a tag pill click selects only that tag; 1. it goes to the URL ----------------
-        page.goto(f"{server}/saliency?run={TOY}", wait_until="domcontentloaded")
+        # the first request of a fresh server, with a repeated parameter: both values arrive
+        page.goto(f"{server}/saliency?run={TOY}&sal_explainers=gradcam&sal_explainers=random",
+                  wait_until="domcontentloaded")
         _count(page, 12)
+        expect(page.locator("[class*='st-key-sal_legend_']")).to_have_count(2, timeout=WAIT)
         n_fn = lab.loc[lab["tag"] == "FN", "sample_id"].nunique()
         page.locator(".st-key-sal_tags button", has_text=re.compile(r"^FN \(")).click()
         _count(page, n_fn)
@@ -118,8 +126,9 @@ def test_issue_12_walk_through(browser, server, shots, tmp_path):
             times.append(time.perf_counter() - t0)
             if i == 0:
                 page.screenshot(path=str(shots / "w03_detail.png"))
-                scores = dialog.locator(".st-key-sal_detail_scores").text_content()
-                assert "—" in scores and "None" not in scores and "nan" not in scores
+                scores = dialog.locator(".st-key-sal_detail_scores")
+                expect(scores).to_contain_text("—", timeout=WAIT)           # pointing game of a non-GT label
+                assert "None" not in scores.text_content() and "nan" not in scores.text_content()
             page.keyboard.press("Escape")
             expect(dialog).to_have_count(0, timeout=WAIT)
         print(f"detail view: {', '.join(f'{t:.2f} s' for t in times)}")
