@@ -73,7 +73,7 @@ with c_radar:
 st.subheader("Scores")
 st.caption("Mean [0, 1] score per metric (higher is better) over the finite results (— where none); what each metric "
            "measures: Metrics, below. Comprehensive score = Σ wᵢ · meanᵢ.")
-shown, helps = A.display_table(table, infos)
+shown = A.display_table(table, infos)
 numbers = [c for c in shown.columns if shown[c].dtype.kind == "f"]
 with st.container(key="cmp_scores"):
     # A static table: its headers wrap at spaces, so 7 explainers × 8 metrics and the sanity

@@ -278,26 +278,19 @@ def class_bars_frame(pc: pd.DataFrame, *, explainer: str | None = None, metric: 
 MISSING = "—"
 
 
-def display_table(table: pd.DataFrame, infos: list[MetricInfo]) -> tuple[pd.DataFrame, dict[str, str]]:
+def display_table(table: pd.DataFrame, infos: list[MetricInfo]) -> pd.DataFrame:
     """:func:`assessment_table` for the page, narrow enough for a 1440 px screen with seven
-    explainers and six metrics (issue 12): rank, explainer, comprehensive score, one mean
-    column per metric (numbers, NaN where none), metrics used and a short sanity verdict.
-    Returns (frame, {column: tooltip}); the intervals are in :func:`interval_table`."""
+    explainers and eight metrics (issue 12): rank, explainer, comprehensive score, one mean
+    column per metric (numbers, NaN where none), metrics used and the sanity verdict. The
+    intervals are in :func:`interval_table`, the directions in :func:`metrics_frame`."""
     out = table[["rank", "explainer", "comprehensive"]].copy()
-    helps = {"comprehensive": "Σ wᵢ · meanᵢ over the metrics with a result (weights normalised to sum to 1)"}
     for m in infos:
-        if f"{m.name} mean" not in table:
-            continue
-        col = m.display_name
-        out[col] = table[f"{m.name} mean"].to_numpy(dtype=np.float64)
-        helps[col] = (f"{m.display_name} ({m.category}): mean [0, 1] score, higher is better; the raw value is "
-                      f"{m.direction}. Intervals and skipped results: the table below.")
+        if f"{m.name} mean" in table:
+            out[m.display_name] = table[f"{m.name} mean"].to_numpy(dtype=np.float64)
     out["metrics used"] = table["metrics_used"]
     if "sanity" in table:
         out["sanity"] = [str(v).replace("similarity ", "") for v in table["sanity"]]
-        helps["sanity"] = ("model-randomisation check (similarity of the maps before and after randomising the "
-                           "weights): FAILED when the maps barely change")
-    return out, helps
+    return out
 
 
 def interval_table(table: pd.DataFrame, infos: list[MetricInfo]) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Plotly figures of the dashboard: detail heatmaps, ranking, radar and per-class bars."""
+"""Plotly figures of the dashboard: the on-request raw-value heatmap, ranking, radar and the
+per-class grid."""
 
 from __future__ import annotations
 
@@ -99,27 +100,6 @@ def radar_figure(long: pd.DataFrame, metric_names: Sequence[str], labels: dict[s
     fig.update_layout(polar=dict(radialaxis=dict(range=[0, 1]), angularaxis=dict(tickfont=dict(size=11))),
                       margin=dict(l=90, r=90, t=40, b=40), height=420,
                       legend=dict(orientation="h", y=-0.08, yanchor="top"))
-    return fig
-
-
-def class_bars_figure(frame: pd.DataFrame, group: str, counts: dict[str, int] | None = None,
-                      names: dict[str, str] | None = None) -> go.Figure:
-    """Grouped horizontal bars: one row per class, one bar per value of ``group``
-    (``"metric"`` or ``"explainer"``). ``counts`` {class: n} is appended to the row labels."""
-    names = names or {}
-    counts = counts or {}
-    classes = list(dict.fromkeys(frame["class"]))
-    ylab = {c: f"{c} (n={counts[c]})" if c in counts else c for c in classes}
-    fig = go.Figure()
-    for gval, g in frame.groupby(group, sort=False):
-        fig.add_trace(go.Bar(
-            x=g["mean"], y=[ylab[c] for c in g["class"]], orientation="h", name=names.get(str(gval), str(gval)),
-            customdata=g["n"], hovertemplate="%{y}<br>%{x:.4f} over %{customdata} results<extra>" + names.get(str(gval), str(gval)) + "</extra>",
-        ))
-    fig.update_layout(barmode="group", xaxis=dict(range=[0, 1], title="mean score (higher is better)"),
-                      yaxis=dict(autorange="reversed", categoryorder="array", categoryarray=[ylab[c] for c in classes]),
-                      margin=dict(l=0, r=10, t=10, b=40), height=120 + 22 * len(classes) * max(1, frame[group].nunique()),
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
     return fig
 
 
