@@ -278,3 +278,15 @@ def test_each_explainer_column_has_a_colour_bar(at):
     assert len(bars) == n
     at.selectbox(key="sal_polarity").set_value("signed").run()
     assert len([c for c in at.caption if re.fullmatch(r"-[\d.e+-]+ … [\d.e+-]+", c.value)]) == n
+
+
+def test_a_run_that_failed_half_way_shows_its_error_and_what_it_finished(monkeypatch, tmp_path):
+    import json
+
+    run = dash_runs.write_synthetic(tmp_path / "half")
+    m = json.loads((run / "manifest.json").read_text())
+    m.update(status="failed", error="OutOfMemoryError: part 2")
+    (run / "manifest.json").write_text(json.dumps(m))
+    at = open_page(monkeypatch, tmp_path, PAGE, "half")
+    assert "This run failed: OutOfMemoryError: part 2" in at.error[0].value and "5 finished images" in at.error[0].value
+    assert len(pictures(at)) == 5
