@@ -112,7 +112,9 @@ view = Q.page_view(t, sel, page, page_size)
 # Chip and button labels wrap instead of ending in "…" in narrow columns (7 explainers at 1440 px).
 st.html("<style>[class*='st-key-sal_chip_'] button p, [class*='st-key-sal_det_'] button p "
         "{white-space: normal; overflow-wrap: anywhere; text-overflow: clip;} "
-        "[class*='st-key-sal_chip_'] button div, [class*='st-key-sal_det_'] button div {overflow: visible;}</style>")
+        "[class*='st-key-sal_chip_'] button div, [class*='st-key-sal_det_'] button div {overflow: visible;} "
+        # captions wrap between words (hyphenated when a word is too long), never mid-word
+        "[data-testid='stImageCaption'] p {word-break: normal; overflow-wrap: normal; hyphens: auto;}</style>")
 active_labels = st.session_state.setdefault("sal_active", {})
 
 
