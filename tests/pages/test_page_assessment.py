@@ -95,3 +95,18 @@ def test_classification_on_the_runner_run(monkeypatch, dash_logdir):
     assert "Class Sensitivity" not in at.selectbox(key="cls_metric").options   # label-agnostic
     at.multiselect(key="cls_classes").set_value([]).run()
     assert "Nothing to show" in at.info[0].value
+
+
+def test_assessment_state_in_the_url(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, CLS, dash_runs.SYNTH_RUN)
+    at.radio(key="cls_mode").set_value("One metric, several explainers").run()
+    at.pills(key="cls_tags").set_value(["TP"]).run()
+    assert at.query_params["cls_tags"] in ("TP", ["TP"]) and "cls_mode" in at.query_params
+    at.switch_page(CMP).run()
+    at.pills(key="cmp_loc_tags").set_value([]).run()                 # localisation: every tag
+    assert at.query_params["cmp_loc_tags"] in ("", [""])
+    at.switch_page(CLS).run()
+    assert at.radio(key="cls_mode").value == "One metric, several explainers" and at.pills(key="cls_tags").value == ["TP"]
+    at.switch_page(CMP).run()
+    assert at.pills(key="cmp_loc_tags").value == []
+    assert "localisation metrics every tag" in " ".join(c.value for c in at.caption)
