@@ -7,6 +7,7 @@ the active run travels in the URL as ``?run=<name>``.
 import streamlit as st
 
 from pages._common import FRAME, nav_pages
+from xai_core.dashboard import preload
 
 st.set_page_config(page_title="xaiboard", page_icon="🔍", layout="wide")
 
@@ -15,3 +16,6 @@ try:
     st.navigation(nav_pages()).run()
 finally:
     FRAME.active = False
+    # Heavy imports off the path of a later click (once per server process), started after
+    # the first page is drawn so that they do not slow it down.
+    preload()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Order: the cheap, issue-level figures first.
-ORDER = ("runner", "scaling", "memory", "explainers", "metrics", "dashboard")
+ORDER = ("runner", "scaling", "memory", "explainers", "metrics", "dashboard", "dashboard_ui")
 # BENCH_QUICK: sizes that make every script finish in about a minute (figures are noisier).
 QUICK = {"BENCH_IMAGES": "4", "BENCH_SCALING_IMAGES": "4", "BENCH_MEMORY_SIZES": "100,1000",
          "BENCH_DASHBOARD_SAMPLES": "5000", "BENCH_EXPLAINER_MODELS": "demo", "BENCH_METRIC_PAIRS": "8",

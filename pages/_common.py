@@ -15,6 +15,7 @@ import threading
 import streamlit as st
 
 from xai_core.dashboard import OpenRun, RunInfo, list_runs, open_run, parse_logdir, run_stamp
+from xai_core.dashboard import state as S
 from xai_core.errors import XaiError
 
 # (file, title, icon); the first is the default page. app.py builds the navigation from it.
@@ -55,7 +56,8 @@ def require_frame(page_file: str) -> None:
         return
     st.session_state["_frame_retry"] = True
     st.navigation(nav_pages(), position="hidden")
-    st.switch_page(page_file, query_params=st.query_params.to_dict())
+    # every value of a repeated parameter (to_dict() keeps only the last: ?sal_explainers=a&…=b)
+    st.switch_page(page_file, query_params={k: st.query_params.get_all(k) for k in st.query_params})
 
 
 def logdir():
@@ -122,12 +124,54 @@ def active_run(*, require: bool = True) -> OpenRun | None:
             st.stop()
         return None
     try:
-        return _open(ld, name, run_stamp(next(r.path for r in all_runs if r.name == name)))
+        run = _open(ld, name, run_stamp(next(r.path for r in all_runs if r.name == name)))
     except XaiError as e:
         st.error(str(e))
         if require:
             st.stop()
         return None
+    show_failure(run)
+    return run
+
+
+# ---- page state in the URL and the session (xai_core.dashboard.state) --------------------
+_KEPT = "_page_state"  # {widget key: value}: a plain copy, which Streamlit does not forget
+
+
+def restore(fields: list[S.Field]) -> None:
+    """Before the widgets: give each its value (live, else URL, else this session's copy,
+    else default). The widgets are then drawn without a ``default``/``value`` argument."""
+    kept = st.session_state.setdefault(_KEPT, {})
+    for f in fields:
+        v = S.resolve(f, st.session_state.get(f.key), f.key in st.session_state, st.query_params.get_all(f.key),
+                      kept.get(f.key), f.key in kept)
+        if f.key not in st.session_state or st.session_state[f.key] != v:
+            st.session_state[f.key] = v
+
+
+def remember(fields: list[S.Field], *, hidden: tuple[str, ...] = ()) -> None:
+    """After the widgets: keep a copy of their values for the next visit and put the
+    non-default ones in the URL (``hidden``: fields not drawn this run stay out of it)."""
+    kept = st.session_state.setdefault(_KEPT, {})
+    values = {f.key: st.session_state[f.key] for f in fields if f.key in st.session_state}
+    kept.update(values)
+    want = S.encode([f for f in fields if f.key not in hidden], values)
+    for f in fields:
+        have = st.query_params.get_all(f.key)
+        if f.key in want:
+            if have != want[f.key]:
+                st.query_params[f.key] = want[f.key]
+        elif have:
+            del st.query_params[f.key]
+
+
+def show_failure(run: OpenRun) -> None:
+    """A failed run says why above whatever it computed before failing."""
+    if run.info.status == "failed":
+        st.error(f"This run failed: {run.info.error or 'no reason recorded'}. "
+                 f"{'Its ' + str(run.tables.n_samples) + ' finished images are shown below.' if run.tables.n_samples else ''}")
+        if not run.tables.n_samples:
+            st.stop()
 
 
 def show_error(e: XaiError) -> None:

@@ -1,11 +1,13 @@
-"""Comprehensive assessment: metrics × explainers, weights, ranking, radar, CSV."""
+"""Comprehensive assessment: weights and tags, ranking and radar, metrics × explainers, CSV."""
 
 import streamlit as st
 
-from pages._common import active_run, refresh_while_running, require_frame
+from pages._common import active_run, refresh_while_running, remember, require_frame, restore
 from xai_core.dashboard import assessment as A
+from xai_core.dashboard import fields as F
 from xai_core.dashboard.figures import radar_figure, ranking_figure
 from xai_core.errors import XaiError
+from xai_core.labels import TAGS
 
 require_frame(__file__)
 run = active_run()
@@ -15,44 +17,46 @@ st.caption(f"run `{run.info.name}` · {t.n_samples} images")
 refresh_while_running(run)
 
 
-@st.cache_data(max_entries=8, show_spinner="Aggregating scores…")
-def _long(_t, run_key):
-    return A.explainer_metric_table(_t)
+@st.cache_data(max_entries=16, show_spinner="Aggregating scores…")
+def _long(_t, run_key, rows_filter):
+    return A.explainer_metric_table(_t, rows_filter=rows_filter)
 
 
 infos = A.scored_metric_infos(t)
 if not infos:
     st.info("This run has no evaluation scores; add metrics to its configuration to compare explainers.")
     st.stop()
-long = _long(t, (str(run.info.path), run.stamp))
+FIELDS = F.comprehensive_fields(t)
+restore(FIELDS)
 
-st.subheader("Metrics")
-st.dataframe(A.metrics_frame(infos), hide_index=True, width="stretch")
-
-st.subheader("Weights")
-st.caption("Equal by default. The weights are normalised to sum to 1, so only their ratios matter.")
-weights = {}
-per_row = 4
-for i in range(0, len(infos), per_row):
-    cols = st.columns(per_row)
-    for col, m in zip(cols, infos[i: i + per_row]):
-        weights[m.name] = col.number_input(m.display_name, 0.0, 1.0, round(1.0 / len(infos), 3), 0.05,
-                                           key=f"cmp_w_{m.name}", format="%.3f")
+c_w, c_tags = st.columns([3, 1])
+with c_w:
+    st.markdown("**Weights**", help="Equal by default; any value ≥ 0. They are normalised to sum to 1, so only their "
+                                    "ratios matter.")
+    weights = {}
+    per_row = min(4, len(infos))
+    for i in range(0, len(infos), per_row):
+        cols = st.columns(per_row)
+        for col, m in zip(cols, infos[i: i + per_row]):
+            weights[m.name] = col.number_input(m.display_name, min_value=0.0, step=0.25, key=f"cmp_w_{m.name}",
+                                               format="%.2f")
+with c_tags:
+    tags = st.pills("Tags counted", TAGS, selection_mode="multi", key="cmp_tags",
+                    help="Which (image, label) results are averaged; none selected: every tag")
+    loc = st.pills("Localisation: tags", TAGS, selection_mode="multi", key="cmp_loc_tags",
+                   help="Localisation metrics (is the map on the label's object?) count TP labels by default: an "
+                        "FN label's object is one the model did not recognise. None selected: every tag")
+remember(FIELDS)
+rows_filter = A.RowFilter(tuple(tags), tuple(loc))
+long = _long(t, (str(run.info.path), run.stamp), rows_filter)
 try:
     norm = A.normalise_weights(weights)
     table = A.assessment_table(t, long, weights)
 except XaiError as e:
     st.error(str(e))
     st.stop()
-st.caption("normalised: " + " · ".join(f"{m.display_name} {norm[m.name]:.3f}" for m in infos))
-
-st.subheader("Scores")
-st.caption("Each cell: mean [0, 1] score (higher is better) over the finite results, with its 95 % bootstrap interval "
-           "and the number of results the metric skipped (did not apply). The arrow gives the direction of the raw value. "
-           "Comprehensive score = Σ wᵢ · meanᵢ.")
-st.dataframe(A.display_table(table, infos), hide_index=True, width="stretch", key="cmp_table")
-st.download_button("Download CSV", table.to_csv(index=False).encode(), file_name=f"{run.info.name.replace('/', '_')}_assessment.csv",
-                   mime="text/csv", key="cmp_csv", icon=":material/download:")
+st.caption("normalised: " + " · ".join(f"{m.display_name} {norm[m.name]:.3f}" for m in infos)
+           + f" · counted: {rows_filter.text}")
 
 c_rank, c_radar = st.columns(2)
 with c_rank:
@@ -65,3 +69,22 @@ with c_radar:
                         key="cmp_radar", config={"displaylogo": False})
     else:
         st.info("The radar chart needs at least 3 metrics.")
+
+st.subheader("Scores")
+st.caption("Mean [0, 1] score per metric (higher is better) over the finite results (— where none); what each metric "
+           "measures: Metrics, below. Comprehensive score = Σ wᵢ · meanᵢ.")
+shown = A.display_table(table, infos)
+numbers = [c for c in shown.columns if shown[c].dtype.kind == "f"]
+with st.container(key="cmp_scores"):
+    # A static table: its headers wrap at spaces, so 7 explainers × 8 metrics and the sanity
+    # verdict fit a 1440 px screen without a horizontal scroll bar (issue 12).
+    st.table(shown.set_index("rank").style.format("{:.3f}", subset=numbers, na_rep=A.MISSING))
+st.download_button("Download CSV (with the weights used)", table.to_csv(index=False).encode(),
+                   file_name=f"{run.info.name.replace('/', '_')}_assessment.csv", mime="text/csv", key="cmp_csv",
+                   icon=":material/download:")
+with st.expander("Intervals and skipped results"):
+    st.caption("95 % bootstrap interval of each mean; skipped: results where the metric did not apply (e.g. "
+               "localisation without a box).")
+    st.dataframe(A.interval_table(table, infos), hide_index=True, width="stretch", key="cmp_intervals")
+with st.expander("Metrics"):
+    st.dataframe(A.metrics_frame(infos), hide_index=True, width="stretch")

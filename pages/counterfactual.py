@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from pages._common import active_run, refresh_while_running, require_frame
+from pages._common import active_run, refresh_while_running, remember, require_frame, restore
 from xai_core.dashboard import counterfactual as CF
+from xai_core.dashboard import fields as F
+from xai_core.dashboard import query as Q
 from xai_core.errors import XaiError
 from xai_core.labels import TAGS
 
@@ -28,13 +30,16 @@ def _strip(_t, _store, run_key, pos: int, label: int) -> CF.Strip:
 
 
 # ---- filters -------------------------------------------------------------------------------
+FIELDS = F.counterfactual_fields(t)
+restore(FIELDS)
 c_lab, c_tag, c_hide = st.columns([3, 3, 2], vertical_alignment="bottom")
-labels = c_lab.multiselect("Labels", list(range(len(t.classes))), format_func=t.class_name, key="cf_labels",
-                           placeholder="every label")
-tags = c_tag.pills("Tags", TAGS, selection_mode="multi", default=list(TAGS), key="cf_tags")
-hide = c_hide.toggle("Hide images without a result", value=True, key="cf_hide",
+labels = c_lab.multiselect("Labels", Q.present_labels(t), format_func=t.class_name, key="cf_labels",
+                           placeholder="every label", help="the labels explained in this run")
+tags = c_tag.pills("Tags", TAGS, selection_mode="multi", key="cf_tags",
+                   help="none selected: every tag; a click shows only that tag")
+hide = c_hide.toggle("Hide images without a result", key="cf_hide",
                      help="list only images with a counterfactual for a label passing the filters")
-positions = CF.select_images(t, CF.CounterfactualFilter(tuple(labels), tuple(tags), hide))
+positions = CF.select_images(t, CF.CounterfactualFilter(tuple(labels), F.effective_tags(tags), hide))
 st.markdown(f"**{len(positions)}** of {t.n_samples} images listed",
             help="an image is listed when any of its labels passes every filter")
 if not len(positions):
@@ -42,9 +47,13 @@ if not len(positions):
     st.stop()
 
 ids, n_results = t.scol("sample_id"), CF.result_counts(t).tolist()
+listed = [int(p) for p in positions]
+if st.session_state.get("cf_image") not in listed:
+    st.session_state["cf_image"] = listed[0]
 c_img, c_sel = st.columns([2, 3])
-pos = c_img.selectbox("Image", [int(p) for p in positions], key="cf_image",
+pos = c_img.selectbox("Image", listed, key="cf_image",
                       format_func=lambda p: f"{ids[p]} · {n_results[p] or 'no'} label{'s' * (n_results[p] != 1)} with a result")
+remember(FIELDS, hidden=("cf_image",) if pos == listed[0] else ())  # the first image is the default
 with_result = CF.labels_with_result(t, pos)
 if not with_result:
     st.info(f"Image {ids[pos]} has no counterfactual: none of its labels reached the threshold, or the blurred "
@@ -70,4 +79,4 @@ frame = s.frame()
 c_chart, c_table = st.columns([3, 2])
 c_chart.markdown(f"**p({s.name}) per layer** (0 = original image)")
 c_chart.line_chart(frame, x="layer", y="probability", height=220)
-c_table.dataframe(frame, hide_index=True, width="stretch")
+c_table.dataframe(CF.frame_text(frame), hide_index=True, width="stretch")

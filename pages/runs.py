@@ -15,7 +15,7 @@ if not ld.is_dir():
     st.error(f"The log directory {str(ld)!r} does not exist; start the app with `-- --logdir DIR` or set XAI_LOGDIR.")
     st.stop()
 if not all_runs:
-    st.info(f"No runs under `{ld}` yet. Create one with `xai-core run CONFIG --out {ld}/NAME` "
+    st.info(f"No runs under `{ld}` yet. Create one with `xai-core run --config CONFIG.yaml --out {ld}/NAME` "
             "(or `make demo`); this page refreshes by itself.")
 
 STATUS_ICON = {"complete": ":green-badge[complete]", "running": ":blue-badge[running]",

@@ -20,6 +20,7 @@ _MEMO: dict = {}
 RUNNER_RUN = "toy/colour"      # run name under the shared logdir
 ANALYSES_RUN = "toy/analyses"  # runner-made, with MC-dropout uncertainty and counterfactuals
 SYNTH_RUN = "synthetic"
+MANY_CLASSES_RUN = "synthetic_1000"  # a model with 1000 classes, 3 of them explained
 
 
 def _tag_dataset(root: Path) -> Path:
@@ -114,6 +115,7 @@ def shared_logdir(tmp_path_factory) -> Path:
         shutil.rmtree(root / "toy" / "_data", ignore_errors=True)
         write_synthetic(root / SYNTH_RUN, sanity={"a": {"passed": True, "final_similarity": 0.12},
                                                   "b": {"passed": False, "final_similarity": 0.93}})
+        write_synthetic(root / MANY_CLASSES_RUN, classes=CLASSES + [f"unused{i}" for i in range(997)])
         write_broken(root)
         _MEMO["logdir"] = root
     return _MEMO["logdir"]
@@ -145,7 +147,8 @@ def synthetic_map(sample: int, label: int, explainer: str) -> np.ndarray:
 
 
 def write_synthetic(run_dir: Path, *, parts=((0, 1, 2), (3, 4)), sanity: dict | None = None,
-                    prob_std: bool = False) -> Path:
+                    prob_std: bool = False, classes: list[str] = CLASSES) -> Path:
+    """``classes``: the model's classes (the first three are the explained ones)."""
     from xai_core.summary.writer import RunWriter, write_part
 
     metrics = [
@@ -156,7 +159,7 @@ def write_synthetic(run_dir: Path, *, parts=((0, 1, 2), (3, 4)), sanity: dict | 
         {"name": "m3", "type": "m3", "display_name": "Metric three", "category": "localization",
          "higher_is_better": True, "value_range": [0, 1], "label_agnostic": False},
     ]
-    manifest = {"classes": CLASSES, "model": {"factory": "synthetic:model"}, "dataset": {"kind": "synthetic"},
+    manifest = {"classes": list(classes), "model": {"factory": "synthetic:model"}, "dataset": {"kind": "synthetic"},
                 "explainers": [{"name": "a", "type": "a", "signed": True}, {"name": "b", "type": "b", "signed": True}],
                 "metrics": metrics,
                 "progress": {"total_samples": 5, "done_samples": 0, "total_parts": len(parts), "done_parts": 0}}
@@ -168,7 +171,7 @@ def write_synthetic(run_dir: Path, *, parts=((0, 1, 2), (3, 4)), sanity: dict | 
         rows = [(i, r) for i in idx for r in LABELS[i]]
         probs = []
         for i in idx:
-            pr = [0.05] * len(CLASSES)
+            pr = [0.05] * len(classes)
             for lab, prob, _, _ in LABELS[i]:
                 pr[lab] = prob
             probs.append(pr)
@@ -236,4 +239,20 @@ def write_broken(logdir: Path) -> dict[str, Path]:
     part = write_synthetic(logdir / "broken" / "corrupt_part")
     (part / "tables" / "labels" / "part-000001.parquet").write_bytes(b"PAR1 garbage")
     out["corrupt_part"] = part
+    out["failed"] = write_failed(logdir / "broken" / "failed")
     return out
+
+
+FAILED_ERROR = "ModelError: model factory 'synthetic:model' raised RuntimeError: out of memory"
+
+
+def write_failed(run_dir: Path) -> Path:
+    """A run that failed before committing any image: the dashboard must show its error."""
+    from xai_core.summary.writer import RunWriter
+
+    w = RunWriter.create(run_dir, {"classes": CLASSES, "model": {"factory": "synthetic:model"},
+                                   "dataset": {"kind": "synthetic"}, "explainers": [{"name": "a", "type": "a"}],
+                                   "metrics": [], "progress": {"total_samples": 5, "done_samples": 0,
+                                                               "total_parts": 2, "done_parts": 0}})
+    w.finish("failed", error=FAILED_ERROR)
+    return run_dir

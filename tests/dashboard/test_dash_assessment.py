@@ -73,9 +73,16 @@ def test_table_has_directions_intervals_and_sanity(synth_tables, long):
     table = A.assessment_table(synth_tables, long, EQUAL)
     assert table["explainer"].tolist() == ["b", "a"]
     assert table.set_index("explainer")["sanity"].to_dict() == {"a": "passed (similarity 0.120)", "b": "FAILED (similarity 0.930)"}
-    assert {"m1 mean", "m1 ci_low", "m1 ci_high", "m1 skipped"} <= set(table.columns)
+    assert {"m1 mean", "m1 ci_low", "m1 ci_high", "m1 n", "m1 skipped"} <= set(table.columns)
     shown = A.display_table(table, A.metric_infos(synth_tables))
-    assert "Metric two (↓ raw)" in shown.columns and "3 skipped" in shown.set_index("explainer")["Metric three (↑ raw)"]["a"]
+    # one narrow numeric column per metric; direction and category in the header's tooltip
+    assert list(shown.columns) == ["rank", "explainer", "comprehensive", "Metric one", "Metric two", "Metric three",
+                                   "metrics used", "sanity"]
+    assert shown.set_index("explainer")["Metric three"]["a"] == pytest.approx(0.25)
+    assert shown["sanity"].tolist() == ["FAILED (0.930)", "passed (0.120)"]
+    iv = A.interval_table(table, A.metric_infos(synth_tables)).set_index(["explainer", "metric"])
+    assert iv.loc[("a", "Metric three"), "skipped"] == "3" and iv.loc[("a", "Metric three"), "results"] == "5"
+    assert iv.loc[("a", "Metric three"), "mean"] == "0.250"
     frame = A.metrics_frame(A.metric_infos(synth_tables))
     assert frame["direction (raw)"].tolist() == ["higher is better", "lower is better", "higher is better"]
     assert frame["per"].tolist() == ["image × label", "image", "image × label"]
@@ -118,3 +125,26 @@ def test_scored_metric_infos_keeps_run_order_and_drops_metrics_without_scores(sy
     partial = dataclasses.replace(
         synth_tables, pair_slices={k: v for k, v in synth_tables.pair_slices.items() if k[1] != dropped})
     assert [m.name for m in A.scored_metric_infos(partial)] == every[1:]
+
+
+def test_csv_table_carries_the_normalised_weights(synth_tables, long):
+    table = A.assessment_table(synth_tables, long, {"m1": 3.0, "m2": 1.0, "m3": 0.0})   # > 1 is fine: ratios
+    assert table["m1 weight"].tolist() == [0.75, 0.75] and table["m2 weight"].tolist() == [0.25, 0.25]
+    assert table["m3 weight"].tolist() == [0.0, 0.0]
+    assert "m1 weight" in table.to_csv(index=False).splitlines()[0]
+
+
+def test_row_filter_by_tag(synth_tables):
+    every = A.explainer_metric_table(synth_tables, n_boot=10).set_index(["explainer", "metric"])
+    default = A.explainer_metric_table(synth_tables, n_boot=10, rows_filter=A.RowFilter()).set_index(["explainer", "metric"])
+    # m3 (localization) has a value on the 5 ground-truth labels; by default only the 4 TP count
+    assert every.loc[("a", "m3"), "n"] == 5 and default.loc[("a", "m3"), "n"] == 4
+    assert every.loc[("a", "m1"), "n"] == default.loc[("a", "m1"), "n"] == 7          # other metrics: every tag
+    tp = A.explainer_metric_table(synth_tables, n_boot=10, rows_filter=A.RowFilter(("TP",), ())).set_index(
+        ["explainer", "metric"])
+    assert tp.loc[("a", "m1"), "mean"] == pytest.approx((0.9 + 0.5 + 0.6) / 3) and tp.loc[("a", "m1"), "skipped"] == 1
+    assert tp.loc[("a", "m2"), "n"] == 5                       # label-agnostic: one per image, always counted
+    assert tp.loc[("a", "m3"), "n"] == 5                       # localisation: () = every tag
+    pc = A.per_class(synth_tables, A.RowFilter(("TP",), ("TP",))).set_index(["explainer", "metric", "class"])
+    assert pc.loc[("a", "m1", "cat"), "n"] == 2 and pc.loc[("a", "m1", "cat"), "mean"] == pytest.approx(0.75)
+    assert "localisation metrics TP" in A.RowFilter().text

@@ -91,6 +91,9 @@ def test_strip_rebuilds_the_runner_composites(run):
     assert u > 1 and all(l.picture.shape == s.original.shape for l in s.layers)
     f = s.frame()
     assert list(f["layer"]) == list(range(len(s.layers) + 1)) and f["probability"].iat[0] == pytest.approx(s.prob)
+    text = CF.frame_text(f)
+    assert text["window side (px)"].iat[0] == "—" and text["window side (px)"].iat[1] == str(s.layers[0].side)
+    assert "None" not in text.to_numpy().ravel().tolist()
     # the composite: sharp inside the windows, the runner's blur outside
     comp = CF.composites(img, [[list(b) for b in l.boxes] for l in s.layers])
     x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
@@ -117,6 +120,14 @@ def test_composites_and_box_outlines():
 def test_runs_without_counterfactuals_say_how_to_enable_them(synth_tables, tmp_path):
     assert len(synth_tables.counterfactuals()) == 0
     assert CF.availability(synth_tables) == CF.ENABLE_HINT and "counterfactual: {enabled: true}" in CF.ENABLE_HINT
+    # the command it suggests is one the CLI accepts (issue 12: `xai-core run CONFIG` failed)
+    import re
+
+    from xai_core.cli import build_parser
+
+    cmd = re.search(r"`(xai-core run [^`]+)`", CF.ENABLE_HINT)[1].split()[1:]
+    args = build_parser().parse_args(cmd)
+    assert args.config == "CONFIG.yaml" and args.out == "DIR"
     assert not len(CF.select_images(synth_tables, CF.CounterfactualFilter()))
     run = dash_runs.write_synthetic(tmp_path / "on")
     m = json.loads((run / "manifest.json").read_text())

@@ -76,3 +76,20 @@ def test_invalid_style(bad):
 def test_unknown_colour_map():
     with pytest.raises(XaiError, match="colour map"):
         colormap_lut("no-such-map")
+
+
+def test_legend_gives_the_colour_bar_and_its_ends():
+    from PIL import Image
+    import io
+
+    from xai_core.dashboard.overlay import legend
+
+    lg = legend(OverlayStyle(), [0.5, 0.5])
+    assert (lg.low, lg.high, lg.ends) == (0.0, 0.5, "0 … 0.5")
+    bar = np.asarray(Image.open(io.BytesIO(lg.bar)))
+    assert bar.shape[1] > bar.shape[0] and (bar[0, 0] != bar[0, -1]).any()     # a horizontal colour ramp
+    signed = legend(OverlayStyle(polarity="signed"), [2.0], signed_maps=False)
+    assert (signed.low, signed.high) == (-2.0, 2.0) and "middle colour is 0" in signed.text
+    assert "never negative" in signed.text
+    per_map = legend(OverlayStyle(scale="map"), [0.1, 0.3])
+    assert per_map.high is None and per_map.ends == "0 … each map's max" and "own scale" in per_map.text

@@ -132,3 +132,51 @@ def test_sample_detail(synth_tables):
 
 def test_score_choices_in_run_order(synth_tables):
     assert Q.score_choices(synth_tables) == {"a": ["m1", "m2", "m3"], "b": ["m1", "m2", "m3"]}
+
+
+# ---- issue 12: the sort value names its label; the label filter offers the run's labels -------
+def test_sorted_rows_carry_the_label_of_their_value(synth_tables):
+    worst = Q.SortSpec(Q.SORT_SCORE, descending=False, explainer="a", metric="m1")
+    sel = Q.select(synth_tables, Q.SaliencyFilter(), worst)
+    labels = synth_tables.lcol("label")
+    # sample 2: bird 0.1 < cat 0.7; sample 0: dog 0.2 < cat 0.9 (its default chip would be cat)
+    assert dict(zip(sel.order.tolist(), labels[sel.lrow].tolist())) == {2: 2, 0: 1, 3: 1, 1: 1, 4: 0}
+    view = Q.page_view(synth_tables, sel, 1, 5)
+    row0 = next(r for r in view.rows if r.pos == 0)
+    assert row0.sort_label == 1 and row0.default_label() == 1
+    assert Q.sort_caption(synth_tables, worst, row0) == "Metric one (a) of dog: 0.200"
+    # with the FP label filtered out, sample 0's value and label are its cat row's
+    tp = Q.page_view(synth_tables, Q.select(synth_tables, Q.SaliencyFilter(tags=("TP",)), worst), 1, 5)
+    row0 = next(r for r in tp.rows if r.pos == 0)
+    assert (row0.sort_label, row0.value) == (0, pytest.approx(0.9))
+    agn = Q.SortSpec(Q.SORT_SCORE, True, "a", "m2")
+    row = Q.page_view(synth_tables, Q.select(synth_tables, Q.SaliencyFilter(), agn), 1, 1).rows[0]
+    assert Q.sort_caption(synth_tables, agn, row) == "Metric two (a) (whole image): 0.900"
+
+
+def test_sort_caption_for_probability_and_missing_values(synth_tables):
+    asc = Q.SortSpec(descending=False)
+    row = Q.page_view(synth_tables, Q.select(synth_tables, Q.SaliencyFilter(), asc), 1, 1).rows[0]
+    assert row.pos == 2 and Q.sort_caption(synth_tables, asc, row) == "probability of cat: 0.200"
+    best_b = Q.SortSpec(Q.SORT_SCORE, True, "b", "m1")
+    last = Q.page_view(synth_tables, Q.select(synth_tables, Q.SaliencyFilter(), best_b), 5, 1).rows[0]
+    assert last.pos == 1 and last.sort_label is None and Q.sort_caption(synth_tables, best_b, last) == ""
+    ids = Q.page_view(synth_tables, Q.select(synth_tables, Q.SaliencyFilter(), Q.SortSpec(Q.SORT_ID)), 1, 1).rows[0]
+    assert ids.sort_label is None and ids.default_label() == 0
+
+
+def test_present_labels_are_the_explained_ones(synth_tables, tmp_path):
+    assert Q.present_labels(synth_tables) == [0, 1, 2]
+    # a run whose classes list is longer than what it explained offers only the explained labels
+    t = RunTables(synth_tables.run_dir, {**synth_tables.manifest, "classes": [f"c{i}" for i in range(1000)]},
+                  synth_tables.samples, synth_tables.extra, synth_tables.labels, synth_tables.starts,
+                  synth_tables.scores, synth_tables.pair_slices)
+    assert Q.present_labels(t) == [0, 1, 2]
+
+
+def test_scores_pivot_shows_a_dash_for_missing_scores(synth_tables):
+    d = Q.sample_detail(synth_tables, 2)           # m3 has no value on the FP label (bird)
+    p = Q.scores_pivot(d.scores)
+    assert p.loc[("a", "m3"), "bird"] == "—" and p.loc[("a", "m3"), "cat"] == "0.250"
+    assert p.loc[("a", "m1"), "bird"] == "0.100"
+    assert "None" not in p.to_numpy().ravel().tolist()

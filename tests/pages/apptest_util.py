@@ -25,7 +25,7 @@ def open_page(monkeypatch, logdir: Path, page: str | None, run: str | None = Non
 
 def pictures(at: AppTest) -> list[str]:
     """Sample ids of the grid's pictures, in display order (map tiles have "·" captions)."""
-    return [c for img in at.image for c in img.captions if "·" not in c]
+    return [c for img in at.image for c in img.captions if c and "·" not in c]  # colour bars have no caption
 
 
 def tiles(at: AppTest) -> dict[str, str]:

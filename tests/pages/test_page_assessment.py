@@ -13,9 +13,12 @@ CLS = "pages/classification.py"
 
 @pytest.fixture(scope="module")
 def means(dash_logdir):
-    """explainer × metric mean of the finite [0, 1] scores, computed with plain pandas."""
-    sc = RunReader(dash_logdir / dash_runs.RUNNER_RUN).scores()
-    sc = sc[np.isfinite(sc["score"])]
+    """explainer × metric mean of the finite [0, 1] scores, computed with plain pandas, over
+    what the page counts by default: localisation metrics on TP labels only."""
+    r = RunReader(dash_logdir / dash_runs.RUNNER_RUN)
+    sc = r.scores().merge(r.labels()[["sample_index", "label", "tag"]], on=["sample_index", "label"], how="left")
+    loc = sc["metric"].isin(["pointing_game", "iosr"])
+    sc = sc[np.isfinite(sc["score"]) & (~loc | (sc["tag"] == "TP"))]
     return sc.groupby(["explainer", "metric"])["score"].mean().unstack()
 
 
@@ -25,9 +28,13 @@ def ranking(means, weights):
     return total.sort_values(ascending=False, kind="stable").index.tolist()
 
 
+def score_table(at):
+    """The scores table (a static st.table: it fits the screen without a scroll bar)."""
+    return next(t.value for t in at.table if "comprehensive" in t.value.columns)
+
+
 def shown_ranking(at):
-    table = next(df.value for df in at.dataframe if "comprehensive" in df.value.columns)
-    return table["explainer"].tolist()
+    return score_table(at)["explainer"].tolist()
 
 
 def test_table_charts_and_csv(monkeypatch, dash_logdir, means):
@@ -37,9 +44,11 @@ def test_table_charts_and_csv(monkeypatch, dash_logdir, means):
     equal = {m: 1.0 for m in means.columns}
     assert shown_ranking(at) == ranking(means, equal)
     assert len(at.get("plotly_chart")) == 2                       # ranking bars + radar (4 metrics)
-    assert at.get("download_button")
-    table = next(df.value for df in at.dataframe if "comprehensive" in df.value.columns)
-    assert table.filter(like="Pointing Game").iloc[0, 0].endswith("skipped")   # non-GT labels have no value
+    assert "weights" in at.get("download_button")[0].proto.label
+    shown = score_table(at).set_index("explainer")["Pointing Game"].astype(float)
+    assert np.allclose(shown[means.index], means.loc[:, "pointing_game"])
+    intervals = next(df.value for df in at.dataframe if "95 % interval" in df.value.columns)
+    assert "—" not in intervals["skipped"].tolist() and "None" not in intervals.to_numpy().ravel().tolist()
 
 
 def test_weights_change_the_ranking(monkeypatch, dash_logdir, means):
@@ -60,11 +69,10 @@ def test_weights_change_the_ranking(monkeypatch, dash_logdir, means):
 
 def test_sanity_column_when_the_run_has_one(monkeypatch, dash_logdir):
     at = open_page(monkeypatch, dash_logdir, CMP, dash_runs.SYNTH_RUN)
-    table = next(df.value for df in at.dataframe if "comprehensive" in df.value.columns)
-    assert table.set_index("explainer")["sanity"].to_dict() == {"a": "passed (similarity 0.120)",
-                                                                "b": "FAILED (similarity 0.930)"}
+    table = score_table(at)
+    assert table.set_index("explainer")["sanity"].to_dict() == {"a": "passed (0.120)", "b": "FAILED (0.930)"}
     runner = open_page(monkeypatch, dash_logdir, CMP, dash_runs.RUNNER_RUN)
-    assert all("sanity" not in df.value.columns for df in runner.dataframe)
+    assert "sanity" not in score_table(runner).columns
 
 
 def test_classification_two_modes(monkeypatch, dash_logdir):
@@ -87,3 +95,18 @@ def test_classification_on_the_runner_run(monkeypatch, dash_logdir):
     assert "Class Sensitivity" not in at.selectbox(key="cls_metric").options   # label-agnostic
     at.multiselect(key="cls_classes").set_value([]).run()
     assert "Nothing to show" in at.info[0].value
+
+
+def test_assessment_state_in_the_url(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, CLS, dash_runs.SYNTH_RUN)
+    at.radio(key="cls_mode").set_value("One metric, several explainers").run()
+    at.pills(key="cls_tags").set_value(["TP"]).run()
+    assert at.query_params["cls_tags"] in ("TP", ["TP"]) and "cls_mode" in at.query_params
+    at.switch_page(CMP).run()
+    at.pills(key="cmp_loc_tags").set_value([]).run()                 # localisation: every tag
+    assert at.query_params["cmp_loc_tags"] in ("", [""])
+    at.switch_page(CLS).run()
+    assert at.radio(key="cls_mode").value == "One metric, several explainers" and at.pills(key="cls_tags").value == ["TP"]
+    at.switch_page(CMP).run()
+    assert at.pills(key="cmp_loc_tags").value == []
+    assert "localisation metrics every tag" in " ".join(c.value for c in at.caption)

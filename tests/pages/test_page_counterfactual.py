@@ -87,3 +87,21 @@ def test_run_without_counterfactuals_says_how_to_enable_them(monkeypatch, dash_l
     at = open_page(monkeypatch, dash_logdir, PAGE, dash_runs.SYNTH_RUN)
     assert "counterfactual: {enabled: true}" in at.info[0].value
     assert not at.image
+
+
+def test_filters_and_image_live_in_the_url(at, dash_logdir):
+    at.toggle(key="cf_hide").set_value(False).run()
+    assert "**12** of 12 images listed" in texts(at)
+    pos = 1                                              # the second image (listed now that all are)
+    at.selectbox(key="cf_image").set_value(pos).run()
+    assert at.query_params["cf_hide"] in ("0", ["0"]) and at.query_params["cf_image"] in (str(pos), [str(pos)])
+    from streamlit.testing.v1 import AppTest
+
+    from apptest_util import ROOT, TIMEOUT
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    fresh.query_params.update(run=dash_runs.ANALYSES_RUN, cf_hide="0", cf_image=str(pos), cf_tags=["TP"])
+    fresh.run()
+    fresh.switch_page(PAGE).run()
+    assert not fresh.exception
+    assert fresh.toggle(key="cf_hide").value is False and fresh.selectbox(key="cf_image").value == pos
+    assert fresh.pills(key="cf_tags").value == ["TP"]

@@ -49,7 +49,8 @@ def test_tag_filter_changes_the_count(at, expected):
 
 def test_label_and_probability_filters(at, expected):
     _, lab = expected
-    at.multiselect(key="sal_labels").set_value([0]).run()       # "red"
+    at.multiselect(key="sal_labels").set_value([0])              # "red"; applied with the form's button
+    at.button(key="sal_labels_apply").click().run()
     at.slider(key="sal_prob").set_value((0.5, 1.0)).run()
     want = lab[(lab["label"] == 0) & (lab["prob"] >= 0.5)]["sample_id"].unique()
     assert f"**{len(want)}** of 12 images match" in texts(at)
@@ -68,8 +69,17 @@ def test_sort_by_a_score_ascending(at, expected, dash_logdir):
     ids = r.samples().set_index("sample_index")["sample_id"]
     want = [ids[i] for i in pd.Series(worst).sort_values(kind="stable").index]
     assert pictures(at) == want
-    assert at.caption  # the sort value is shown under each picture
-    assert any(c.value.startswith("score: ") for c in at.caption)
+    # each row names the label its score belongs to and shows that label's maps (issue 12 item 2)
+    caps = [c.value for c in at.caption if c.value.startswith("Deletion AUC (gradcam) of ")]
+    assert len(caps) == len(want)
+    for sid, cap in zip(want, caps):
+        label_name, value = re.fullmatch(r"Deletion AUC \(gradcam\) of (\w+): (\d\.\d{3})", cap).groups()
+        worst_rows = sc[sc.sample_index == ids[ids == sid].index[0]]
+        assert float(value) == round(worst_rows["score"].min(), 3)
+        assert label_name in {r.classes[l] for l in worst_rows.loc[worst_rows["score"] == worst_rows["score"].min(), "label"]}
+    first_row_tiles = list(tiles(at))[: len(at.multiselect(key="sal_explainers").value)]
+    first_label = re.fullmatch(r"Deletion AUC \(gradcam\) of (\w+): .*", caps[0])[1]
+    assert all(k.endswith(f"· {first_label}") for k in first_row_tiles)
 
 
 def test_sort_by_probability_descending_uses_the_max(at, expected):
@@ -105,15 +115,22 @@ def test_clicking_a_label_chip_switches_the_maps(at):
     assert at.button(key=other.key).proto.type == "primary"
 
 
-def test_detail_view_has_interactive_maps_and_scores(at, expected):
+def test_detail_view_has_pictures_legends_and_scores(at, expected):
     r, _ = expected
     det = next(b for b in at.button if b.key and b.key.startswith("sal_det_"))
     det.click().run()
     assert not at.exception
-    charts = at.get("plotly_chart")
-    assert len(charts) == 1 + len(r.explainers)
+    assert not at.get("plotly_chart")       # pictures first: the interactive chart is opt-in
+    caps = [c for img in at.image for c in img.captions]
+    names = [e["name"] for e in r.explainers]
+    assert "image" in caps and all(any(c.startswith(f"{e} · ") for c in caps) for e in names)
     assert any("ground truth" in m.value for m in at.markdown)
-    assert any(df.value.shape[0] == len(r.explainers) * len(r.metrics) for df in at.dataframe)
+    scores = next(tb.value for tb in at.table if tb.value.shape[0] == len(r.explainers) * len(r.metrics))
+    cells = scores.to_numpy().ravel().tolist()
+    assert "—" in cells and "None" not in cells and "nan" not in cells   # pointing game on a non-GT label
+    at.toggle(key="sal_detail_interactive").set_value(True)     # (AppTest reruns the page, not the dialog:
+    at.button(key=det.key).click().run()                       # open it again in the same run)
+    assert len(at.get("plotly_chart")) == 1 and not at.exception
 
 
 def test_display_options(at):
@@ -121,7 +138,8 @@ def test_display_options(at):
     assert at.selectbox(key="sal_cmap_div").options[0] == "RdBu_r"
     at.radio(key="sal_scale").set_value("map").run()
     at.selectbox(key="sal_page_size").set_value(24).run()
-    at.multiselect(key="sal_explainers").set_value(["gradcam"]).run()
+    at.multiselect(key="sal_explainers").set_value(["gradcam"])
+    at.button(key="sal_explainers_apply").click().run()
     assert not at.exception and len(tiles(at)) == 12
 
 
@@ -182,7 +200,7 @@ def test_sort_by_uncertainty(unc):
     top = lab.groupby("sample_id")["prob_std"].max()
     shown = pictures(at)
     assert [top[s] for s in shown] == sorted(top.values, reverse=True)
-    assert any(c.value.startswith("uncertainty: ") for c in at.caption)
+    assert any(re.fullmatch(r"uncertainty of \w+: \d\.\d{3}", c.value) for c in at.caption)
 
 
 def test_anchor_tiles_show_precision_and_coverage(unc, dash_logdir):
@@ -206,3 +224,81 @@ def test_a_missing_chunk_shows_as_damage_not_as_empty_maps(monkeypatch, tmp_path
     warnings = " ".join(w.value for w in at.warning)
     assert "part 1, array 'saliency/a'" in warnings and "missing" in warnings
     assert len(pictures(at)) == 5  # the healthy maps and every image still show
+
+
+def test_a_failed_run_shows_its_error_not_an_empty_grid(monkeypatch, dash_logdir):
+    for page in (PAGE, "pages/comprehensive.py", "pages/counterfactual.py"):
+        at = open_page(monkeypatch, dash_logdir, page, "broken/failed")
+        assert at.error and dash_runs.FAILED_ERROR in at.error[0].value and "This run failed" in at.error[0].value
+        assert not pictures(at) and "images match" not in texts(at)
+
+
+# ---- issue 12: state in the URL and across pages; tag pills; labels of the run ---------------
+def test_state_survives_a_page_switch_and_comes_from_the_url(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, PAGE, dash_runs.RUNNER_RUN)
+    at.pills(key="sal_tags").set_value(["FN"]).run()
+    at.slider(key="sal_opacity").set_value(0.8).run()
+    at.selectbox(key="sal_cmap_seq").set_value("viridis").run()
+    at.multiselect(key="sal_explainers").set_value(["gradcam"])
+    at.button(key="sal_explainers_apply").click().run()
+    url = {k: [v] if isinstance(v := at.query_params[k], str) else list(v)
+           for k in ("sal_tags", "sal_opacity", "sal_cmap_seq", "sal_explainers")}
+    assert url == {"sal_tags": ["FN"], "sal_opacity": ["0.8"], "sal_cmap_seq": ["viridis"], "sal_explainers": ["gradcam"]}
+    assert "sal_sort" not in at.query_params                       # defaults stay out of the URL
+    at.switch_page("pages/comprehensive.py").run()
+    at.number_input(key="cmp_w_sparseness").set_value(3.0).run()   # > 1 is accepted: weights are ratios
+    assert not at.exception and at.number_input(key="cmp_w_sparseness").value == 3.0
+    at.switch_page(PAGE).run()
+    assert at.pills(key="sal_tags").value == ["FN"] and at.slider(key="sal_opacity").value == 0.8
+    assert at.selectbox(key="sal_cmap_seq").value == "viridis" and at.multiselect(key="sal_explainers").value == ["gradcam"]
+    at.switch_page("pages/comprehensive.py").run()
+    assert at.number_input(key="cmp_w_sparseness").value == 3.0
+    # a fresh session (reload, shared link) starts from the URL; values that do not fit are ignored
+    monkeypatch.setenv("XAI_LOGDIR", str(dash_logdir))
+    from streamlit.testing.v1 import AppTest
+
+    from apptest_util import ROOT, TIMEOUT
+    fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    fresh.query_params.update(run=dash_runs.RUNNER_RUN, sal_tags=["FN"], sal_sort="score", sal_sort_exp="gradcam",
+                              sal_sort_met="pointing_game", sal_order="ascending", sal_opacity="7", sal_labels=["0", "999"])
+    fresh.run()
+    fresh.switch_page(PAGE).run()
+    assert not fresh.exception
+    assert fresh.pills(key="sal_tags").value == ["FN"] and fresh.selectbox(key="sal_sort").value == "score"
+    assert fresh.selectbox(key="sal_sort_met").value == "pointing_game" and fresh.radio(key="sal_order").value == "ascending"
+    assert fresh.slider(key="sal_opacity").value == 0.5 and fresh.multiselect(key="sal_labels").value == []
+
+
+def test_a_tag_pill_click_selects_only_that_tag(at, expected):
+    _, lab = expected
+    assert at.pills(key="sal_tags").value == []                    # none selected = every tag
+    assert "**12** of 12 images match" in texts(at)
+    at.pills(key="sal_tags").set_value(["FN"]).run()                # what one click on FN gives
+    fn = sorted(lab.loc[lab["tag"] == "FN", "sample_id"].unique())
+    assert sorted(pictures(at)) == fn and f"**{len(fn)}** of 12 images match" in texts(at)
+
+
+def test_labels_filter_offers_the_labels_of_the_run(at, expected):
+    _, lab = expected
+    assert at.multiselect(key="sal_labels").options == [at.multiselect(key="sal_labels").format_func(l)
+                                                        for l in sorted(lab["label"].unique())]
+
+
+def test_each_explainer_column_has_a_colour_bar(at):
+    n = len(at.multiselect(key="sal_explainers").value)
+    bars = [c.value for c in at.caption if re.fullmatch(r"0 … [\d.e+-]+", c.value)]
+    assert len(bars) == n
+    at.selectbox(key="sal_polarity").set_value("signed").run()
+    assert len([c for c in at.caption if re.fullmatch(r"-[\d.e+-]+ … [\d.e+-]+", c.value)]) == n
+
+
+def test_a_run_that_failed_half_way_shows_its_error_and_what_it_finished(monkeypatch, tmp_path):
+    import json
+
+    run = dash_runs.write_synthetic(tmp_path / "half")
+    m = json.loads((run / "manifest.json").read_text())
+    m.update(status="failed", error="OutOfMemoryError: part 2")
+    (run / "manifest.json").write_text(json.dumps(m))
+    at = open_page(monkeypatch, tmp_path, PAGE, "half")
+    assert "This run failed: OutOfMemoryError: part 2" in at.error[0].value and "5 finished images" in at.error[0].value
+    assert len(pictures(at)) == 5

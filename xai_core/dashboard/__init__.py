@@ -15,6 +15,7 @@ the Streamlit caches they use wrap :func:`open_run` (per run version) and the fu
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,5 +46,30 @@ def open_run(logdir: str | Path, name: str, runs: list[RunInfo] | None = None) -
     return OpenRun(info, tables, MapStore(info.path), stamp, time.perf_counter() - t0)
 
 
-__all__ = ["MapStore", "OpenRun", "RunInfo", "RunTables", "list_runs", "open_run", "parse_logdir",
+_PRELOAD: list = []
+_PRELOAD_LOCK = threading.Lock()
+
+
+def preload() -> threading.Thread:
+    """Import in the background, once per process, what a user's click would otherwise wait
+    for: plotly (the charts) and torch (the counterfactual composites), several seconds on a
+    small machine (issue 12: every interaction under 1 s). Returns the (daemon) thread."""
+    with _PRELOAD_LOCK:
+        if not _PRELOAD:
+            def work():
+                import importlib
+
+                for name in ("plotly.graph_objects", "torch", "xai_core.blur", "xai_core.counterfactual"):
+                    try:
+                        importlib.import_module(name)
+                    except Exception:  # noqa: BLE001 - a missing extra only slows the first use
+                        pass
+
+            th = threading.Thread(target=work, name="xaiboard-preload", daemon=True)
+            th.start()
+            _PRELOAD.append(th)
+        return _PRELOAD[0]
+
+
+__all__ = ["preload", "MapStore", "OpenRun", "RunInfo", "RunTables", "list_runs", "open_run", "parse_logdir",
            "resolve_run", "run_stamp", "runs_frame"]

@@ -23,10 +23,49 @@ import numpy as np
 import pandas as pd
 
 from ..errors import XaiError
+from ..labels import TAGS
 from .tables import RunTables
 
 EXACT_BOOTSTRAP_MAX = 5000
 N_BOOT = 1000
+# Localisation metrics ask whether a map points at the label's object: only meaningful for a
+# label the model predicted and the image has (TP). FP/TN labels have no box (skipped anyway);
+# FN labels do and would count the map of a class the model did not see (issue 12).
+LOCALISATION = "localization"
+LOCALISATION_TAGS = ("TP",)
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """Which (image, label) results the aggregates average: ``tags`` for every label-specific
+    metric, ``localisation_tags`` for localisation metrics. Empty means every tag.
+    Label-agnostic results (one per image) are always counted."""
+
+    tags: tuple[str, ...] = ()
+    localisation_tags: tuple[str, ...] = LOCALISATION_TAGS
+
+    def allowed(self, category: str) -> tuple[str, ...]:
+        wanted = self.localisation_tags if category == LOCALISATION else self.tags
+        return tuple(wanted) or TAGS
+
+    @property
+    def text(self) -> str:
+        every = "every tag"
+        return (f"label-specific results of {', '.join(self.tags) or every}; localisation metrics "
+                f"{', '.join(self.localisation_tags) or every}; label-agnostic metrics: every image")
+
+
+ALL_ROWS = RowFilter((), ())
+
+
+def row_mask(t: RunTables, metric: "MetricInfo", sl: slice, flt: RowFilter) -> np.ndarray:
+    """(rows of ``sl``,) bool: the score rows of one pair that ``flt`` keeps."""
+    lrow = t.scores["lrow"].to_numpy()[sl]
+    allowed = flt.allowed(metric.category)
+    if set(allowed) >= set(TAGS):
+        return np.ones(len(lrow), bool)
+    codes = np.where(lrow >= 0, t.lcol("tag")[np.maximum(lrow, 0)], -1)
+    return (lrow < 0) | np.isin(codes, [TAGS.index(x) for x in allowed])
 
 
 @dataclass(frozen=True)
@@ -96,17 +135,19 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int = N_BOOT, level: float = 0.9
     return float(lo), float(hi), "bootstrap"
 
 
-def explainer_metric_table(t: RunTables, *, n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
+def explainer_metric_table(t: RunTables, *, n_boot: int = N_BOOT, seed: int = 0,
+                           rows_filter: RowFilter = ALL_ROWS) -> pd.DataFrame:
     """Long table, one row per explainer × metric present in the run: ``n`` finite results,
     ``skipped`` non-finite ones, ``mean`` of the [0, 1] score, ``ci_low``/``ci_high``,
-    ``ci_method``, ``raw_mean`` (finite raw values, in the metric's own units)."""
+    ``ci_method``, ``raw_mean`` (finite raw values, in the metric's own units); over the
+    results ``rows_filter`` keeps."""
     rows = []
     for e in t.explainers:
         for m in metric_infos(t):
             sl = t.pair_slices.get((e, m.name))
             if sl is None:
                 continue
-            part = t.scores.iloc[sl]
+            part = t.scores.iloc[sl][row_mask(t, m, sl, rows_filter)]
             s = part["score"].to_numpy()
             raw = part["raw"].to_numpy()
             fin = np.isfinite(s)
@@ -165,29 +206,36 @@ def sanity_column(manifest: dict) -> dict[str, str]:
 
 def assessment_table(t: RunTables, long: pd.DataFrame, weights: Mapping[str, float]) -> pd.DataFrame:
     """The comprehensive-assessment table, one row per explainer (rank order): per metric
-    its mean, 95 % interval and skipped count, then the comprehensive score, its rank and
-    the sanity verdict when the run has one. Numeric columns, so the CSV keeps full precision."""
+    its mean, 95 % interval, results used, skipped count and normalised weight, then the sanity
+    verdict when the run has one. Numeric columns, so the CSV keeps full precision."""
     comp = comprehensive(long, weights)
     table = comp[["rank", "explainer", "score", "metrics_used"]].rename(columns={"score": "comprehensive"})
     for m in metric_infos(t):
         g = long[long["metric"] == m.name].set_index("explainer")
-        for col, src in (("mean", "mean"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("skipped", "skipped")):
+        for col, src in (("mean", "mean"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("n", "n"), ("skipped", "skipped")):
             table[f"{m.name} {col}"] = table["explainer"].map(g[src]) if len(g) else np.nan
+    # The weights used, normalised, so a downloaded table says how its score was made.
+    norm = normalise_weights(weights)
+    for m in metric_infos(t):
+        if m.name in norm:
+            table[f"{m.name} weight"] = norm[m.name]
     san = sanity_column(t.manifest)
     if san:
         table["sanity"] = table["explainer"].map(san).fillna("not checked")
     return table
 
 
-def per_class(t: RunTables) -> pd.DataFrame:
+def per_class(t: RunTables, rows_filter: RowFilter = ALL_ROWS) -> pd.DataFrame:
     """Per class: mean [0, 1] score and finite count per explainer × metric. Label-specific
     metrics are grouped by the explained label; label-agnostic ones by the image's argmax
     class, the class they explain. Columns: explainer, metric, label, class, n, mean."""
     k = len(t.classes)
     pred = t.predicted_class()
+    infos = {m.name: m for m in metric_infos(t)}
     rows = []
     for (e, m), sl in t.pair_slices.items():
-        part = t.scores.iloc[sl]
+        info = infos.get(m) or MetricInfo(m, m, "", True, (0.0, 1.0), False)
+        part = t.scores.iloc[sl][row_mask(t, info, sl, rows_filter)]
         lab = part["label"].to_numpy().astype(np.int64)
         agn = lab < 0
         if agn.any():
@@ -227,26 +275,37 @@ def class_bars_frame(pc: pd.DataFrame, *, explainer: str | None = None, metric: 
     return pc[pc["explainer"] == explainer] if explainer is not None else pc[pc["metric"] == metric]
 
 
+MISSING = "—"
+
+
 def display_table(table: pd.DataFrame, infos: list[MetricInfo]) -> pd.DataFrame:
-    """:func:`assessment_table` as strings for the page: ``mean [low, high]`` per metric
-    (with the skipped count when any), the comprehensive score, rank and sanity."""
-    out = table[["rank", "explainer"]].copy()
-    out["comprehensive"] = [f"{v:.3f}" if np.isfinite(v) else "–" for v in table["comprehensive"]]
+    """:func:`assessment_table` for the page, narrow enough for a 1440 px screen with seven
+    explainers and eight metrics (issue 12): rank, explainer, comprehensive score, one mean
+    column per metric (numbers, NaN where none), metrics used and the sanity verdict. The
+    intervals are in :func:`interval_table`, the directions in :func:`metrics_frame`."""
+    out = table[["rank", "explainer", "comprehensive"]].copy()
+    for m in infos:
+        if f"{m.name} mean" in table:
+            out[m.display_name] = table[f"{m.name} mean"].to_numpy(dtype=np.float64)
     out["metrics used"] = table["metrics_used"]
+    if "sanity" in table:
+        out["sanity"] = [str(v).replace("similarity ", "") for v in table["sanity"]]
+    return out
+
+
+def interval_table(table: pd.DataFrame, infos: list[MetricInfo]) -> pd.DataFrame:
+    """One row per explainer × metric: mean, 95 % interval, results used and skipped, as text
+    (— where a metric has no result for that explainer)."""
+    rows = []
     for m in infos:
         if f"{m.name} mean" not in table:
             continue
-        cells = []
-        for mean, lo, hi, sk in zip(table[f"{m.name} mean"], table[f"{m.name} ci_low"], table[f"{m.name} ci_high"],
-                                    table[f"{m.name} skipped"]):
-            if not np.isfinite(mean):
-                cell = "–"
-            else:
-                cell = f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
-            if sk == sk and sk:
-                cell += f" · {int(sk)} skipped"
-            cells.append(cell)
-        out[f"{m.display_name} ({'↑' if m.higher_is_better else '↓'} raw)"] = cells
-    if "sanity" in table:
-        out["sanity"] = table["sanity"]
-    return out
+        for e, mean, lo, hi, n, sk in zip(table["explainer"], table[f"{m.name} mean"], table[f"{m.name} ci_low"],
+                                          table[f"{m.name} ci_high"], table.get(f"{m.name} n", [np.nan] * len(table)),
+                                          table[f"{m.name} skipped"]):
+            ok = np.isfinite(mean)
+            rows.append({"explainer": e, "metric": m.display_name, "mean": f"{mean:.3f}" if ok else MISSING,
+                         "95 % interval": f"[{lo:.3f}, {hi:.3f}]" if ok and np.isfinite(lo) else MISSING,
+                         "results": MISSING if n != n else str(int(n)),
+                         "skipped": MISSING if sk != sk else str(int(sk))})
+    return pd.DataFrame(rows, columns=["explainer", "metric", "mean", "95 % interval", "results", "skipped"])

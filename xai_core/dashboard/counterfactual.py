@@ -28,7 +28,7 @@ from .tables import RunTables
 
 ENABLE_HINT = ("Counterfactuals are off for this run. Enable them in the run configuration with "
                "`counterfactual: {enabled: true}` (optionally `layers: 3`) and run again: "
-               "`xai-core run CONFIG --out DIR`.")
+               "`xai-core run --config CONFIG.yaml --out DIR`.")
 BOX_COLOUR = (255, 221, 0)
 
 
@@ -119,6 +119,16 @@ class Strip:
             "windows": pd.array([None] + [len(l.boxes) for l in self.layers], dtype="Int64"),
             "probability": [self.prob] + [l.prob for l in self.layers],
         })
+
+
+def frame_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """:meth:`Strip.frame` as text for the table: "—" where a column does not apply (the
+    original image has no windows), not "None"."""
+    out = pd.DataFrame(index=frame.index)
+    for c in frame.columns:
+        v = frame[c]
+        out[c] = ["—" if pd.isna(x) else (f"{x:.3f}" if isinstance(x, float) else str(x)) for x in v]
+    return out
 
 
 def composites(image: np.ndarray, layer_boxes: list) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Plotly figures of the dashboard: detail heatmaps, ranking, radar and per-class bars."""
+"""Plotly figures of the dashboard: the on-request raw-value heatmap, ranking, radar and the
+per-class grid."""
 
 from __future__ import annotations
 
@@ -74,35 +75,55 @@ def ranking_figure(comp: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def wrap_label(text: str, width: int = 12) -> str:
+    """``text`` with ``<br>`` between words so that no line is much longer than ``width``."""
+    lines, cur = [], ""
+    for w in str(text).split():
+        if cur and len(cur) + 1 + len(w) > width:
+            lines.append(cur)
+            cur = w
+        else:
+            cur = f"{cur} {w}".strip()
+    return "<br>".join(lines + [cur]) if cur or lines else str(text)
+
+
 def radar_figure(long: pd.DataFrame, metric_names: Sequence[str], labels: dict[str, str] | None = None) -> go.Figure:
     """One closed polygon per explainer over the metrics' mean [0, 1] scores."""
     labels = labels or {}
-    theta = [labels.get(m, m) for m in metric_names]
+    theta = [wrap_label(labels.get(m, m)) for m in metric_names]
     fig = go.Figure()
     for e, g in long.groupby("explainer", sort=False):
         means = dict(zip(g["metric"], g["mean"]))
         r = [means.get(m, np.nan) for m in metric_names]
         fig.add_trace(go.Scatterpolar(r=r + r[:1], theta=theta + theta[:1], name=str(e), fill="toself", opacity=0.6))
-    fig.update_layout(polar=dict(radialaxis=dict(range=[0, 1])), margin=dict(l=80, r=80, t=40, b=40), height=420)
+    # Wrapped names and wide margins: long metric names were clipped at the sides (issue 12).
+    fig.update_layout(polar=dict(radialaxis=dict(range=[0, 1]), angularaxis=dict(tickfont=dict(size=11))),
+                      margin=dict(l=90, r=90, t=40, b=40), height=420,
+                      legend=dict(orientation="h", y=-0.08, yanchor="top"))
     return fig
 
 
-def class_bars_figure(frame: pd.DataFrame, group: str, counts: dict[str, int] | None = None,
-                      names: dict[str, str] | None = None) -> go.Figure:
-    """Grouped horizontal bars: one row per class, one bar per value of ``group``
-    (``"metric"`` or ``"explainer"``). ``counts`` {class: n} is appended to the row labels."""
+def class_heatmap_figure(frame: pd.DataFrame, group: str, counts: dict[str, int] | None = None,
+                         names: dict[str, str] | None = None) -> go.Figure:
+    """Classes × ``group`` (``"metric"`` or ``"explainer"``) grid of mean scores, each cell
+    labelled with its value: readable where grouped bars (20 classes × 4 metrics = 80 bars)
+    were not (issue 12). ``counts`` {class: n} is appended to the row labels."""
     names = names or {}
     counts = counts or {}
     classes = list(dict.fromkeys(frame["class"]))
-    ylab = {c: f"{c} (n={counts[c]})" if c in counts else c for c in classes}
-    fig = go.Figure()
-    for gval, g in frame.groupby(group, sort=False):
-        fig.add_trace(go.Bar(
-            x=g["mean"], y=[ylab[c] for c in g["class"]], orientation="h", name=names.get(str(gval), str(gval)),
-            customdata=g["n"], hovertemplate="%{y}<br>%{x:.4f} over %{customdata} results<extra>" + names.get(str(gval), str(gval)) + "</extra>",
-        ))
-    fig.update_layout(barmode="group", xaxis=dict(range=[0, 1], title="mean score (higher is better)"),
-                      yaxis=dict(autorange="reversed", categoryorder="array", categoryarray=[ylab[c] for c in classes]),
-                      margin=dict(l=0, r=10, t=10, b=40), height=120 + 22 * len(classes) * max(1, frame[group].nunique()),
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    groups = list(dict.fromkeys(frame[group]))
+    z = frame.pivot_table(index="class", columns=group, values="mean", sort=False, dropna=False).reindex(
+        index=classes, columns=groups)
+    n = frame.pivot_table(index="class", columns=group, values="n", sort=False, dropna=False).reindex(
+        index=classes, columns=groups)
+    zv = z.to_numpy(dtype=np.float64)
+    text = [[f"{v:.2f}" if np.isfinite(v) else "—" for v in row] for row in zv]
+    ylab = [f"{c} (n={counts[c]})" if c in counts else c for c in classes]
+    xlab = [wrap_label(names.get(str(g), str(g)), 14) for g in groups]
+    fig = go.Figure(go.Heatmap(
+        z=zv, x=xlab, y=ylab, zmin=0.0, zmax=1.0, colorscale="Viridis", text=text, texttemplate="%{text}",
+        customdata=n.to_numpy(dtype=np.float64), colorbar=dict(title="mean", thickness=10),
+        hovertemplate="%{y}<br>%{x}<br>mean %{z:.4f} over %{customdata:.0f} results<extra></extra>", xgap=1, ygap=1))
+    fig.update_layout(yaxis=dict(autorange="reversed"), xaxis=dict(side="top"),
+                      margin=dict(l=0, r=10, t=60, b=10), height=90 + 26 * len(classes))
     return fig

@@ -164,3 +164,56 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+# ---- colour legend ---------------------------------------------------------------------------
+POLARITY_TEXT = {
+    "absolute": "|s|: how strongly a pixel counts, whatever its sign",
+    "positive": "max(s, 0): evidence for the label only",
+    "negative": "max(−s, 0): evidence against the label only",
+    "signed": "s with its sign: the middle colour is 0, the right end (+) raises the label's score, "
+              "the left end (−) lowers it",
+}
+
+
+@dataclass(frozen=True)
+class Legend:
+    """The colour bar of one explainer column: ``low``/``high`` are the values at its ends
+    (None when every map has its own scale), ``text`` says what a colour means."""
+
+    bar: bytes
+    low: float | None
+    high: float | None
+    text: str
+
+    @property
+    def ends(self) -> str:
+        if self.high is None:
+            return "0 … each map's max" if self.low == 0.0 else "−max … 0 … +max of each map"
+        return f"{self.low:.3g} … {self.high:.3g}"
+
+
+@lru_cache(maxsize=64)
+def colour_bar(cmap: str, width: int = 160, height: int = 10) -> bytes:
+    """PNG of the colour map from its low (left) to its high (right) end."""
+    row = colourise(np.linspace(0.0, 1.0, width, dtype=np.float32), cmap)
+    return png_bytes(np.ascontiguousarray(np.broadcast_to(row[None], (height, width, 3))))
+
+
+def legend(style: OverlayStyle, clip_values: Iterable[float], *, signed_maps: bool = True) -> Legend:
+    """The legend of maps drawn with ``style`` and these clip values (one per map of the
+    column). ``signed_maps`` False (the explainer's maps are ≥ 0) is said in signed mode."""
+    vals = sorted({float(v) for v in clip_values})
+    shared = style.scale != "map" and len(vals) == 1
+    high = vals[0] if shared else None
+    if shared:
+        low = -high if style.signed else 0.0
+    else:
+        low = None if style.signed else 0.0
+    text = POLARITY_TEXT[style.polarity]
+    if style.signed and not signed_maps:
+        text += "; this explainer's maps are never negative"
+    if not shared:
+        text += "; each map has its own scale"
+    text += f"; values beyond the {style.clip_percentile:g}th percentile of |s| saturate"
+    return Legend(colour_bar(style.colormap), low, high, text)

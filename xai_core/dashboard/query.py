@@ -68,6 +68,28 @@ def sort_options(t: RunTables) -> list[str]:
     return opts + [SORT_ID]
 
 
+def present_labels(t: RunTables) -> list[int]:
+    """The labels explained in this run (class indices, in class order): what a label filter
+    offers, rather than every class the model knows."""
+    lab = t.lcol("label")
+    return [int(l) for l in np.unique(lab[lab >= 0])]
+
+
+def sort_caption(t: RunTables, sort: SortSpec, row: "ImageRow", metric_names: dict | None = None) -> str:
+    """What the row's sort value is and whose it is: "Deletion AUC (gradcam) of red: 0.412";
+    "" when the sort has no value to show (sample id, or no finite value)."""
+    if sort.key == SORT_ID or not math.isfinite(row.value):
+        return ""
+    of = f" of {t.class_name(row.sort_label)}" if row.sort_label is not None else ""
+    if sort.key == SORT_SCORE:
+        meta = next((m for m in t.metrics if m.get("name") == sort.metric), {})
+        name = (metric_names or {}).get(sort.metric) or meta.get("display_name") or sort.metric
+        if meta.get("label_agnostic"):
+            of = " (whole image)"
+        return f"{name} ({sort.explainer}){of}: {row.value:.3f}"
+    return f"{sort.key}{of}: {row.value:.3f}"
+
+
 def score_choices(t: RunTables) -> dict[str, list[str]]:
     """{explainer: [metrics]} that have scores, in the run's order."""
     order = {e: i for i, e in enumerate(t.explainers)}
@@ -124,11 +146,14 @@ def _reduce(t: RunTables, values: np.ndarray, how) -> tuple[np.ndarray, np.ndarr
 @dataclass(frozen=True)
 class Selection:
     """Passing images in display order: ``order`` sample positions, ``value`` their sort
-    value (NaN where none), ``rows`` the label-row pass mask used for the chips."""
+    value (NaN where none), ``rows`` the label-row pass mask used for the chips, ``lrow`` the
+    label row the sort value comes from (−1 where none: sorting by id, or no finite value), so
+    the page can show that label's maps and name it."""
 
     order: np.ndarray
     value: np.ndarray
     rows: np.ndarray
+    lrow: np.ndarray | None = None
 
     @property
     def total(self) -> int:
@@ -144,17 +169,26 @@ def select(t: RunTables, flt: SaliencyFilter, sort: SortSpec) -> Selection:
         rank = t.id_rank()[pos].astype(np.float64)
         key = -rank if sort.descending else rank
         value = np.full(len(pos), np.nan)
+        lrow = np.full(len(pos), -1, np.int64)
     else:
         v = _sort_column(t, sort)
         ok = rows & np.isfinite(v)
         fill = -np.inf if sort.descending else np.inf
-        _, agg = _reduce(t, np.where(ok, v, fill), np.maximum if sort.descending else np.minimum)
+        filled = np.where(ok, v, fill)
+        _, agg = _reduce(t, filled, np.maximum if sort.descending else np.minimum)
+        # The first passing row holding the image's value: whose label the value is.
+        per_sample = np.full(t.n_samples, np.nan)
+        per_sample[ne] = agg
+        n_rows = len(filled)
+        hit = ok & (filled == per_sample[t.lcol("pos")])
+        _, first = _reduce(t, np.where(hit, np.arange(n_rows), n_rows), np.minimum)
+        lrow = np.where(first < n_rows, first, -1)[passes]
         agg = agg[passes]
         value = np.where(np.isfinite(agg), agg, np.nan)
         # Missing values sort last in both directions.
         key = np.where(np.isfinite(agg), -agg if sort.descending else agg, np.inf)
     order = np.argsort(key, kind="stable")
-    return Selection(pos[order], value[order], rows)
+    return Selection(pos[order], value[order], rows, lrow[order])
 
 
 def _sort_column(t: RunTables, sort: SortSpec) -> np.ndarray:
@@ -217,9 +251,13 @@ class ImageRow:
     offset: int
     chips: tuple[Chip, ...]
     value: float
+    sort_label: int | None = None   # the label the sort value belongs to (see Selection.lrow)
 
     def default_label(self) -> int | None:
-        """The first passing label (highest probability), else the first explained one."""
+        """The label the sort value belongs to, else the first passing label (highest
+        probability), else the first explained one."""
+        if self.sort_label is not None and self.chip(self.sort_label) is not None:
+            return self.sort_label
         for c in self.chips:
             if c.passes:
                 return c.label
@@ -251,9 +289,9 @@ def chips_of(t: RunTables, pos: int, rows_mask: np.ndarray | None = None) -> tup
     )
 
 
-def _row(t: RunTables, pos: int, chips: tuple[Chip, ...], value: float) -> ImageRow:
+def _row(t: RunTables, pos: int, chips: tuple[Chip, ...], value: float, lrow: int = -1) -> ImageRow:
     return ImageRow(pos, int(t.scol("sample_index")[pos]), str(t.scol("sample_id")[pos]), int(t.scol("part")[pos]),
-                    int(t.scol("offset")[pos]), chips, value)
+                    int(t.scol("offset")[pos]), chips, value, int(t.lcol("label")[lrow]) if lrow >= 0 else None)
 
 
 def page_view(t: RunTables, sel: Selection, page: int, page_size: int) -> PageView:
@@ -263,8 +301,10 @@ def page_view(t: RunTables, sel: Selection, page: int, page_size: int) -> PageVi
     n_pages = max(1, -(-sel.total // page_size))
     page = min(max(1, int(page)), n_pages)
     lo = (page - 1) * page_size
-    rows = tuple(_row(t, int(pos), chips_of(t, int(pos), sel.rows), float(val))
-                 for pos, val in zip(sel.order[lo: lo + page_size], sel.value[lo: lo + page_size]))
+    lrows = sel.lrow if sel.lrow is not None else np.full(len(sel.order), -1)
+    rows = tuple(_row(t, int(pos), chips_of(t, int(pos), sel.rows), float(val), int(lr))
+                 for pos, val, lr in zip(sel.order[lo: lo + page_size], sel.value[lo: lo + page_size],
+                                         lrows[lo: lo + page_size]))
     return PageView(sel.total, page, n_pages, page_size, rows)
 
 
@@ -324,3 +364,15 @@ def detail_text(t: RunTables, pos: int, label: int, explainer: str) -> str:
     if d.get("found") == 0.0:
         parts.append("target precision not reached")
     return " · ".join(parts)
+
+
+MISSING = "—"
+
+
+def scores_pivot(scores: pd.DataFrame) -> pd.DataFrame:
+    """The detail view's scores: one row per explainer × metric, one column per label, as
+    text ("0.412"; "—" where the metric has no value for that label, rather than "None")."""
+    if not len(scores):
+        return pd.DataFrame()
+    p = scores.pivot_table(index=["explainer", "metric"], columns="label", values="score", sort=False, dropna=False)
+    return p.apply(lambda c: [f"{v:.3f}" if np.isfinite(v) else MISSING for v in c.to_numpy(np.float64)])

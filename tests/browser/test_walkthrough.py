@@ -1,0 +1,190 @@
+"""Issue 12 in a real browser (Debian chromium, 1440 × 900 as in the report): one walk through
+the served app that checks each item the users found.
+
+1. page state in the URL and the session: survives a page change and a reload;
+2. sorting by a score names the label and shows that label's maps;
+3. a tag pill click selects only that tag;
+4. a colour bar per explainer column;
+5. at 1440 px: the score table has no horizontal scroll bar, the ranking is above the fold,
+   weights above 1 are accepted and the CSV carries the weights used;
+6. the detail view appears quickly (pictures, not a chart library on first use);
+7. the labels filter lists the run's labels, the counterfactual page suggests a command the CLI
+   accepts, a failed run shows its error, a missing score shows "—".
+Screenshots go to test-artifacts/browser/ (XAI_TEST_ARTIFACTS).
+"""
+
+import re
+import time
+
+import numpy as np
+import pytest
+
+import dash_runs
+from xai_core.cli import build_parser
+from xai_core.summary import RunReader
+
+pytestmark = pytest.mark.browser
+WAIT = 45_000            # ms, for a first page on a loaded 2-core machine
+W, H = 1440, 900
+TOY = dash_runs.RUNNER_RUN.replace("/", "%2F")
+DETAIL_BUDGET_S = 2.0    # issue 12: "detail view < 2 s"
+
+
+def _count(page, n, total=12):
+    """Wait for "n of total images match"; on failure say what the page showed instead."""
+    from playwright.sync_api import expect
+
+    try:
+        expect(page.get_by_text(f"{n} of {total} images match", exact=True)).to_be_visible(timeout=WAIT)
+    except AssertionError as e:
+        shown = page.get_by_text("images match").all_inner_texts()
+        raise AssertionError(f"{page.url}: expected {n} of {total} images, the page shows {shown}") from e
+
+
+def _settled(page):
+    """No script run in progress (Streamlit marks the elements of a running page stale), no
+    loading skeleton, every image decoded."""
+    page.wait_for_timeout(200)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-stale=\"true\"]') && !document.querySelector('[data-testid=\"stSkeleton\"]')"
+        " && [...document.images].every(i => i.complete)", timeout=WAIT)
+
+
+def test_issue_12_walk_through(browser, server, shots, tmp_path):
+    from playwright.sync_api import expect
+
+    logdir = dash_runs._MEMO["logdir"]
+    r = RunReader(logdir / dash_runs.RUNNER_RUN)
+    lab = r.labels().merge(r.samples()[["sample_index", "sample_id"]], on="sample_index")
+    page = browser.new_page(viewport={"width": W, "height": H}, accept_downloads=True)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        # ---- 3. a tag pill click selects only that tag; 1. it goes to the URL ----------------
+        # the first request of a fresh server, with a repeated parameter: both values arrive
+        page.goto(f"{server}/saliency?run={TOY}&sal_explainers=gradcam&sal_explainers=random",
+                  wait_until="domcontentloaded")
+        _count(page, 12)
+        expect(page.locator("[class*='st-key-sal_legend_']")).to_have_count(2, timeout=WAIT)
+        n_fn = lab.loc[lab["tag"] == "FN", "sample_id"].nunique()
+        page.locator(".st-key-sal_tags button", has_text=re.compile(r"^FN \(")).click()
+        _count(page, n_fn)
+        page.wait_for_function("() => /sal_tags=FN/.test(location.search)", timeout=WAIT)
+        page.locator(".st-key-sal_order label", has_text="ascending").click()
+        page.wait_for_function("() => /sal_order=ascending/.test(location.search)", timeout=WAIT)
+        _settled(page)
+        expect(page.locator(".st-key-sal_order input[type=radio]").nth(1)).to_be_checked(timeout=WAIT)
+        page.screenshot(path=str(shots / "w01_fn_only.png"))
+
+        # ---- 1. page change and back: the state is kept --------------------------------------
+        page.get_by_role("link", name="Comprehensive assessment").click()
+        expect(page.get_by_role("heading", name="Comprehensive assessment")).to_be_visible(timeout=WAIT)
+        page.get_by_role("link", name="Saliency maps").click()
+        _count(page, n_fn)
+        expect(page.locator(".st-key-sal_order input[type=radio]").nth(1)).to_be_checked(timeout=WAIT)
+        # ... and a reload (a new session) restores it from the URL
+        page.reload(wait_until="domcontentloaded")
+        _count(page, n_fn)
+        expect(page.locator(".st-key-sal_order input[type=radio]").nth(1)).to_be_checked(timeout=WAIT)
+
+        # ---- 2. sort by a score: the caption names the label, the maps are that label's -------
+        sc = r.scores()
+        sc = sc[(sc.explainer == "gradcam") & (sc.metric == "deletion_auc") & np.isfinite(sc.score)]
+        worst = sc.loc[sc.groupby("sample_index")["score"].idxmin()].sort_values("score", kind="stable").iloc[0]
+        rows = sc[(sc.sample_index == worst.sample_index) & (sc.score == worst.score)]
+        worst_names = {r.classes[int(l)] for l in rows["label"]}
+        page.goto(f"{server}/saliency?run={TOY}&sal_sort=score&sal_sort_exp=gradcam&sal_sort_met=deletion_auc"
+                  "&sal_order=ascending", wait_until="domcontentloaded")
+        first = page.locator("[class*='st-key-sal_row_']").first
+        cap = first.get_by_text(re.compile(r"^Deletion AUC \(gradcam\) of \w+: \d\.\d{3}$"))
+        expect(cap).to_be_visible(timeout=WAIT)
+        name, value = re.fullmatch(r"Deletion AUC \(gradcam\) of (\w+): (\d\.\d{3})", cap.inner_text()).groups()
+        assert float(value) == round(float(worst.score), 3) and name in worst_names
+        expect(first.get_by_text(f"gradcam · {name}", exact=True)).to_be_visible()
+
+        # ---- 4. a colour bar per explainer column ----------------------------------------------
+        n_exp = len(r.explainers)
+        bars = page.locator("[class*='st-key-sal_legend_'] img")
+        expect(bars).to_have_count(n_exp, timeout=WAIT)
+        assert all(b.bounding_box()["width"] > 3 * b.bounding_box()["height"] for b in bars.all())
+        expect(page.locator("[class*='st-key-sal_legend_']").first).to_contain_text(re.compile(r"0 … [\d.e+-]+"))
+        _settled(page)
+        page.screenshot(path=str(shots / "w02_sorted_by_score.png"))
+
+        # ---- 6. detail view: pictures within the budget; 7. a missing score is "—" --------------
+        times = []
+        for i in range(2):
+            button = page.locator("[class*='st-key-sal_det_'] button").nth(i)
+            t0 = time.perf_counter()
+            button.click()
+            dialog = page.get_by_role("dialog")
+            expect(dialog.locator(".st-key-sal_detail_scores")).to_be_visible(timeout=WAIT)
+            page.wait_for_function(
+                "(n) => { const d = document.querySelector('[role=dialog]'); const im = d ? [...d.querySelectorAll('img')] : [];"
+                " return im.length >= n && im.every(i => i.complete && i.naturalWidth > 0); }", arg=1 + 2 * n_exp,
+                timeout=WAIT)
+            times.append(time.perf_counter() - t0)
+            if i == 0:
+                page.screenshot(path=str(shots / "w03_detail.png"))
+                scores = dialog.locator(".st-key-sal_detail_scores")
+                expect(scores).to_contain_text("—", timeout=WAIT)           # pointing game of a non-GT label
+                assert "None" not in scores.text_content() and "nan" not in scores.text_content()
+            page.keyboard.press("Escape")
+            expect(dialog).to_have_count(0, timeout=WAIT)
+        print(f"detail view: {', '.join(f'{t:.2f} s' for t in times)}")
+        assert min(times) < DETAIL_BUDGET_S, times
+
+        # ---- 5. assessment at 1440 px: ranking above the fold, no horizontal scroll ------------
+        page.goto(f"{server}/comprehensive?run={TOY}", wait_until="domcontentloaded")
+        rank = page.locator(".st-key-cmp_rank")
+        expect(rank.locator(".ytick text").first).to_be_visible(timeout=WAIT)
+        box = rank.bounding_box()
+        assert box["y"] + box["height"] <= H, f"ranking ends at {box['y'] + box['height']:.0f} px, below {H}"
+        table = page.locator(".st-key-cmp_scores [data-testid='stTable']")
+        expect(table).to_be_visible(timeout=WAIT)
+        widths = page.evaluate("""() => { const t = document.querySelector('.st-key-cmp_scores [data-testid="stTable"]');
+            const m = document.querySelector('[data-testid="stMain"]');
+            return [t.scrollWidth, t.clientWidth, m.scrollWidth, m.clientWidth]; }""")
+        assert widths[0] <= widths[1] and widths[2] <= widths[3], widths
+        # weights above 1 are accepted, and the CSV says which were used
+        box = page.locator(".st-key-cmp_w_sparseness input")
+        box.fill("3")
+        box.press("Enter")
+        expect(page.get_by_text(re.compile(r"normalised:.*Sparseness \(Gini\) 0\.375"))).to_be_visible(timeout=WAIT)
+        _settled(page)
+        page.screenshot(path=str(shots / "w04_assessment.png"))
+        with page.expect_download(timeout=WAIT) as dl:
+            page.locator(".st-key-cmp_csv button").click()
+        csv = open(dl.value.path()).read().splitlines()
+        header = csv[0].split(",")
+        assert "sparseness weight" in header and float(csv[1].split(",")[header.index("sparseness weight")]) == 0.375
+        # back and forth keeps the weight
+        page.get_by_role("link", name="Saliency maps").click()
+        expect(page.get_by_role("heading", name="Saliency maps")).to_be_visible(timeout=WAIT)
+        page.get_by_role("link", name="Comprehensive assessment").click()
+        expect(page.locator(".st-key-cmp_w_sparseness input")).to_have_value("3.00", timeout=WAIT)
+
+        # ---- 7. labels of the run, a working command, a failed run's error -----------------------
+        page.goto(f"{server}/saliency?run={dash_runs.MANY_CLASSES_RUN}", wait_until="domcontentloaded")
+        _count(page, 5, 5)
+        page.locator(".st-key-sal_labels input").click()
+        options = page.get_by_role("option")
+        expect(options.first).to_be_visible(timeout=WAIT)
+        shown = [o for o in options.all_inner_texts() if o != "Select all"]
+        assert sorted(shown) == sorted(dash_runs.CLASSES)      # the 3 explained labels, not 1000 classes
+        page.keyboard.press("Escape")
+
+        page.goto(f"{server}/counterfactual?run={TOY}", wait_until="domcontentloaded")
+        hint = page.get_by_text(re.compile(r"xai-core run --config"))
+        expect(hint).to_be_visible(timeout=WAIT)
+        cmd = re.search(r"xai-core run [^\n`]+?DIR", hint.inner_text())[0].split()[1:]
+        assert build_parser().parse_args(cmd).config                     # the CLI accepts it
+
+        page.goto(f"{server}/saliency?run=broken%2Ffailed", wait_until="domcontentloaded")
+        expect(page.get_by_text(re.compile("This run failed"))).to_be_visible(timeout=WAIT)
+        expect(page.get_by_text(re.compile(re.escape(dash_runs.FAILED_ERROR)))).to_be_visible()
+        expect(page.locator("[class*='st-key-sal_row_']")).to_have_count(0)
+        page.screenshot(path=str(shots / "w05_failed_run.png"))
+        assert not errors, errors
+    finally:
+        page.close()
