@@ -353,7 +353,8 @@ def test_protocol_from_the_url_or_explicit(url, protocol, expected):
     ({"url": "http://h:1/v1/models/m:predict", "protocol": "grpc"}, "model.protocol is 'grpc'"),
     ({"url": "http://h:1/v1/models/m:predict", "outputs": "scores"}, "model.outputs is 'scores'"),
     ({"url": "http://h:1/v1/models/m:predict", "request_batch": 0}, "request_batch 0"),
-    ({"url": "http://h:1/v1/models/m:predict", "timeout": "30s"}, "expected timeout > 0 s"),
+    ({"url": "http://h:1/v1/models/m:predict", "timeout": "30s"}, "model.timeout is '30s'; expected a number"),
+    ({"url": "http://h:1/v1/models/m:predict", "timeout": 0}, "expected timeout > 0 s"),
     ({"url": "http://h:1/v1/models/m:predict", "factory": "a:b"}, "exactly one of `factory`"),
     ({"url": "http://h:1/v1/models/m:predict", "binary_data": True}, "extension of the V2 protocol"),
 ])
