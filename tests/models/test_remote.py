@@ -356,6 +356,8 @@ def test_protocol_from_the_url_or_explicit(url, protocol, expected):
     ({"url": "http://h:1/v1/models/m:predict", "timeout": "30s"}, "model.timeout is '30s'; expected a number"),
     ({"url": "http://h:1/v1/models/m:predict", "timeout": 0}, "expected timeout > 0 s"),
     ({"url": "http://h:1/v1/models/m:predict", "factory": "a:b"}, "exactly one of `factory`"),
+    ({"url": "http://h:1/v1/models/m:predict", "weights": "w.pt"}, "model.weights is set, but a served model"),
+    ({"url": "http://h:1/v1/models/m:predict", "factory_kwargs": {"a": 1}}, "model.factory_kwargs is set"),
     ({"url": "http://h:1/v1/models/m:predict", "binary_data": True}, "extension of the V2 protocol"),
 ])
 def test_bad_served_model_configs_are_refused(model, message, demo_data, tmp_path):

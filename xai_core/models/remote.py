@@ -65,6 +65,10 @@ def detect_protocol(url: str, protocol: str = "auto") -> str:
 
 def validate_remote(spec) -> None:
     """Checks of the served-model options of a :class:`~.loading.ModelSpec`."""
+    ignored = [k for k in ("weights", "factory_kwargs") if getattr(spec, k, None)]
+    if ignored:
+        raise ModelError(f"model.{ignored[0]} is set, but a served model (model.url) loads nothing here; "
+                         f"remove {ignored[0]} or use model.factory")
     if detect_protocol(spec.url, spec.protocol) != "v2" and spec.binary_data:
         raise ModelError("model.binary_data: true is an extension of the V2 protocol; "
                          "use a .../v2/models/NAME/infer URL or set binary_data: false")
