@@ -153,7 +153,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
         return str(p.resolve())
 
     def model_conv(v):
-        for k in ("weights", "torchscript"):
+        for k in ("weights", "torchscript", "onnx"):
             if v.get(k):
                 v[k] = rel(v[k])
         return v

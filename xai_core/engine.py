@@ -30,6 +30,7 @@ class RunContext:
     explainers: list
     metrics: list
     stats: dict = field(default_factory=lambda: {"explain_s": {}, "metric_s": {}, "analysis_s": {}})
+    fast_forward: dict | None = None  # how forward-only passes run (manifest model.fast_forward)
 
     @classmethod
     def build(cls, config: RunConfig) -> "RunContext":
@@ -37,7 +38,13 @@ class RunContext:
         model = load_model(config.model, num_classes=len(dataset.classes))
         explainers, metrics = config.instantiate()
         check_capabilities(model, config, explainers)
-        return cls(config, dataset, model, explainers, metrics)
+        model, fast = _fast_forward(model, config, dataset)
+        return cls(config, dataset, model, explainers, metrics, fast_forward=fast)
+
+    @property
+    def fast_passes(self) -> int:
+        """Images pushed through the ONNX Runtime fast path so far (0 when it is off)."""
+        return int(getattr(self.model, "fast_passes", 0))
 
     @property
     def classes(self) -> list[str]:
@@ -59,6 +66,22 @@ def check_capabilities(model, config: RunConfig, explainers: list) -> None:
     if config.sanity.enabled:
         raise ConfigError(f"the randomisation sanity check needs the PyTorch weights, which a model served by {kind} lacks; "
                           "set sanity.enabled: false")
+
+
+def _fast_forward(model, config: RunConfig, dataset):
+    """(model, manifest record) for ``model.fast_forward`` (see :mod:`.models.fast`)."""
+    if not model.supports_gradients:
+        return model, {"mode": config.model.fast_forward, "backend": model.kind,
+                       "reason": f"the model itself is served by {model.kind}"}
+    if config.model.fast_forward == "off":
+        return model, {"mode": "off", "backend": "torch"}
+    from .models.fast import enable_fast_forward
+
+    size = tuple(config.model.input_size)
+    n = min(len(dataset), 8)
+    images = (prepare_batch(dataset, list(range(n)), size).pixels if n else
+              torch.rand(4, len(config.model.mean), *size, generator=torch.Generator().manual_seed(0)))
+    return enable_fast_forward(model, images, batch_size=config.explain_batch_size)
 
 
 def part_indices(n: int, batch_size: int) -> list[list[int]]:

@@ -1,4 +1,5 @@
-"""Load a classifier from a Python factory (+ optional weights) or a TorchScript file."""
+"""Load a classifier from a Python factory (+ optional weights), a TorchScript file or an ONNX
+file (served by ONNX Runtime, forward passes only: :mod:`.onnx`)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from torch import nn
 
 from ..errors import ModelError
 from .handle import ACTIVATIONS, ClassifierHandle, PixelSpaceModel
+from .onnx import load_onnx, refuse_onnx_file
+
+FAST_FORWARD_MODES = ("auto", "off")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build the model. Exactly one of ``factory`` and ``torchscript`` is set.
+    """How to build the model. Exactly one of ``factory``, ``torchscript`` and ``onnx`` is set.
 
     factory: ``"package.module:function"`` returning an ``nn.Module`` that maps normalised
         (N, 3, H, W) float32 to logits (N, K).
@@ -26,6 +30,9 @@ class ModelSpec:
         ``torch.load(weights_only=True)``.
     input_size: (H, W) the network expects; images are resized to it.
     mean, std: per-channel normalisation applied to [0, 1] pixels before the network.
+    onnx: an ONNX file (normalised input → logits) run by ONNX Runtime; forward passes only.
+    fast_forward: "auto" runs the forward-only passes of a PyTorch model through an ONNX
+        Runtime export when it reproduces torch's logits (:mod:`.fast`); "off" keeps torch.
     """
 
     factory: str | None = None
@@ -36,12 +43,19 @@ class ModelSpec:
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     factory_kwargs: dict = field(default_factory=dict)
+    onnx: str | None = None
+    fast_forward: str = "auto"
 
     def validate(self) -> None:
-        if bool(self.factory) == bool(self.torchscript):
+        if sum(bool(s) for s in (self.factory, self.torchscript, self.onnx)) != 1:
             raise ModelError(
-                "model: give exactly one of `factory` (package.module:function) or `torchscript` (file.pt)"
+                "model: give exactly one of `factory` (package.module:function), `torchscript` (file.pt) "
+                "or `onnx` (file.onnx)"
             )
+        if self.onnx and self.weights:
+            raise ModelError("model.weights applies to model.factory; an ONNX file holds its own weights")
+        if self.fast_forward not in FAST_FORWARD_MODES:
+            raise ModelError(f"model.fast_forward is {self.fast_forward!r}; expected one of {FAST_FORWARD_MODES}")
         if self.activation not in ACTIVATIONS:
             raise ModelError(f"model.activation is {self.activation!r}; expected one of {ACTIVATIONS}")
         if len(self.input_size) != 2 or min(self.input_size) < 8:
@@ -82,6 +96,7 @@ def load_network(spec: ModelSpec) -> nn.Module:
         path = Path(spec.torchscript)
         if not path.is_file():
             raise ModelError(f"model.torchscript file {str(path)!r} does not exist")
+        refuse_onnx_file(path, "torchscript")
         try:
             net = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:  # torch raises RuntimeError subclasses with long texts
@@ -94,6 +109,7 @@ def load_network(spec: ModelSpec) -> nn.Module:
             path = Path(spec.weights)
             if not path.is_file():
                 raise ModelError(f"model.weights file {str(path)!r} does not exist")
+            refuse_onnx_file(path, "weights")
             try:
                 state = torch.load(str(path), map_location="cpu", weights_only=True)
                 net.load_state_dict(state)
@@ -103,7 +119,11 @@ def load_network(spec: ModelSpec) -> nn.Module:
 
 
 def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
-    """Build the :class:`ClassifierHandle` and check that it outputs ``num_classes`` logits."""
+    """Build the :class:`ClassifierHandle` (an :class:`~.onnx.OnnxHandle` for ``onnx``) and
+    check that it outputs ``num_classes`` logits."""
+    if spec.onnx:
+        spec.validate()
+        return load_onnx(spec, num_classes)
     net = load_network(spec)
     handle = ClassifierHandle(
         module=PixelSpaceModel(net, spec.mean, spec.std),
@@ -127,8 +147,10 @@ def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
 def model_identity(spec: ModelSpec) -> dict:
     """What identifies the model in the summary manifest (reproducibility)."""
     ident = {"factory": spec.factory, "torchscript": spec.torchscript, "weights": spec.weights}
-    for key in ("weights", "torchscript"):
-        p = ident[key]
+    if spec.onnx:
+        ident["onnx"] = spec.onnx
+    for key in ("weights", "torchscript", "onnx"):
+        p = ident.get(key)
         if p and Path(p).is_file():
             ident[f"{key}_sha256"] = _file_digest(Path(p))
     return ident

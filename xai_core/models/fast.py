@@ -1,0 +1,166 @@
+"""Fast forward path: forward-only passes of a PyTorch model through ONNX Runtime.
+
+Most passes of a run need no gradient — occlusion, RISE, LIME, KernelSHAP and anchors
+explanations, the deletion/insertion curves, counterfactual searches, the batch's own
+predictions — and ONNX Runtime runs a small CNN's forward pass about three times faster than
+eager PyTorch on the CPU (measured on the demo CNN: BENCHMARKS.md). At run start
+(``model.fast_forward: auto``) the pixel-space model is exported with the TorchScript-based
+exporter and kept only if the export is *exact*: on a probe batch made from the run's own
+images and the kinds of perturbation the methods apply, at every batch size the run uses,
+the logits of both runtimes differ by at most :data:`TOLERANCE`. Otherwise the run stays on
+torch, and the manifest says why.
+
+A pass still goes through torch whenever it could differ from the export or needs what only
+torch gives: an input that requires grad (gradient explainers, Captum), a network with a
+module in training mode (MC dropout switches dropout on) or with forward hooks on any of its
+layers (Grad-CAM's activations, the uncertainty head search, guided backprop's rules), or an
+empty, non-float32 or non-CPU batch. Hooks on the pixel-space wrapper itself are ignored:
+only the user's layers carry computation that hooks could observe or change.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .handle import ClassifierHandle
+
+TOLERANCE = 1e-5  # max |logit difference| for the export to count as exact
+OPSET = 17
+
+
+@dataclass
+class FastForwardHandle(ClassifierHandle):
+    """A :class:`ClassifierHandle` whose gradient-free passes run in an ONNX Runtime session.
+
+    ``fast_passes`` counts the images that went through ONNX Runtime (they are counted in
+    ``passes`` as well).
+    """
+
+    session: Any = None
+    info: dict = field(default_factory=dict)
+    fast_passes: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._layers = list(self.module.net.modules())
+        self._input = self.session.get_inputs()[0].name
+
+    def needs_torch(self, x: torch.Tensor) -> bool:
+        """True when ``x`` must go through torch (see the module docstring)."""
+        if x.requires_grad or x.shape[0] == 0 or x.dtype != torch.float32 or x.device.type != "cpu":
+            return True
+        if self.module.training:
+            return True
+        return any(m.training or m._forward_hooks or m._forward_pre_hooks for m in self._layers)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.needs_torch(x):
+            return super().logits(x)
+        n = int(x.shape[0])
+        self.passes += n
+        self.fast_passes += n
+        out = self.session.run(None, {self._input: x.detach().contiguous().numpy()})[0]
+        return torch.from_numpy(out)
+
+
+# Export variants, tried in this order until one is exact. The exporter folds each eval-mode
+# BatchNorm into the convolution before it (fewer operators, faster), which rounds the weights
+# once; unfolded, ONNX Runtime computes BatchNorm as torch does, a little slower but closer.
+# ONNX Runtime's own graph rewrites stay off in both: they only move its numbers further from
+# torch's and, measured on the demo CNN, win nothing on one or two threads.
+VARIANTS = (("folded", True), ("unfolded", False))
+
+
+def export_session(module: torch.nn.Module, example: torch.Tensor, *, fold: bool = True):
+    """An ONNX Runtime session for ``module`` exported with a dynamic batch axis."""
+    from .onnx import cpu_session
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
+        torch.onnx.export(module, (example,), buf, dynamo=False, opset_version=OPSET,
+                          do_constant_folding=fold, input_names=["pixels"], output_names=["logits"],
+                          dynamic_axes={"pixels": {0: "n"}, "logits": {0: "n"}})
+    return cpu_session(buf.getvalue(), optimize=False)
+
+
+def probe_images(images: torch.Tensor, n: int, *, seed: int = 0) -> torch.Tensor:
+    """(n, C, H, W) inputs like those a run feeds the model: its images, copies with random
+    8×8-cell regions set to black (occlusion, anchors, LIME, deletion), blurred copies with
+    regions of the original pasted back (insertion, counterfactuals), and a black image."""
+    from ..blur import gaussian_blur
+
+    gen = torch.Generator().manual_seed(seed)
+    c, h, w = images.shape[1:]
+    blurred = gaussian_blur(images, sigma=max(h, w) / 16)
+    out = [images, torch.zeros(1, c, h, w)]
+    while sum(t.shape[0] for t in out) < n:
+        cells = torch.rand(images.shape[0], 1, (h + 7) // 8, (w + 7) // 8, generator=gen) < 0.5
+        mask = cells.repeat_interleave(8, 2).repeat_interleave(8, 3)[:, :, :h, :w].float()
+        out += [images * mask, images * mask + blurred * (1 - mask)]
+    return torch.cat(out)[:n].contiguous()
+
+
+def max_logit_diff(module, session, probe: torch.Tensor, batch_sizes) -> float:
+    """Max |torch − ORT logits| over ``probe`` cut in batches of each of ``batch_sizes``
+    (inf when the shapes differ, NaN when either side gives NaN)."""
+    name, worst = session.get_inputs()[0].name, 0.0
+    with torch.no_grad():
+        for b in batch_sizes:
+            for i in range(0, probe.shape[0], b):
+                x = probe[i: i + b].contiguous()
+                ref = module(x).numpy()
+                out = session.run(None, {name: x.numpy()})[0]
+                if out.shape != ref.shape:
+                    return float("inf")
+                d = float(np.abs(out.astype(np.float64) - ref).max())
+                if not d <= worst:  # keeps a NaN
+                    worst = d
+    return worst
+
+
+def enable_fast_forward(handle: ClassifierHandle, images: torch.Tensor, *, batch_size: int,
+                        tolerance: float = TOLERANCE) -> tuple[ClassifierHandle, dict]:
+    """(the handle to run with, what was decided) for ``model.fast_forward: auto``.
+
+    images: (N, C, H, W) float32 in [0, 1], a few of the run's images (N ≥ 1); batch_size: the
+    largest forward batch of the run (``explain_batch_size``). The probe is ``batch_size``
+    images, compared in one batch, one by one and in odd chunks of 3, since a runtime's
+    numerics may depend on the batch size (kernels are chosen and blocked per shape).
+    Returns the original handle with ``backend: torch`` and the reason when the export fails
+    or no variant is exact.
+    """
+    info = {"mode": "auto", "backend": "torch", "tolerance": tolerance, "max_abs_diff": None}
+    t0 = time.perf_counter()
+    probe = probe_images(images, max(batch_size, 4))
+    sizes = sorted({1, 3, probe.shape[0]})
+    info.update(probe_images=int(probe.shape[0]), probe_batch_sizes=sizes)
+    tried = []
+    for variant, fold in VARIANTS:
+        try:
+            session = export_session(handle.module, images[:1], fold=fold)
+        except Exception as e:  # the exporter raises many types (unsupported op, tracing failure)
+            text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+            info.update(reason=f"ONNX export failed: {type(e).__name__}: {text}".rstrip(": "),
+                        setup_s=round(time.perf_counter() - t0, 3))
+            return handle, info  # an unexportable model fails the same way in every variant
+        diff = max_logit_diff(handle.module, session, probe, sizes)
+        tried.append(f"{variant} {diff:.3g}")
+        info["max_abs_diff"] = diff if info["max_abs_diff"] is None else min(info["max_abs_diff"], diff)
+        if diff <= tolerance:
+            info.update(backend="onnxruntime", export=variant, max_abs_diff=diff,
+                        setup_s=round(time.perf_counter() - t0, 3))
+            fast = FastForwardHandle(module=handle.module, activation=handle.activation,
+                                     input_size=handle.input_size, num_classes=handle.num_classes,
+                                     passes=handle.passes, session=session, info=info)
+            return fast, info
+    info.update(reason=f"the export is not exact: max |logit difference| ({', '.join(tried)}) > {tolerance:g}",
+                setup_s=round(time.perf_counter() - t0, 3))
+    return handle, info
