@@ -21,8 +21,11 @@ only the user's layers carry computation that hooks could observe or change.
 from __future__ import annotations
 
 import io
+import os
+import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,12 +81,37 @@ class FastForwardHandle(ClassifierHandle):
 VARIANTS = (("folded", True), ("unfolded", False))
 
 
+@contextmanager
+def _quiet_stdio():
+    """Silence the C++ side of the exporter: on an unsupported operator it prints the whole
+    TorchScript graph to the process's stderr (torch 2.13 turns its ONNX log on whatever the
+    setting), before the exception the fast path turns into a one-line reason."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no standard streams (a daemon): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
 def export_session(module: torch.nn.Module, example: torch.Tensor, *, fold: bool = True):
     """An ONNX Runtime session for ``module`` exported with a dynamic batch axis."""
     from .onnx import cpu_session
 
     buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_stdio():
         warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
         torch.onnx.export(module, (example,), buf, dynamo=False, opset_version=OPSET,
                           do_constant_folding=fold, input_names=["pixels"], output_names=["logits"],
