@@ -181,3 +181,26 @@ def test_onnx_path_in_a_config_file_is_relative_to_it(tmp_path, toy_data):
     raw["model"] = {**raw["model"], "factory": None, "onnx": "net.onnx"}
     cfg = config_from_dict(raw, base_dir=tmp_path)
     assert cfg.model.onnx == str((tmp_path / "net.onnx").resolve())
+
+
+def test_every_metric_and_gradient_free_explainer_runs_on_an_onnx_model(toy_data, tmp_path):
+    from xai_core.metrics import METRICS
+
+    export(colour_net(), tmp_path / "net.onnx", shape=(1, 3, SIZE, SIZE))
+    fast = {"deletion_auc": {"steps": 4}, "insertion_auc": {"steps": 4}, "naive_faithfulness": {"chunks": 4},
+            "road_morf": {"fractions": [0.5]}, "road_lerf": {"fractions": [0.5]},
+            "max_sensitivity": {"samples": 2}, "avg_sensitivity": {"samples": 2}, "infidelity": {"samples": 2}}
+    explainers = [{"type": c.name, "params": dict(c.smoke_params)} for c in EXPLAINERS if not c.needs_gradients]
+    raw = toy_config(toy_data, tmp_path / "run", explainers=explainers,
+                     metrics=[{"type": c.name, "params": fast.get(c.name, {})} for c in METRICS],
+                     counterfactual={"enabled": True, "layers": 2}, dataset={"kind": "manifest", "path": str(toy_data),
+                                                                               "limit": 4})
+    raw["model"] = {**raw["model"], "factory": None, "onnx": str(tmp_path / "net.onnx")}
+    cfg = config_from_dict(raw)
+    run(cfg, cfg.out, progress=False)
+    r = RunReader(cfg.out)
+    assert r.status == "complete"
+    assert {e["type"] for e in r.explainers} >= set(PERTURBATION)
+    scores = r.scores()
+    assert set(scores["metric"]) == set(METRICS.names())
+    assert scores.groupby("metric")["raw"].apply(lambda v: np.isfinite(v).any()).all()
