@@ -60,9 +60,10 @@ def check_capabilities(model, config: RunConfig, explainers: list) -> None:
     if grad:
         raise ConfigError(f"explainers {grad} need gradients, which a model served by {kind} cannot give; "
                           "use perturbation explainers (occlusion, rise, lime, kernel_shap, anchors, random)")
-    if config.uncertainty.enabled:
+    if config.uncertainty.enabled and config.uncertainty.dropout > 0:
         raise ConfigError(f"uncertainty (MC dropout) needs the PyTorch module, which a model served by {kind} lacks; "
-                          "set uncertainty.enabled: false")
+                          "set uncertainty.dropout: 0 with tta_shift / tta_noise (test-time augmentation), "
+                          "or uncertainty.enabled: false")
     if config.sanity.enabled:
         raise ConfigError(f"the randomisation sanity check needs the PyTorch weights, which a model served by {kind} lacks; "
                           "set sanity.enabled: false")
@@ -207,6 +208,7 @@ def _uncertainty(ctx: RunContext, part: int, pixels: torch.Tensor, probs: np.nda
     from .uncertainty import mc_dropout
 
     return mc_dropout(ctx.model, pixels, passes=spec.passes, dropout=spec.dropout,
+                      tta_shift=spec.tta_shift, tta_noise=spec.tta_noise,
                       seed=ctx.config.seed * 1_000_003 + part, batch_size=ctx.config.explain_batch_size,
                       probs=probs)
 

@@ -114,10 +114,30 @@ def test_gradient_explainers_mc_dropout_and_sanity_are_refused_up_front(demo_onn
     msg = str(e.value)
     assert "\n" not in msg and "['gradient', 'gradcam'] need gradients" in msg and "onnx" in msg
     assert not (tmp_path / "a").exists()  # nothing started
-    for over in ({"uncertainty": {"enabled": True}}, {"sanity": {"enabled": True}}):
+    for over, hint in (({"uncertainty": {"enabled": True}}, "uncertainty.dropout: 0 with tta_shift"),
+                       ({"sanity": {"enabled": True}}, "sanity.enabled: false")):
         cfg = config_from_dict({**demo_config(data, tmp_path / "b", model), **over})
-        with pytest.raises(ConfigError, match="onnx"):
+        with pytest.raises(ConfigError, match="onnx") as e:
             RunContext.build(cfg)
+        assert hint in str(e.value)
+
+
+def test_uncertainty_by_test_time_augmentation_works_on_onnx(toy_data, tmp_path):
+    # The same network as ONNX and as PyTorch: the same augmented passes, the same spread.
+    export(colour_net(), tmp_path / "net.onnx", shape=(1, 3, SIZE, SIZE))
+    labels = {}
+    for kind, model in (("onnx", {"factory": None, "onnx": str(tmp_path / "net.onnx")}), ("torch", {})):
+        raw = toy_config(toy_data, tmp_path / kind, explainers=["random"], metrics=[],
+                         uncertainty={"enabled": True, "passes": 4, "dropout": 0, "tta_shift": 2, "tta_noise": 0.05})
+        raw["model"].update(model)
+        cfg = config_from_dict(raw)
+        run(cfg, cfg.out, progress=False)
+        labels[kind] = RunReader(cfg.out).labels()
+    assert (labels["onnx"]["prob_std"] > 1e-4).any()
+    for col in ("prob_mean", "prob_std", "ci_low", "ci_high"):
+        np.testing.assert_allclose(labels["onnx"][col], labels["torch"][col], atol=1e-5, err_msg=col)
+    with pytest.raises(ConfigError, match="no test-time augmentation"):
+        config_from_dict(toy_config(toy_data, tmp_path / "x", uncertainty={"enabled": True, "dropout": 0}))
 
 
 def test_onnx_file_given_as_torchscript_or_weights_is_detected(demo_onnx, tmp_path):
