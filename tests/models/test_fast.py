@@ -63,6 +63,12 @@ def test_forward_only_calls_use_onnx_runtime_and_the_rest_torch():
         h.logits(x)
     assert (h.passes, h.fast_passes) == (30, 12)
 
+    # Weights changed in place after the export: the export is stale, torch answers.
+    with torch.no_grad():
+        h.net.features[0].bias.add_(0.5)
+        np.testing.assert_allclose(h.logits(x), h.module(x), atol=0)
+    assert h.fast_passes == 12
+
 
 def test_export_that_is_not_exact_falls_back_to_torch():
     # Tracing keeps only the branch the example takes; the probe's black image takes the other.

@@ -13,8 +13,8 @@ torch, and the manifest says why.
 A pass still goes through torch whenever it could differ from the export or needs what only
 torch gives: an input that requires grad (gradient explainers, Captum), a network with a
 module in training mode (MC dropout switches dropout on) or with forward hooks on any of its
-layers (Grad-CAM's activations, the uncertainty head search, guided backprop's rules), or an
-empty, non-float32 or non-CPU batch. Hooks on the pixel-space wrapper itself are ignored:
+layers (Grad-CAM's activations, the uncertainty head search, guided backprop's rules), weights
+changed in place since the export, or an empty, non-float32 or non-CPU batch. Hooks on the pixel-space wrapper itself are ignored:
 only the user's layers carry computation that hooks could observe or change.
 """
 
@@ -53,13 +53,20 @@ class FastForwardHandle(ClassifierHandle):
     def __post_init__(self):
         super().__post_init__()
         self._layers = list(self.module.net.modules())
+        self._tensors = [*self.module.parameters(), *self.module.buffers()]
+        self._exported = self._state_version()
         self._input = self.session.get_inputs()[0].name
+
+    def _state_version(self) -> int:
+        # Every in-place change of a tensor bumps its version counter: weights edited after
+        # the export (a randomisation, a fine-tuning step) show up here.
+        return sum(t._version for t in self._tensors)
 
     def needs_torch(self, x: torch.Tensor) -> bool:
         """True when ``x`` must go through torch (see the module docstring)."""
         if x.requires_grad or x.shape[0] == 0 or x.dtype != torch.float32 or x.device.type != "cpu":
             return True
-        if self.module.training:
+        if self.module.training or self._state_version() != self._exported:
             return True
         return any(m.training or m._forward_hooks or m._forward_pre_hooks for m in self._layers)
 
