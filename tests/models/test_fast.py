@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from toy import SIZE, toy_config
+from toy import SIZE, colour_net, toy_config
 from xai_core.config import config_from_dict
 from xai_core.demo.dataset import generate_demo_dataset
 from xai_core.demo.runner import demo_config_dict
@@ -151,3 +151,34 @@ def test_run_falls_back_and_records_why(toy_data, tmp_path):
     assert r.status == "complete" and ff["backend"] == "torch" and "not exact" in ff["reason"]
     assert r.manifest["timing"]["fast_forward_passes"] == 0
     assert r.manifest["config"]["model"]["fast_forward"] == "auto"
+
+
+def test_torchscript_model_runs_end_to_end_on_the_fast_path(toy_data, tmp_path):
+    # A TorchScript network is exported on its own (it cannot be traced inside the wrapper).
+    ts = tmp_path / "net.pt"
+    torch.jit.script(colour_net()).save(str(ts))
+    readers = {}
+    for mode in ("auto", "off"):
+        raw = toy_config(toy_data, tmp_path / "logdir" / mode, explainers=["occlusion", "gradient", {"type": "anchors", "params": dict(EXPLAINERS.get("anchors").smoke_params)}],
+                         metrics=[{"type": "deletion_auc", "params": {"steps": 8}}, "pointing_game"],
+                         counterfactual={"enabled": True, "layers": 2},
+                         dataset={"kind": "manifest", "path": str(toy_data), "limit": 6})
+        raw["model"] = {**raw["model"], "factory": None, "torchscript": str(ts), "mean": [0.1, 0.1, 0.1],
+                        "fast_forward": mode}
+        cfg = config_from_dict(raw)
+        run(cfg, cfg.out, progress=False)
+        readers[mode] = RunReader(cfg.out)
+    on, off = readers["auto"], readers["off"]
+    assert on.manifest["model"]["fast_forward"]["backend"] == "onnxruntime"
+    assert on.manifest["timing"]["fast_forward_passes"] > 0
+    a, b = (r.scores().sort_values(KEY).reset_index(drop=True) for r in (on, off))
+    assert a[KEY].equals(b[KEY]) and len(a) > 0
+    np.testing.assert_allclose(a["raw"], b["raw"], atol=1e-5, equal_nan=True)
+
+    from xai_core.dashboard import RunTables
+    from xai_core.dashboard.runs import list_runs
+
+    info = {i.name: i for i in list_runs(tmp_path / "logdir")}["auto"]
+    assert info.status == "complete" and info.model.endswith("net.pt")
+    t = RunTables.load(tmp_path / "logdir" / "auto", root=tmp_path / "logdir")
+    assert set(t.explainers) == {"occlusion", "gradient", "anchors"}

@@ -4,7 +4,7 @@ Most passes of a run need no gradient — occlusion, RISE, LIME, KernelSHAP and 
 explanations, the deletion/insertion curves, counterfactual searches, the batch's own
 predictions — and ONNX Runtime runs a small CNN's forward pass about three times faster than
 eager PyTorch on the CPU (measured on the demo CNN: BENCHMARKS.md). At run start
-(``model.fast_forward: auto``) the pixel-space model is exported with the TorchScript-based
+(``model.fast_forward: auto``) the network is exported with the TorchScript-based
 exporter and kept only if the export is *exact*: on a probe batch made from the run's own
 images and the kinds of perturbation the methods apply, at every batch size the run uses,
 the logits of both runtimes differ by at most :data:`TOLERANCE`. Otherwise the run stays on
@@ -46,7 +46,7 @@ class FastForwardHandle(ClassifierHandle):
     ``passes`` as well).
     """
 
-    session: Any = None
+    exported: Any = None  # an :class:`Exported`
     info: dict = field(default_factory=dict)
     fast_passes: int = 0
 
@@ -55,7 +55,6 @@ class FastForwardHandle(ClassifierHandle):
         self._layers = list(self.module.net.modules())
         self._tensors = [*self.module.parameters(), *self.module.buffers()]
         self._exported = self._state_version()
-        self._input = self.session.get_inputs()[0].name
 
     def _state_version(self) -> int:
         # Every in-place change of a tensor bumps its version counter: weights edited after
@@ -76,8 +75,24 @@ class FastForwardHandle(ClassifierHandle):
         n = int(x.shape[0])
         self.passes += n
         self.fast_passes += n
-        out = self.session.run(None, {self._input: x.detach().contiguous().numpy()})[0]
-        return torch.from_numpy(out)
+        return torch.from_numpy(self.exported(x.detach().contiguous().numpy()))
+
+
+class Exported:
+    """The user's network in an ONNX Runtime session, behind the pixel-space normalisation.
+
+    The network is exported alone (a TorchScript network cannot be traced inside a Python
+    wrapper) and ``(x − mean) / std`` is applied in numpy: the same float32 operations as
+    :class:`~.handle.PixelSpaceModel`, so the same bits."""
+
+    def __init__(self, session, mean: torch.Tensor, std: torch.Tensor):
+        self.session = session
+        self.name = session.get_inputs()[0].name
+        self.mean = mean.detach().to(torch.float32).numpy().copy()
+        self.std = std.detach().to(torch.float32).numpy().copy()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.name: (x - self.mean) / self.std})[0]
 
 
 # Export variants, tried in this order until one is exact. The exporter folds each eval-mode
@@ -113,17 +128,19 @@ def _quiet_stdio():
             os.close(fd)
 
 
-def export_session(module: torch.nn.Module, example: torch.Tensor, *, fold: bool = True):
-    """An ONNX Runtime session for ``module`` exported with a dynamic batch axis."""
+def export(module, pixels: torch.Tensor, *, fold: bool = True) -> Exported:
+    """The network of ``module`` (a :class:`~.handle.PixelSpaceModel`) exported with a
+    dynamic batch axis, traced on ``pixels`` (N, C, H, W) in [0, 1]."""
     from .onnx import cpu_session
 
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad(), _quiet_stdio():
         warnings.simplefilter("ignore")  # the legacy exporter announces its deprecation
-        torch.onnx.export(module, (example,), buf, dynamo=False, opset_version=OPSET,
-                          do_constant_folding=fold, input_names=["pixels"], output_names=["logits"],
-                          dynamic_axes={"pixels": {0: "n"}, "logits": {0: "n"}})
-    return cpu_session(buf.getvalue(), optimize=False)
+        example = (pixels - module.mean) / module.std
+        torch.onnx.export(module.net, (example,), buf, dynamo=False, opset_version=OPSET,
+                          do_constant_folding=fold, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}})
+    return Exported(cpu_session(buf.getvalue(), optimize=False), module.mean, module.std)
 
 
 def probe_images(images: torch.Tensor, n: int, *, seed: int = 0) -> torch.Tensor:
@@ -143,19 +160,19 @@ def probe_images(images: torch.Tensor, n: int, *, seed: int = 0) -> torch.Tensor
     return torch.cat(out)[:n].contiguous()
 
 
-def max_logit_diff(module, session, probe: torch.Tensor, batch_sizes, *, small: int = 12) -> float:
+def max_logit_diff(module, exported: Exported, probe: torch.Tensor, batch_sizes, *, small: int = 12) -> float:
     """Max |torch − ORT logits| over ``probe`` cut in batches of each of ``batch_sizes``
     (inf when the shapes differ, NaN when either side gives NaN). Batch sizes below
     ``small`` see only the first ``small`` images: every size is covered for a third of the
     passes of the whole probe at each size."""
-    name, worst = session.get_inputs()[0].name, 0.0
+    worst = 0.0
     with torch.no_grad():
         for b in batch_sizes:
             images = probe if b >= small else probe[:small]
             for i in range(0, images.shape[0], b):
                 x = images[i: i + b].contiguous()
                 ref = module(x).numpy()
-                out = session.run(None, {name: x.numpy()})[0]
+                out = exported(x.numpy())
                 if out.shape != ref.shape:
                     return float("inf")
                 d = float(np.abs(out.astype(np.float64) - ref).max())
@@ -184,13 +201,13 @@ def enable_fast_forward(handle: ClassifierHandle, images: torch.Tensor, *, batch
     tried = []
     for variant, fold in VARIANTS:
         try:
-            session = export_session(handle.module, images[:1], fold=fold)
+            exported = export(handle.module, images[:1], fold=fold)
         except Exception as e:  # the exporter raises many types (unsupported op, tracing failure)
             text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
             info.update(reason=f"ONNX export failed: {type(e).__name__}: {text}".rstrip(": "),
                         setup_s=round(time.perf_counter() - t0, 3))
             return handle, info  # an unexportable model fails the same way in every variant
-        diff = max_logit_diff(handle.module, session, probe, sizes)
+        diff = max_logit_diff(handle.module, exported, probe, sizes)
         tried.append(f"{variant} {diff:.3g}")
         info["max_abs_diff"] = diff if info["max_abs_diff"] is None else min(info["max_abs_diff"], diff)
         if diff <= tolerance:
@@ -198,7 +215,7 @@ def enable_fast_forward(handle: ClassifierHandle, images: torch.Tensor, *, batch
                         setup_s=round(time.perf_counter() - t0, 3))
             fast = FastForwardHandle(module=handle.module, activation=handle.activation,
                                      input_size=handle.input_size, num_classes=handle.num_classes,
-                                     passes=handle.passes, session=session, info=info)
+                                     passes=handle.passes, exported=exported, info=info)
             return fast, info
     info.update(reason=f"the export is not exact: max |logit difference| ({', '.join(tried)}) > {tolerance:g}",
                 setup_s=round(time.perf_counter() - t0, 3))
