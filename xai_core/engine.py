@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .config import RunConfig
-from .errors import ConfigError
+from .errors import ConfigError, XaiError
 from .data import open_dataset, object_mask, prepare_batch
 from .labels import select_labels
 from .metrics.base import MetricContext
@@ -80,8 +80,12 @@ def _fast_forward(model, config: RunConfig, dataset):
 
     size = tuple(config.model.input_size)
     n = min(len(dataset), 8)
-    images = (prepare_batch(dataset, list(range(n)), size).pixels if n else
-              torch.rand(4, len(config.model.mean), *size, generator=torch.Generator().manual_seed(0)))
+    try:
+        images = prepare_batch(dataset, list(range(n)), size).pixels if n else None
+    except XaiError:  # a bad image fails its own part later, with the run's manifest written
+        images = None
+    if images is None:
+        images = torch.rand(4, len(config.model.mean), *size, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
     return enable_fast_forward(model, images, batch_size=config.explain_batch_size)
 
 

@@ -183,3 +183,16 @@ def test_torchscript_model_runs_end_to_end_on_the_fast_path(toy_data, tmp_path):
     assert info.status == "complete" and info.model.endswith("net.pt")
     t = RunTables.load(tmp_path / "logdir" / "auto", root=tmp_path / "logdir")
     assert set(t.explainers) == {"occlusion", "gradient", "anchors"}
+
+
+def test_bad_image_among_the_probe_images_fails_its_part_not_the_start(toy_data, tmp_path):
+    # The probe reads the first images; a broken one must fail the run as before (manifest
+    # written, status failed, the item named), not before the run exists.
+    from xai_core.errors import DatasetError
+
+    (toy_data.parent / "images" / "s001.png").write_bytes(b"not a png")
+    cfg = config_from_dict(toy_config(toy_data, tmp_path / "run", explainers=["occlusion"], metrics=[]))
+    with pytest.raises(DatasetError, match="s001"):
+        run(cfg, cfg.out, progress=False)
+    r = RunReader(cfg.out)
+    assert r.status == "failed" and "s001" in r.manifest["error"]
