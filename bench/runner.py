@@ -15,6 +15,14 @@ at the best batch size, both measured in this process:
 * efficiency (grad-weighted) = (forward passes × t_fwd + gradient passes × t_grad) / wall,
   the figure the goal (≥ 0.8) applies to.
 
+The same configuration then runs again with the fast forward path (``model.fast_forward:
+auto``: gradient-free passes through an exact ONNX Runtime export, ``xai_core/models/fast.py``)
+in the same process, after one untimed warm-up run of one image that pays the one-off costs
+(imports, first calls) for both: images/s both ways, their ratio (goal ≥ 2) and the largest
+difference between the two runs' scores (goal ≤ 1e-5). The time spent inside the handle's
+forward calls (``logits``: ONNX Runtime or torch) is measured in both runs, to show where the
+rest of the time goes.
+
 Run: ``python bench/runner.py`` (``BENCH_IMAGES=N`` for more images; default 8).
 """
 
@@ -39,10 +47,12 @@ def per_pass_times(module) -> tuple[int, float, float]:
 
 
 def count_passes():
-    """Patch RunContext.build so that every context counts forward and gradient passes."""
+    """Patch RunContext.build so that every context counts forward and gradient passes through
+    torch (a hook on the pixel-space wrapper, which the fast path ignores: passes it serves
+    are in the manifest's ``fast_forward_passes``) and times the handle's forward calls."""
     from xai_core.engine import RunContext
 
-    counts = {"forward": 0, "grad": 0}
+    counts = {"forward": 0, "grad": 0, "logits_s": 0.0}
     build = RunContext.build.__func__
 
     def hook(_module, inputs, output):
@@ -51,10 +61,59 @@ def count_passes():
     def counted_build(cls, config):
         ctx = build(cls, config)
         ctx.model.module.register_forward_hook(hook)
+        logits = ctx.model.logits
+
+        def timed(x):
+            t0 = time.perf_counter()
+            try:
+                return logits(x)
+            finally:
+                counts["logits_s"] += time.perf_counter() - t0
+
+        ctx.model.logits = timed
         return ctx
 
     RunContext.build = classmethod(counted_build)
     return counts
+
+
+def with_fast_forward(raw: dict, mode: str):
+    from xai_core.config import config_from_dict
+
+    raw["model"]["fast_forward"] = mode
+    return config_from_dict(raw)
+
+
+def fast_report(cfg, fast_cfg, n: int, wall: float, fast_wall: float, counts: dict, fast_counts: dict) -> None:
+    """The fast forward path against the torch-only run above: speed, agreement, where time goes."""
+    import numpy as np
+    from xai_core.summary.reader import RunReader
+
+    m, fm = manifest(cfg.out), manifest(fast_cfg.out)
+    ff, ft = fm["model"]["fast_forward"], fm["timing"]
+    print("   -- fast forward path (model.fast_forward: auto), same configuration, same process", flush=True)
+    print(f"   decision: {ff}", flush=True)
+    figure("images/s, fast path", n / fast_wall, f"img/s (torch only: {n / wall:.3f})")
+    figure("speed-up of the fast path", wall / fast_wall, "× (images/s, fast path / torch only)", "≥ 2")
+    key = ["sample_index", "label", "explainer", "metric"]
+    a, b = (RunReader(d).scores().sort_values(key).reset_index(drop=True) for d in (fast_cfg.out, cfg.out))
+    same_rows = a[key].equals(b[key])
+    diff = float(np.nanmax(np.abs(a["raw"].to_numpy() - b["raw"].to_numpy()))) if same_rows and len(a) else float("nan")
+    figure("max |score difference|, fast path vs torch only", diff,
+           f"(raw metric values, {len(a)} scores{'' if same_rows else '; ROWS DIFFER'})", "≤ 1e-5")
+    pa, pb = (np.stack(RunReader(d).samples()["probs"]) for d in (fast_cfg.out, cfg.out))
+    figure("max |probability difference|", float(np.abs(pa - pb).max()))
+    figure("passes through ONNX Runtime", ft["fast_forward_passes"],
+           f"of {ft['model_passes']} ({ft['fast_forward_passes'] / max(ft['model_passes'], 1):.0%}); "
+           f"torch: {fast_counts['forward']} forward + {fast_counts['grad']} gradient")
+    figure("time in forward calls (handle.logits)", fast_counts["logits_s"],
+           f"s of {fast_wall:.1f} s with the fast path; {counts['logits_s']:.1f} s of {wall:.1f} s torch only")
+    print("   seconds per explainer, torch only → fast path: " + ", ".join(
+        f"{k} {v:.1f} → {ft['explain_s'].get(k, 0):.1f}" for k, v in m["timing"]["explain_s"].items()), flush=True)
+    print("   seconds per metric, torch only → fast path:    " + ", ".join(
+        f"{k} {v:.1f} → {ft['metric_s'].get(k, 0):.1f}" for k, v in m["timing"]["metric_s"].items() if v >= 0.05), flush=True)
+    print("   seconds per analysis, torch only → fast path:  " + ", ".join(
+        f"{k} {v:.1f} → {ft['analysis_s'].get(k, 0):.1f}" for k, v in m["timing"].get("analysis_s", {}).items()), flush=True)
 
 
 def saliency_bytes(run_dir: Path, explainer: str) -> int:
@@ -71,19 +130,27 @@ def main() -> None:
     header(f"runner: default demo configuration, {n} images, one process", "python bench/runner.py")
     tmp = Path(tempfile.mkdtemp(prefix="xai-bench-runner-"))
     try:
-        cfg = config_from_dict(demo_config(tmp / "run", limit=n))
+        cfg = with_fast_forward(demo_config(tmp / "run", limit=n), "off")
+        fast_cfg = with_fast_forward(demo_config(tmp / "run-fast", limit=n), "auto")
+        warm = with_fast_forward(demo_config(tmp / "warm-up", limit=1), "auto")
+        run(warm, warm.out, progress=False)
         module = load_model(cfg.model, num_classes=10).module
         best, fwd0, grad0 = per_pass_times(module)
         counts = count_passes()
         t0 = time.perf_counter()
         run(cfg, cfg.out, progress=False)
         wall = time.perf_counter() - t0
+        torch_counts = dict(counts)
+        counts.update(forward=0, grad=0, logits_s=0.0)
+        t0 = time.perf_counter()
+        run(fast_cfg, fast_cfg.out, progress=False)
+        fast_wall = time.perf_counter() - t0
         _, fwd1, grad1 = per_pass_times(module)
         t_fwd, t_grad = (fwd0 + fwd1) / 2, (grad0 + grad1) / 2
 
+        fast_counts, counts = dict(counts), torch_counts
         m = manifest(cfg.out)
         passes = m["timing"]["model_passes"]
-        hooked = counts["forward"] + counts["grad"]
         figure("images/s", n / wall, "img/s", "")
         figure("wall time", wall, "s (model load, dataset, computation, writing)")
         figure("model passes", passes, f"images through the network ({passes / n:.0f} per image; "
@@ -97,6 +164,7 @@ def main() -> None:
         print("   seconds per explainer: " + ", ".join(f"{k} {v:.1f}" for k, v in m["timing"]["explain_s"].items()))
         print("   seconds per metric:    " + ", ".join(f"{k} {v:.1f}" for k, v in m["timing"]["metric_s"].items()))
         print("   seconds per analysis:  " + ", ".join(f"{k} {v:.1f}" for k, v in m["timing"].get("analysis_s", {}).items()))
+        fast_report(cfg, fast_cfg, n, wall, fast_wall, counts, fast_counts)
 
         reader = RunReader(cfg.out)
         n_maps = len(reader.labels())

@@ -114,3 +114,27 @@ class ContrastNet(ColourNet):
 
 def contrast_net() -> nn.Module:
     return ContrastNet().eval()
+
+
+class BranchyColourNet(ColourNet):
+    """ColourNet with data-dependent Python control flow: tracing (hence an ONNX export)
+    records only the branch its example input takes, so the export is not exact."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out if float(x.detach().mean()) > 0.2 else out + 1.0
+
+
+def branchy_colour_net() -> nn.Module:
+    return BranchyColourNet().eval()
+
+
+class CummaxColourNet(ColourNet):
+    """ColourNet through an operator the ONNX exporter does not support (aten::cummax)."""
+
+    def forward(self, x):
+        return super().forward(torch.cummax(x, dim=3).values)
+
+
+def cummax_colour_net() -> nn.Module:
+    return CummaxColourNet().eval()

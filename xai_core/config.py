@@ -30,15 +30,24 @@ class PluginSpec:
 
 @dataclass(frozen=True)
 class UncertaintySpec:
-    """MC-dropout prediction uncertainty per explained label (off by default)."""
+    """MC-dropout prediction uncertainty per explained label (off by default); ``tta_shift``
+    (px) / ``tta_noise`` (σ) add test-time augmentation, which alone (``dropout: 0``) also
+    works for forward-only models (ONNX)."""
 
     enabled: bool = False
     passes: int = 10
     dropout: float = 0.1
+    tta_shift: int = 0
+    tta_noise: float = 0.0
 
     def validate(self) -> None:
-        if self.passes < 2 or not 0.0 < self.dropout < 1.0:
-            raise ConfigError(f"uncertainty: passes {self.passes} / dropout {self.dropout}; expected passes ≥ 2 and 0 < dropout < 1")
+        if self.passes < 2 or not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"uncertainty: passes {self.passes} / dropout {self.dropout}; expected passes ≥ 2 and 0 ≤ dropout < 1")
+        if self.tta_shift < 0 or self.tta_noise < 0:
+            raise ConfigError(f"uncertainty: tta_shift {self.tta_shift} / tta_noise {self.tta_noise}; expected ≥ 0")
+        if self.dropout == 0 and not (self.tta_shift or self.tta_noise):
+            raise ConfigError("uncertainty: dropout is 0 and there is no test-time augmentation; "
+                              "give dropout > 0, or tta_shift / tta_noise > 0")
 
 
 @dataclass(frozen=True)
@@ -211,7 +220,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
         return str(p.resolve())
 
     def model_conv(v):
-        for k in ("weights", "torchscript"):
+        for k in ("weights", "torchscript", "onnx"):
             if v.get(k):
                 v[k] = rel(v[k])
         return v

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .config import RunConfig
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, ModelError, XaiError
 from .data import open_dataset, object_mask, prepare_batch
 from .labels import select_labels
 from .metrics.base import MetricContext
@@ -30,6 +30,7 @@ class RunContext:
     explainers: list
     metrics: list
     stats: dict = field(default_factory=lambda: {"explain_s": {}, "metric_s": {}, "analysis_s": {}})
+    fast_forward: dict | None = None  # how forward-only passes run (manifest model.fast_forward)
 
     @classmethod
     def build(cls, config: RunConfig) -> "RunContext":
@@ -39,7 +40,13 @@ class RunContext:
         check_capabilities(model, config, explainers)
         for e in explainers:  # e.g. DeepLIFT on TorchScript: refused before any work
             e.check_model(model)
-        return cls(config, dataset, model, explainers, metrics)
+        model, fast = _fast_forward(model, config, dataset)
+        return cls(config, dataset, model, explainers, metrics, fast_forward=fast)
+
+    @property
+    def fast_passes(self) -> int:
+        """Images pushed through the ONNX Runtime fast path so far (0 when it is off)."""
+        return int(getattr(self.model, "fast_passes", 0))
 
     @property
     def classes(self) -> list[str]:
@@ -55,12 +62,33 @@ def check_capabilities(model, config: RunConfig, explainers: list) -> None:
     if grad:
         raise ConfigError(f"explainers {grad} need gradients, which a model served by {kind} cannot give; "
                           "use perturbation explainers (occlusion, rise, lime, kernel_shap, anchors, random)")
-    if config.uncertainty.enabled:
+    if config.uncertainty.enabled and config.uncertainty.dropout > 0:
         raise ConfigError(f"uncertainty (MC dropout) needs the PyTorch module, which a model served by {kind} lacks; "
-                          "set uncertainty.enabled: false")
+                          "set uncertainty.dropout: 0 with tta_shift / tta_noise (test-time augmentation), "
+                          "or uncertainty.enabled: false")
     if config.sanity.enabled:
         raise ConfigError(f"the randomisation sanity check needs the PyTorch weights, which a model served by {kind} lacks; "
                           "set sanity.enabled: false")
+
+
+def _fast_forward(model, config: RunConfig, dataset):
+    """(model, manifest record) for ``model.fast_forward`` (see :mod:`.models.fast`)."""
+    if not model.supports_gradients:
+        return model, {"mode": config.model.fast_forward, "backend": model.kind,
+                       "reason": f"the model itself is served by {model.kind}"}
+    if config.model.fast_forward == "off":
+        return model, {"mode": "off", "backend": "torch"}
+    from .models.fast import enable_fast_forward
+
+    size = tuple(config.model.input_size)
+    n = min(len(dataset), 8)
+    try:
+        images = prepare_batch(dataset, list(range(n)), size).pixels if n else None
+    except XaiError:  # a bad image fails its own part later, with the run's manifest written
+        images = None
+    if images is None:
+        images = torch.rand(4, len(config.model.mean), *size, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    return enable_fast_forward(model, images, batch_size=config.explain_batch_size)
 
 
 def part_indices(n: int, batch_size: int) -> list[list[int]]:
@@ -207,6 +235,7 @@ def _uncertainty(ctx: RunContext, part: int, pixels: torch.Tensor, probs: np.nda
     from .uncertainty import mc_dropout
 
     return mc_dropout(ctx.model, pixels, passes=spec.passes, dropout=spec.dropout,
+                      tta_shift=spec.tta_shift, tta_noise=spec.tta_noise,
                       seed=ctx.config.seed * 1_000_003 + part, batch_size=ctx.config.explain_batch_size,
                       probs=probs)
 

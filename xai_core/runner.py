@@ -29,7 +29,7 @@ def build_manifest(ctx: RunContext, n_parts: int) -> dict:
         "xaiboard_version": __version__,
         "config": cfg.to_dict(),
         "model": {**model_identity(cfg.model), "activation": cfg.model.activation,
-                  "input_size": list(cfg.model.input_size)},
+                  "input_size": list(cfg.model.input_size), "fast_forward": ctx.fast_forward},
         "dataset": ctx.dataset.identity(),
         "classes": ctx.classes,
         # `signed` is the instance's (Grad-CAM with relu: false is signed); RunWriter.finish
@@ -150,6 +150,7 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
     batches = part_indices(len(ctx.dataset), config.batch_size)
     with owned(out_dir):
         writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
+        writer.manifest["model"]["fast_forward"] = ctx.fast_forward  # decided again when resuming
         return _run_parts(ctx, writer, out_dir, batches, progress, stop_after_parts)
 
 
@@ -159,7 +160,7 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, progr
     todo = [p for p in range(len(batches)) if p not in done]
     bar = tqdm(total=len(ctx.dataset), initial=done_samples, unit="img", disable=not progress,
                file=sys.stderr, dynamic_ncols=True, desc="explaining")
-    t0, passes0, n_new = time.perf_counter(), ctx.model.passes, 0
+    t0, passes0, fast0, n_new = time.perf_counter(), ctx.model.passes, ctx.fast_passes, 0
     part = None
     try:
         for k, part in enumerate(todo):
@@ -196,6 +197,7 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, progr
         "seconds": round(wall, 3),
         "images_per_s": round(n_new / wall, 3) if wall > 0 and n_new else None,
         "model_passes": ctx.model.passes - passes0,
+        "fast_forward_passes": ctx.fast_passes - fast0,
         "explain_s": {k: round(v, 3) for k, v in ctx.stats["explain_s"].items()},
         "metric_s": {k: round(v, 3) for k, v in ctx.stats["metric_s"].items()},
         "analysis_s": {k: round(v, 3) for k, v in ctx.stats["analysis_s"].items()},

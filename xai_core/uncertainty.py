@@ -129,7 +129,12 @@ def _stochastic(model, x1: torch.Tensor, rate: float):
     would make BatchNorm use (and update!) batch statistics. Without dropout modules, a
     forward pre-hook applies ``F.dropout(training=True)`` to the head layer's input.
     """
-    existing = _dropout_modules(model.net)
+    forward_only = not getattr(model, "supports_gradients", True)
+    if forward_only and rate > 0:
+        raise ModelError(f"uncertainty: dropout needs the PyTorch module, which a model served by {model.kind} lacks; "
+                         "use dropout=0 with tta_shift / tta_noise (test-time augmentation)")
+    # A forward-only model (ONNX, served) has no layers to switch: augmentation only.
+    existing = [] if forward_only else _dropout_modules(model.net)
     handle, modes = None, [(m, m.training) for m in existing]
     if existing:
         desc = "existing"

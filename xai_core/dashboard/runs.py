@@ -83,7 +83,7 @@ def run_name(logdir: Path, run_dir: Path) -> str:
 def _model_text(model: dict) -> str:
     if not isinstance(model, dict):
         return ""
-    src = model.get("factory") or model.get("torchscript") or model.get("url") or ""
+    src = model.get("factory") or model.get("torchscript") or model.get("onnx") or model.get("url") or ""
     w = model.get("weights")
     return f"{src} ({Path(w).name})" if w else str(src)
 

@@ -1,4 +1,5 @@
-"""Load a classifier from a Python factory (+ optional weights) or a TorchScript file."""
+"""Load a classifier from a Python factory (+ optional weights), a TorchScript file or an ONNX
+file (served by ONNX Runtime, forward passes only: :mod:`.onnx`)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from torch import nn
 
 from ..errors import ModelError
 from .handle import ACTIVATIONS, ClassifierHandle, PixelSpaceModel
+from .onnx import load_onnx, refuse_onnx_file
+
+FAST_FORWARD_MODES = ("auto", "off")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build the model. Exactly one of ``factory``, ``torchscript`` and ``url`` is set.
+    """How to build the model. Exactly one of ``factory``, ``torchscript``, ``onnx`` and ``url`` is set.
 
     factory: ``"package.module:function"`` returning an ``nn.Module`` that maps normalised
         (N, 3, H, W) float32 to logits (N, K).
@@ -35,6 +39,9 @@ class ModelSpec:
         ``outputs`` (logits|probabilities), ``timeout`` (s per request), ``retries`` and
         ``request_batch`` (images per request), ``binary_data`` (V2 binary tensors) apply to it
         only (see :mod:`.remote`).
+    onnx: an ONNX file (normalised input → logits) run by ONNX Runtime; forward passes only.
+    fast_forward: "auto" runs the forward-only passes of a PyTorch model through an ONNX
+        Runtime export when it reproduces torch's logits (:mod:`.fast`); "off" keeps torch.
     """
 
     factory: str | None = None
@@ -53,21 +60,27 @@ class ModelSpec:
     request_batch: int = 32
     binary_data: bool = False
     channels: int | None = None
+    onnx: str | None = None
+    fast_forward: str = "auto"
 
     def __post_init__(self):
         if isinstance(self.input_size, int) and not isinstance(self.input_size, bool):
             object.__setattr__(self, "input_size", (self.input_size, self.input_size))
 
     def validate(self) -> None:
-        if sum(bool(s) for s in (self.factory, self.torchscript, self.url)) != 1:
+        if sum(bool(s) for s in (self.factory, self.torchscript, self.onnx, self.url)) != 1:
             raise ModelError(
-                "model: give exactly one of `factory` (package.module:function), `torchscript` (file.pt) "
-                "or `url` (a served model)"
+                "model: give exactly one of `factory` (package.module:function), `torchscript` (file.pt), "
+                "`onnx` (file.onnx) or `url` (a served model)"
             )
         if self.url:
             from .remote import validate_remote
 
             validate_remote(self)
+        if self.onnx and self.weights:
+            raise ModelError("model.weights applies to model.factory; an ONNX file holds its own weights")
+        if self.fast_forward not in FAST_FORWARD_MODES:
+            raise ModelError(f"model.fast_forward is {self.fast_forward!r}; expected one of {FAST_FORWARD_MODES}")
         if self.activation not in ACTIVATIONS:
             raise ModelError(f"model.activation is {self.activation!r}; expected one of {ACTIVATIONS}")
         size = self.input_size
@@ -112,6 +125,7 @@ def load_network(spec: ModelSpec) -> nn.Module:
         path = Path(spec.torchscript)
         if not path.is_file():
             raise ModelError(f"model.torchscript file {str(path)!r} does not exist")
+        refuse_onnx_file(path, "torchscript")
         try:
             net = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:  # torch raises RuntimeError subclasses with long texts
@@ -129,6 +143,7 @@ def load_network(spec: ModelSpec) -> nn.Module:
             path = Path(spec.weights)
             if not path.is_file():
                 raise ModelError(f"model.weights file {str(path)!r} does not exist")
+            refuse_onnx_file(path, "weights")
             try:
                 state = torch.load(str(path), map_location="cpu", weights_only=True)
                 net.load_state_dict(state)
@@ -169,7 +184,8 @@ def _short(e: Exception) -> str:
 
 
 def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
-    """Build the :class:`ClassifierHandle` and check that it outputs ``num_classes`` logits.
+    """Build the :class:`ClassifierHandle` (an :class:`~.onnx.OnnxHandle` for ``onnx``, a
+    :class:`~.remote.RemoteHandle` for ``url``) and check that it outputs ``num_classes`` logits.
 
     The input channels are ``spec.channels`` or, unset, detected: the first weight's guess,
     else the other of 1 / 3 if only that one runs."""
@@ -178,6 +194,9 @@ def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
 
         spec.validate()
         return load_remote(spec, num_classes)
+    if spec.onnx:
+        spec.validate()
+        return load_onnx(spec, num_classes)
     net = load_network(spec)
     size = tuple(spec.input_size)
     guess = spec.channels or guess_channels(net)
@@ -210,8 +229,10 @@ def model_identity(spec: ModelSpec) -> dict:
 
         return remote_identity(spec)
     ident = {"factory": spec.factory, "torchscript": spec.torchscript, "weights": spec.weights}
-    for key in ("weights", "torchscript"):
-        p = ident[key]
+    if spec.onnx:
+        ident["onnx"] = spec.onnx
+    for key in ("weights", "torchscript", "onnx"):
+        p = ident.get(key)
         if p and Path(p).is_file():
             ident[f"{key}_sha256"] = _file_digest(Path(p))
     return ident
