@@ -196,3 +196,13 @@ def test_bad_image_among_the_probe_images_fails_its_part_not_the_start(toy_data,
         run(cfg, cfg.out, progress=False)
     r = RunReader(cfg.out)
     assert r.status == "failed" and "s001" in r.manifest["error"]
+
+
+def test_yaml_off_and_on_mean_off_and_auto():
+    import yaml
+
+    # YAML 1.1 reads a bare `off` as false: the switch must still mean "off", not fail.
+    for text, want in (("off", "off"), ("on", "auto"), ("'off'", "off"), ("auto", "auto")):
+        spec = ModelSpec(factory="toy:colour_net", fast_forward=yaml.safe_load(text))
+        spec.validate()
+        assert spec.fast_forward == want

@@ -61,9 +61,11 @@ class ModelSpec:
     binary_data: bool = False
     channels: int | None = None
     onnx: str | None = None
-    fast_forward: str = "auto"
+    fast_forward: str | bool = "auto"  # YAML reads a bare `off` as false: false = "off", true = "auto"
 
     def __post_init__(self):
+        if isinstance(self.fast_forward, bool):
+            object.__setattr__(self, "fast_forward", "auto" if self.fast_forward else "off")
         if isinstance(self.input_size, int) and not isinstance(self.input_size, bool):
             object.__setattr__(self, "input_size", (self.input_size, self.input_size))
 
