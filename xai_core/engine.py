@@ -54,10 +54,15 @@ class RunContext:
 
 
 def check_capabilities(model, config: RunConfig, explainers: list) -> None:
-    """Refuse, before any work, what a forward-only model (ONNX, served) cannot do."""
-    if getattr(model, "supports_gradients", True):
+    """Refuse, before any work, what a forward-only model (ONNX, served) cannot do. ``model``
+    None (the Dask driver, which loads no model) judges by the configuration alone."""
+    if model is None:
+        spec = config.model
+        kind = "onnx" if spec.onnx else f"a server ({spec.url})" if spec.url else None
+    else:
+        kind = None if getattr(model, "supports_gradients", True) else getattr(model, "kind", "a forward-only runtime")
+    if kind is None:
         return
-    kind = getattr(model, "kind", "a forward-only runtime")
     grad = [e.instance_name for e in explainers if e.needs_gradients]
     if grad:
         raise ConfigError(f"explainers {grad} need gradients, which a model served by {kind} cannot give; "

@@ -122,6 +122,18 @@ def test_gradient_explainers_mc_dropout_and_sanity_are_refused_up_front(demo_onn
         assert hint in str(e.value)
 
 
+def test_the_dask_driver_refuses_gradient_explainers_before_the_manifest(demo_onnx, tmp_path):
+    # The driver loads no model; it judges by the configuration (onnx / url), as run() does.
+    from xai_core.distributed import run_distributed
+
+    data, onnx_file = demo_onnx
+    cfg = config_from_dict(demo_config(data, tmp_path / "d", {"factory": None, "onnx": str(onnx_file)},
+                                       explainers=["occlusion", "gradient"]))
+    with pytest.raises(ConfigError, match=r"\['gradient'\] need gradients.*onnx"):
+        run_distributed(cfg, cfg.out, workers=1, progress=False)
+    assert not (tmp_path / "d").exists()
+
+
 def test_uncertainty_by_test_time_augmentation_works_on_onnx(toy_data, tmp_path):
     # The same network as ONNX and as PyTorch: the same augmented passes, the same spread.
     export(colour_net(), tmp_path / "net.onnx", shape=(1, 3, SIZE, SIZE))
