@@ -39,7 +39,7 @@ with c_w:
         cols = st.columns(per_row)
         for col, m in zip(cols, infos[i: i + per_row]):
             weights[m.name] = col.number_input(m.display_name, min_value=0.0, step=0.25, key=f"cmp_w_{m.name}",
-                                               format="%.2f")
+                                               format="%.2f", help=f"{m.description} ({m.direction})".lstrip())
 with c_tags:
     tags = st.pills("Tags counted", TAGS, selection_mode="multi", key="cmp_tags",
                     help="Which (image, label) results are averaged; none selected: every tag")

@@ -88,12 +88,16 @@ def _fast_forward(model, config: RunConfig, dataset):
     size = tuple(config.model.input_size)
     n = min(len(dataset), 8)
     try:
-        images = prepare_batch(dataset, list(range(n)), size).pixels if n else None
+        images = prepare_batch(dataset, list(range(n)), size, channels=getattr(model, "channels", 3),
+                               resize=config.dataset.resize).pixels if n else None
     except XaiError:  # a bad image fails its own part later, with the run's manifest written
         images = None
     if images is None:
-        images = torch.rand(4, len(config.model.mean), *size, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
-    return enable_fast_forward(model, images, batch_size=config.explain_batch_size)
+        images = torch.rand(4, getattr(model, "channels", 3), *size, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    fast, info = enable_fast_forward(model, images, batch_size=config.explain_batch_size,
+                                     require_speedup=config.model.fast_forward == "auto")
+    info["mode"] = config.model.fast_forward
+    return fast, info
 
 
 def part_indices(n: int, batch_size: int) -> list[list[int]]:

@@ -9,7 +9,11 @@ the served app that checks each item the users found.
    weights above 1 are accepted and the CSV carries the weights used;
 6. the detail view appears quickly (pictures, not a chart library on first use);
 7. the labels filter lists the run's labels, the counterfactual page suggests a command the CLI
-   accepts, a failed run shows its error, a missing score shows "—".
+   accepts, a failed run shows its error, a missing score shows "—";
+8. numbers: the pointing game's weight explains the expected hit over tied maxima; in signed
+   mode the legend of an explainer whose maps were measured non-negative says so, and the one of
+   a signed explainer does not; the run served stores its object masks, so its localisation
+   scores are recomputed from the run directory alone.
 Screenshots go to test-artifacts/browser/ (XAI_TEST_ARTIFACTS).
 """
 
@@ -163,6 +167,31 @@ def test_issue_12_walk_through(browser, server, shots, tmp_path):
         expect(page.get_by_role("heading", name="Saliency maps")).to_be_visible(timeout=WAIT)
         page.get_by_role("link", name="Comprehensive assessment").click()
         expect(page.locator(".st-key-cmp_w_sparseness input")).to_have_value("3.00", timeout=WAIT)
+
+        # ---- 8. numbers: what the pointing game counts, measured signs, masks in the run ----------
+        page.locator(".st-key-cmp_w_pointing_game [data-testid='stTooltipHoverTarget']").hover()
+        expect(page.get_by_test_id("stTooltipContent")).to_contain_text("tied maxima", timeout=WAIT)
+        page.mouse.move(0, 0)
+        page.goto(f"{server}/saliency?run={TOY}&sal_polarity=signed", wait_until="domcontentloaded")
+        _count(page, 12)
+        _settled(page)
+        signed = {e["name"]: r.signed(e["name"]) for e in r.explainers}
+        assert signed["gradient"] and not signed["gradcam"], signed   # measured: Grad-CAM's ReLU'd maps are ≥ 0
+        names = [e["name"] for e in r.explainers]
+        for e in ("gradient", "gradcam"):
+            legend = page.locator(f".st-key-sal_legend_{names.index(e)} [data-testid='stTooltipHoverTarget']")
+            legend.hover()
+            tip = page.get_by_test_id("stTooltipContent")
+            expect(tip).to_contain_text("s with its sign", timeout=WAIT)
+            assert ("never negative" in tip.inner_text()) == (not signed[e]), (e, tip.inner_text())
+            page.mouse.move(0, 0)
+            expect(tip).to_have_count(0, timeout=WAIT)
+        from xai_core.recompute import recompute_localisation
+
+        again = recompute_localisation(logdir / dash_runs.RUNNER_RUN)
+        stored = r.scores().merge(again, on=["sample_index", "label", "explainer", "metric"], suffixes=("", "_again"))
+        assert len(stored) == len(again) > 0
+        np.testing.assert_allclose(stored["raw_again"], stored["raw"], equal_nan=True)
 
         # ---- 7. labels of the run, a working command, a failed run's error -----------------------
         page.goto(f"{server}/saliency?run={dash_runs.MANY_CLASSES_RUN}", wait_until="domcontentloaded")

@@ -29,7 +29,7 @@ def toy_handle(factory: str = "toy:colour_net"):
 
 def test_forward_only_calls_use_onnx_runtime_and_the_rest_torch():
     base = toy_handle()
-    h, info = enable_fast_forward(base, torch.rand(4, 3, SIZE, SIZE), batch_size=16)
+    h, info = enable_fast_forward(base, torch.rand(4, 3, SIZE, SIZE), batch_size=16, require_speedup=False)
     assert isinstance(h, FastForwardHandle) and info["backend"] == "onnxruntime"
     assert 0 <= info["max_abs_diff"] <= 1e-5 and info["probe_batch_sizes"] == [1, 3, 16]
     x = torch.rand(6, 3, SIZE, SIZE)
@@ -113,11 +113,11 @@ def test_fast_path_run_gives_the_torch_numbers_and_the_manifest_says_so(demo_dat
         return config_from_dict(cfg)
 
     readers = {}
-    for mode in ("auto", "off"):
+    for mode in ("on", "off"):  # "on": whenever exact, however fast this machine runs it
         cfg = config(mode)
         run(cfg, cfg.out, progress=False)
         readers[mode] = RunReader(cfg.out)
-    on, off = readers["auto"], readers["off"]
+    on, off = readers["on"], readers["off"]
     ff = on.manifest["model"]["fast_forward"]
     assert ff["backend"] == "onnxruntime" and ff["max_abs_diff"] <= 1e-5 and ff["tolerance"] == 1e-5
     assert off.manifest["model"]["fast_forward"] == {"mode": "off", "backend": "torch"}
@@ -159,7 +159,7 @@ def test_torchscript_model_runs_end_to_end_on_the_fast_path(toy_data, tmp_path):
     ts = tmp_path / "net.pt"
     torch.jit.script(colour_net()).save(str(ts))
     readers = {}
-    for mode in ("auto", "off"):
+    for mode in ("on", "off"):
         raw = toy_config(toy_data, tmp_path / "logdir" / mode, explainers=["occlusion", "gradient", {"type": "anchors", "params": dict(EXPLAINERS.get("anchors").smoke_params)}],
                          metrics=[{"type": "deletion_auc", "params": {"steps": 8}}, "pointing_game"],
                          counterfactual={"enabled": True, "layers": 2},
@@ -169,7 +169,7 @@ def test_torchscript_model_runs_end_to_end_on_the_fast_path(toy_data, tmp_path):
         cfg = config_from_dict(raw)
         run(cfg, cfg.out, progress=False)
         readers[mode] = RunReader(cfg.out)
-    on, off = readers["auto"], readers["off"]
+    on, off = readers["on"], readers["off"]
     assert on.manifest["model"]["fast_forward"]["backend"] == "onnxruntime"
     assert on.manifest["timing"]["fast_forward_passes"] > 0
     a, b = (r.scores().sort_values(KEY).reset_index(drop=True) for r in (on, off))
@@ -179,9 +179,9 @@ def test_torchscript_model_runs_end_to_end_on_the_fast_path(toy_data, tmp_path):
     from xai_core.dashboard import RunTables
     from xai_core.dashboard.runs import list_runs
 
-    info = {i.name: i for i in list_runs(tmp_path / "logdir")}["auto"]
+    info = {i.name: i for i in list_runs(tmp_path / "logdir")}["on"]
     assert info.status == "complete" and info.model.endswith("net.pt")
-    t = RunTables.load(tmp_path / "logdir" / "auto", root=tmp_path / "logdir")
+    t = RunTables.load(tmp_path / "logdir" / "on", root=tmp_path / "logdir")
     assert set(t.explainers) == {"occlusion", "gradient", "anchors"}
 
 
@@ -201,8 +201,33 @@ def test_bad_image_among_the_probe_images_fails_its_part_not_the_start(toy_data,
 def test_yaml_off_and_on_mean_off_and_auto():
     import yaml
 
-    # YAML 1.1 reads a bare `off` as false: the switch must still mean "off", not fail.
-    for text, want in (("off", "off"), ("on", "auto"), ("'off'", "off"), ("auto", "auto")):
+    # YAML 1.1 reads bare `off`/`on` as false/true: the switch must still mean them, not fail.
+    for text, want in (("off", "off"), ("on", "on"), ("'off'", "off"), ("auto", "auto")):
         spec = ModelSpec(factory="toy:colour_net", fast_forward=yaml.safe_load(text))
         spec.validate()
         assert spec.fast_forward == want
+
+
+def test_auto_keeps_an_exact_export_only_when_it_is_faster(monkeypatch):
+    from xai_core.models import fast
+
+    base = toy_handle()
+    for timings, backend in (((1.0, 0.5), "onnxruntime"), ((1.0, 0.95), "torch"), ((1.0, 1.5), "torch")):
+        monkeypatch.setattr(fast, "compare_speed", lambda *a, t=timings: t)
+        h, info = enable_fast_forward(base, torch.rand(2, 3, SIZE, SIZE), batch_size=8)
+        assert info["backend"] == backend and info["ms_per_image"] == {"torch": timings[0], "onnxruntime": timings[1]}
+        assert isinstance(h, FastForwardHandle) == (backend == "onnxruntime")
+        if backend == "torch":
+            assert info["reason"].startswith("the export is exact but not faster here") and "\n" not in info["reason"]
+    # mode "on" keeps it whatever the timings say
+    h, info = enable_fast_forward(base, torch.rand(2, 3, SIZE, SIZE), batch_size=8, require_speedup=False)
+    assert isinstance(h, FastForwardHandle) and info["backend"] == "onnxruntime"
+
+
+def test_the_real_timings_are_recorded():
+    from xai_core.models.fast import compare_speed
+
+    h, info = enable_fast_forward(toy_handle(), torch.rand(2, 3, SIZE, SIZE), batch_size=8)
+    t_torch, t_ort = info["ms_per_image"]["torch"], info["ms_per_image"]["onnxruntime"]
+    assert t_torch > 0 and t_ort > 0
+    assert (info["backend"] == "onnxruntime") == (t_ort < 0.9 * t_torch)

@@ -76,6 +76,7 @@ class MetricInfo:
     higher_is_better: bool
     value_range: tuple[float, float]
     label_agnostic: bool
+    description: str = ""  # the metric's one-line definition (registry metadata, in the manifest)
 
     @property
     def direction(self) -> str:
@@ -89,7 +90,7 @@ def metric_infos(t: RunTables) -> list[MetricInfo]:
         rng = m.get("value_range") or [0.0, 1.0]
         out.append(MetricInfo(str(m.get("name")), str(m.get("display_name") or m.get("name")), str(m.get("category", "")),
                               bool(m.get("higher_is_better", True)), (float(rng[0]), float(rng[1])),
-                              bool(m.get("label_agnostic", False))))
+                              bool(m.get("label_agnostic", False)), str(m.get("description") or "")))
     return out
 
 

@@ -35,6 +35,9 @@ import torch
 from .handle import ClassifierHandle
 
 TOLERANCE = 1e-5  # max |logit difference| for the export to count as exact
+# "auto" keeps the export only if it is also faster: ONNX Runtime's best time per image on the
+# probe below this share of torch's (a quiet 2-core machine measured the demo CNN at parity).
+SPEEDUP_NEEDED = 0.9
 OPSET = 17
 
 
@@ -183,8 +186,27 @@ def max_logit_diff(module, exported: Exported, probe: torch.Tensor, batch_sizes,
     return worst
 
 
+def time_per_image(fn, x, repeats: int = 3) -> float:
+    """Best wall time of ``fn(x)`` over ``repeats`` calls, in ms per image (after one warm-up)."""
+    fn(x)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x)
+        best = min(best, time.perf_counter() - t0)
+    return 1e3 * best / max(int(x.shape[0]), 1)
+
+
+def compare_speed(module, exported: "Exported", probe: torch.Tensor) -> tuple[float, float]:
+    """(torch ms/img, ONNX Runtime ms/img) on the whole probe in one batch, best of 3 each."""
+    with torch.no_grad():
+        t_torch = time_per_image(module, probe)
+    t_ort = time_per_image(lambda x: exported(x.numpy()), probe)
+    return round(t_torch, 4), round(t_ort, 4)
+
+
 def enable_fast_forward(handle: ClassifierHandle, images: torch.Tensor, *, batch_size: int,
-                        tolerance: float = TOLERANCE) -> tuple[ClassifierHandle, dict]:
+                        tolerance: float = TOLERANCE, require_speedup: bool = True) -> tuple[ClassifierHandle, dict]:
     """(the handle to run with, what was decided) for ``model.fast_forward: auto``.
 
     images: (N, C, H, W) float32 in [0, 1], a few of the run's images (N ≥ 1); batch_size: the
@@ -193,7 +215,8 @@ def enable_fast_forward(handle: ClassifierHandle, images: torch.Tensor, *, batch
     of 3, since a runtime's numerics may depend on the batch size (kernels are chosen and
     blocked per shape).
     Returns the original handle with ``backend: torch`` and the reason when the export fails
-    or no variant is exact.
+    or no variant is exact, or (``require_speedup``, mode ``auto``) when ONNX Runtime is not
+    faster than torch on the probe here (``ms_per_image`` records both).
     """
     info = {"mode": "auto", "backend": "torch", "tolerance": tolerance, "max_abs_diff": None}
     t0 = time.perf_counter()
@@ -213,8 +236,14 @@ def enable_fast_forward(handle: ClassifierHandle, images: torch.Tensor, *, batch
         tried.append(f"{variant} {diff:.3g}")
         info["max_abs_diff"] = diff if info["max_abs_diff"] is None else min(info["max_abs_diff"], diff)
         if diff <= tolerance:
-            info.update(backend="onnxruntime", export=variant, max_abs_diff=diff,
-                        setup_s=round(time.perf_counter() - t0, 3))
+            t_torch, t_ort = compare_speed(handle.module, exported, probe)
+            info.update(export=variant, max_abs_diff=diff, ms_per_image={"torch": t_torch, "onnxruntime": t_ort})
+            if require_speedup and not t_ort < SPEEDUP_NEEDED * t_torch:
+                info.update(reason=f"the export is exact but not faster here: {t_ort:.3g} ms/img in ONNX Runtime, "
+                                   f"{t_torch:.3g} in torch (mode on uses it anyway)",
+                            setup_s=round(time.perf_counter() - t0, 3))
+                return handle, info
+            info.update(backend="onnxruntime", setup_s=round(time.perf_counter() - t0, 3))
             fast = FastForwardHandle(module=handle.module, activation=handle.activation,
                                      input_size=handle.input_size, num_classes=handle.num_classes,
                                      passes=handle.passes, exported=exported, info=info)
