@@ -231,3 +231,16 @@ def test_the_real_timings_are_recorded():
     t_torch, t_ort = info["ms_per_image"]["torch"], info["ms_per_image"]["onnxruntime"]
     assert t_torch > 0 and t_ort > 0
     assert (info["backend"] == "onnxruntime") == (t_ort < 0.9 * t_torch)
+
+
+def test_a_grey_model_keeps_its_one_channel_on_the_fast_path():
+    # The fast handle must keep the model's channel count: the run prepares its pixels by it.
+    import grey
+
+    base = load_model(ModelSpec(factory="grey:grey_net", input_size=grey.SIZE), num_classes=2)
+    assert base.channels == 1
+    h, info = enable_fast_forward(base, torch.rand(3, 1, grey.SIZE, grey.SIZE), batch_size=8, require_speedup=False)
+    assert isinstance(h, FastForwardHandle) and h.channels == 1, info
+    x = torch.rand(5, 1, grey.SIZE, grey.SIZE)
+    np.testing.assert_allclose(h.predict(x).numpy(), base.predict(x).numpy(), atol=1e-5)
+    assert h.fast_passes == 5

@@ -245,7 +245,7 @@ def enable_fast_forward(handle: ClassifierHandle, images: torch.Tensor, *, batch
                 return handle, info
             info.update(backend="onnxruntime", setup_s=round(time.perf_counter() - t0, 3))
             fast = FastForwardHandle(module=handle.module, activation=handle.activation,
-                                     input_size=handle.input_size, num_classes=handle.num_classes,
+                                     input_size=handle.input_size, num_classes=handle.num_classes, channels=handle.channels,
                                      passes=handle.passes, exported=exported, info=info)
             return fast, info
     info.update(reason=f"the export is not exact: max |logit difference| ({', '.join(tried)}) > {tolerance:g}",
