@@ -31,8 +31,34 @@ class PixelSpaceModel(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
+class _Probabilities:
+    """What both handles derive from ``logits``: probabilities, chunked prediction."""
+
+    activation: str
+    num_classes: int
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, K) logits → (N, K) probabilities, differentiable."""
+        if self.activation == "sigmoid":
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x)
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) → (N, K) probabilities, differentiable where the handle is."""
+        return self.activate(self.logits(x))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
+        """Probabilities (N, K) without gradients, in chunks of ``batch_size``."""
+        out = [self.probs(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, self.num_classes)
+
+
 @dataclass
-class ClassifierHandle:
+class ClassifierHandle(_Probabilities):
     """A classifier in pixel space plus how its logits become probabilities.
 
     ``module`` maps (N, C, H, W) float32 in [0, 1] to logits (N, K) float32, C = ``channels``
@@ -69,32 +95,13 @@ class ClassifierHandle:
         """Whether the network (or a part of it) is TorchScript, whose forward runs in C++."""
         return any(isinstance(m, torch.jit.ScriptModule) for m in self.net.modules())
 
-    def activate(self, logits: torch.Tensor) -> torch.Tensor:
-        """(N, K) logits → (N, K) probabilities, differentiable."""
-        if self.activation == "sigmoid":
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=1)
-
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) → (N, K) logits; keeps the graph if ``x`` requires grad."""
+        """(N, C, H, W) → (N, K) logits; keeps the graph if ``x`` requires grad."""
         self.passes += int(x.shape[0])
         return self.module(x)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(x)
 
-    def probs(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) → (N, K) probabilities, differentiable."""
-        return self.activate(self.logits(x))
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
-        """Probabilities (N, K) without gradients, in chunks of ``batch_size``."""
-        out = [self.probs(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, self.num_classes)
-
-
-class ForwardOnlyHandle:
+class ForwardOnlyHandle(_Probabilities):
     """A classifier that answers forward passes only (ONNX Runtime, a served model).
 
     Same calling surface as :class:`ClassifierHandle` for what perturbation explainers,
@@ -127,25 +134,9 @@ class ForwardOnlyHandle:
 
     net = module
 
-    def activate(self, logits: torch.Tensor) -> torch.Tensor:
-        if self.activation == "sigmoid":
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=1)
-
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if x.requires_grad:
             raise ModelError(f"this model is served by {self.kind}: gradients are unavailable")
         self.passes += int(x.shape[0])
         out = self._forward(x.detach().to(torch.float32).contiguous().numpy())
         return torch.from_numpy(out.astype("float32", copy=False))
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logits(x)
-
-    def probs(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activate(self.logits(x))
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
-        out = [self.probs(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, self.num_classes)
