@@ -41,6 +41,7 @@ def test_grey_model_is_detected_and_explained(grey_run):
     # off the first convolution, the dataset delivers grey pixels, every explainer and metric runs.
     r = RunReader(grey_run)
     assert r.manifest["status"] == "complete" and r.manifest["config"]["model"]["input_size"] == [SIZE, SIZE]
+    assert r.manifest["config"]["model"]["channels"] is None and r.manifest["model"]["channels"] == 1  # detected
     labels = r.table("labels")
     # Softmax: ground truth ∪ argmax; the trained net gets the 6 held-out digits right.
     assert len(labels) == 6 and set(labels["tag"]) == {"TP"}

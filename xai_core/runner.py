@@ -29,7 +29,9 @@ def build_manifest(ctx: RunContext, n_parts: int) -> dict:
         "xaiboard_version": __version__,
         "config": cfg.to_dict(),
         "model": {**model_identity(cfg.model), "activation": cfg.model.activation,
-                  "input_size": list(cfg.model.input_size), "fast_forward": ctx.fast_forward},
+                  "input_size": list(cfg.model.input_size), "fast_forward": ctx.fast_forward,
+                  # detected when model.channels is unset; none in a Dask driver (workers load the model)
+                  "channels": getattr(ctx.model, "channels", None)},
         "dataset": ctx.dataset.identity(),
         "classes": ctx.classes,
         # `signed` is the instance's (Grad-CAM with relu: false is signed); RunWriter.finish
