@@ -2,6 +2,8 @@
 a Python factory (RGB, sigmoid), a 1-channel (grey) softmax model, and its TorchScript export.
 (ONNX and served models have their own tests.)"""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -59,12 +61,18 @@ def test_grey_model_is_detected_and_explained(grey_run):
     assert_dashboard_opens(grey_run, n_samples=6)
 
 
-def test_grey_torchscript_export_gives_the_same_gradient_maps(grey_data, grey_run, tmp_path):
-    manifest, weights = grey_data
+def grey_torchscript(weights, tmp_path) -> Path:
+    """The trained grey net traced to TorchScript and saved (the file a user would give)."""
     net = GreyNet()
     net.load_state_dict(torch.load(weights, weights_only=True))
     ts = tmp_path / "grey.pt"
     torch.jit.trace(net.eval(), torch.zeros(1, 1, SIZE, SIZE)).save(str(ts))
+    return ts
+
+
+def test_grey_torchscript_export_gives_the_same_gradient_maps(grey_data, grey_run, tmp_path):
+    manifest, weights = grey_data
+    ts = grey_torchscript(weights, tmp_path)
     out = tmp_path / "runs" / "ts"
     cfg = grey_config(manifest, weights, out, explainers=["gradient", {"type": "integrated_gradients", "params": {"steps": 8}},
                                                           {"type": "occlusion", "params": {"window": 4, "stride": 4}}])
@@ -82,10 +90,7 @@ def test_grey_torchscript_export_gives_the_same_gradient_maps(grey_data, grey_ru
 
 def test_deeplift_on_torchscript_fails_up_front_with_one_line(grey_data, tmp_path):
     manifest, weights = grey_data
-    net = GreyNet()
-    net.load_state_dict(torch.load(weights, weights_only=True))
-    ts = tmp_path / "grey.pt"
-    torch.jit.trace(net.eval(), torch.zeros(1, 1, SIZE, SIZE)).save(str(ts))
+    ts = grey_torchscript(weights, tmp_path)
     out = tmp_path / "runs" / "ts-deeplift"
     cfg = grey_config(manifest, weights, out, explainers=["gradient", "deeplift"])
     cfg["model"] = {**cfg["model"], "torchscript": str(ts), "factory": None, "weights": None}

@@ -38,6 +38,25 @@ def light_file(toy_data, tmp_path, out, **over):
     return path
 
 
+def start_slow_runner(toy_data, tmp_path, out, *, until, delay: float = 0.02) -> subprocess.Popen:
+    """``xai-core run`` of the slow toy model (parts of 2 images, ``delay`` s per forward call)
+    in a subprocess, returned once ``until()`` holds (it fails the test if the runner exits
+    first or 60 s pass)."""
+    path = light_file(toy_data, tmp_path, out, batch_size=2)
+    data = yaml.safe_load(path.read_text())
+    data["model"].update(factory="toy:slow_colour_net", factory_kwargs={"delay": delay})
+    path.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-m", "xai_core", "run", "--config", str(path), "--quiet"],
+                            env=env, cwd=TESTS, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not until():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "the runner wrote nothing within 60 s"
+        time.sleep(0.05)
+    return proc
+
+
 def one_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
@@ -96,18 +115,10 @@ def test_lock_of_another_host_is_never_broken(tmp_path):
 def test_concurrent_overwrite_does_not_mix_two_configs(toy_data, tmp_path):
     """Runner A (slow) writes; runner B with another config and --overwrite must refuse."""
     out = tmp_path / "shared"
-    cfg_a = light_file(toy_data, tmp_path, out, batch_size=2)
-    data = yaml.safe_load(cfg_a.read_text())
-    data["model"]["factory"] = "toy:slow_colour_net"
-    cfg_a.write_text(yaml.safe_dump(data))
-    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.Popen([sys.executable, "-m", "xai_core", "run", "--config", str(cfg_a), "--quiet"],
-                            env=env, cwd=TESTS, stderr=subprocess.PIPE)
+    # 0.5 s per forward call: A is still writing (6 parts to go) when B tries to take over
+    proc = start_slow_runner(toy_data, tmp_path, out, until=lambda: (out / "tables" / "samples").is_dir(),
+                             delay=0.5)
     try:
-        deadline = time.monotonic() + 60
-        while not (out / "tables" / "samples").is_dir() and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read().decode()
-            time.sleep(0.05)
         cfg_b = light(toy_data, out, batch_size=3)
         with pytest.raises(SummaryError, match="is being written by process"):
             run(cfg_b, out, progress=False, overwrite=True)
@@ -326,18 +337,7 @@ def test_model_forward_raising_mid_run(toy_data, tmp_path, capsys):
 
 def test_ctrl_c_is_one_line_and_resumable(toy_data, tmp_path):
     out = tmp_path / "run"
-    path = light_file(toy_data, tmp_path, out, batch_size=2)
-    data = yaml.safe_load(path.read_text())
-    data["model"]["factory"] = "toy:slow_colour_net"
-    path.write_text(yaml.safe_dump(data))
-    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.Popen([sys.executable, "-m", "xai_core", "run", "--config", str(path), "--quiet"],
-                            env=env, cwd=TESTS, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list((out / "tables" / "samples").glob("part-*.parquet")
-                                                   if (out / "tables" / "samples").is_dir() else []):
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.05)
+    proc = start_slow_runner(toy_data, tmp_path, out, until=lambda: any((out / "tables" / "samples").glob("part-*.parquet")))
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -4,6 +4,7 @@ detects them exactly, so that the right explanation is known in advance."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,17 +90,17 @@ def toy_config(data: Path, out: Path, **over) -> dict:
 
 class SlowColourNet(ColourNet):
     """ColourNet that sleeps on every forward call, so a run lasts long enough to be killed
-    in the middle (the resume test)."""
+    in the middle (the resume, lock and Ctrl-C tests). The sleep is a forward pre-hook: an
+    ONNX export would drop a sleep in ``forward``, while a hooked model stays on torch under
+    ``model.fast_forward`` (xai_core/models/fast.py), so the run stays slow."""
 
-    def forward(self, x):
-        import time
-
-        time.sleep(0.02)
-        return super().forward(x)
+    def __init__(self, delay: float = 0.02):
+        super().__init__()
+        self.register_forward_pre_hook(lambda module, args: time.sleep(delay))
 
 
-def slow_colour_net() -> nn.Module:
-    return SlowColourNet().eval()
+def slow_colour_net(delay: float = 0.02) -> nn.Module:
+    return SlowColourNet(delay).eval()
 
 
 class ContrastNet(ColourNet):

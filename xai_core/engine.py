@@ -88,12 +88,12 @@ def _fast_forward(model, config: RunConfig, dataset):
     size = tuple(config.model.input_size)
     n = min(len(dataset), 8)
     try:
-        images = prepare_batch(dataset, list(range(n)), size, channels=getattr(model, "channels", 3),
+        images = prepare_batch(dataset, list(range(n)), size, channels=model.channels,
                                resize=config.dataset.resize).pixels if n else None
     except XaiError:  # a bad image fails its own part later, with the run's manifest written
         images = None
     if images is None:
-        images = torch.rand(4, getattr(model, "channels", 3), *size, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+        images = torch.rand(4, model.channels, *size, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
     fast, info = enable_fast_forward(model, images, batch_size=config.explain_batch_size,
                                      require_speedup=config.model.fast_forward == "auto")
     info["mode"] = config.model.fast_forward
@@ -125,7 +125,7 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
     # Seeded per part, so a resumed or distributed run reproduces the same numbers.
     seed_everything(cfg.seed * 1_000_003 + part)
     size = tuple(cfg.model.input_size)
-    batch = prepare_batch(ctx.dataset, indices, size, channels=getattr(ctx.model, "channels", 3),
+    batch = prepare_batch(ctx.dataset, indices, size, channels=ctx.model.channels,
                           resize=cfg.dataset.resize)
     probs = ctx.model.predict(batch.pixels, batch_size=cfg.explain_batch_size).numpy()
     check_finite(probs, part, batch)
@@ -182,18 +182,15 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
         maps = torch.cat(grouped) if grouped else torch.zeros(0, *size)
         ctx.stats["explain_s"][exp.instance_name] = ctx.stats["explain_s"].get(exp.instance_name, 0.0) + time.perf_counter() - t0
         saliency[exp.instance_name] = maps.numpy().astype(np.float32)
-        for key, vals in exp.pair_diagnostics(len(rows)).items():  # e.g. anchor precision, IG completeness
+        per_map = dict(exp.pair_diagnostics(len(rows)))  # e.g. anchor precision, IG completeness
+        # Measured sign, per map: what `signed` in the manifest is finally made of (FORMAT.md).
+        per_map["has_negative"] = (maps.reshape(len(rows), -1) < 0).any(dim=1).double() if rows else torch.zeros(0)
+        for key, vals in per_map.items():
             details["sample_index"] += labels["sample_index"]
             details["label"] += labels["label"]
             details["explainer"] += [exp.instance_name] * len(rows)
             details["key"] += [key] * len(rows)
             details["value"] += vals.tolist()
-        # Measured sign, per map: what `signed` in the manifest is finally made of (FORMAT.md).
-        details["sample_index"] += labels["sample_index"]
-        details["label"] += labels["label"]
-        details["explainer"] += [exp.instance_name] * len(rows)
-        details["key"] += ["has_negative"] * len(rows)
-        details["value"] += (maps.reshape(len(rows), -1) < 0).any(dim=1).double().tolist() if rows else []
 
         def explain_fn(x, t, _exp=exp):
             return _exp.explain(ctx.model, x, t, batch_size=cfg.explain_batch_size)
@@ -296,7 +293,7 @@ def sanity_checks(ctx: RunContext) -> dict | None:
 
     n = min(spec.images, len(ctx.dataset))
     batch = prepare_batch(ctx.dataset, list(range(n)), tuple(ctx.config.model.input_size),
-                          channels=getattr(ctx.model, "channels", 3), resize=ctx.config.dataset.resize)
+                          channels=ctx.model.channels, resize=ctx.config.dataset.resize)
     targets = ctx.model.predict(batch.pixels).argmax(dim=1)
     out = {}
     for exp in ctx.explainers:

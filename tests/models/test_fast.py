@@ -244,3 +244,12 @@ def test_a_grey_model_keeps_its_one_channel_on_the_fast_path():
     x = torch.rand(5, 1, grey.SIZE, grey.SIZE)
     np.testing.assert_allclose(h.predict(x).numpy(), base.predict(x).numpy(), atol=1e-5)
     assert h.fast_passes == 5
+
+
+def test_a_network_with_hooks_stays_on_torch_without_an_export():
+    # Every pass of a hooked network goes through torch: exporting and probing it is wasted.
+    base = load_model(ModelSpec(factory="toy:slow_colour_net", factory_kwargs={"delay": 0.0},
+                                input_size=(SIZE, SIZE)), num_classes=3)
+    h, info = enable_fast_forward(base, torch.rand(2, 3, SIZE, SIZE), batch_size=8, require_speedup=False)
+    assert h is base and info["backend"] == "torch" and "forward hooks" in info["reason"]
+    assert info["max_abs_diff"] is None and info["setup_s"] == 0.0

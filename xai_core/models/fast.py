@@ -81,6 +81,10 @@ class FastForwardHandle(ClassifierHandle):
         return torch.from_numpy(self.exported(x.detach().contiguous().numpy()))
 
 
+def _has_hooks(modules) -> bool:
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
 class Exported:
     """The user's network in an ONNX Runtime session, behind the pixel-space normalisation.
 
@@ -219,6 +223,9 @@ def enable_fast_forward(handle: ClassifierHandle, images: torch.Tensor, *, batch
     faster than torch on the probe here (``ms_per_image`` records both).
     """
     info = {"mode": "auto", "backend": "torch", "tolerance": tolerance, "max_abs_diff": None}
+    if _has_hooks(handle.module.net.modules()):  # every pass would go through torch anyway (see needs_torch)
+        info.update(reason="the network has forward hooks, which only torch runs", setup_s=0.0)
+        return handle, info
     t0 = time.perf_counter()
     probe = probe_images(images, max(batch_size, 4))
     sizes = sorted({1, 3, probe.shape[0]})
