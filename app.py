@@ -6,12 +6,13 @@ the active run travels in the URL as ``?run=<name>``.
 
 import streamlit as st
 
-from pages._common import FRAME, nav_pages
+from pages._common import FRAME, frame_extras, nav_pages
 from xai_core.dashboard import preload
 
 st.set_page_config(page_title="xaiboard", page_icon="🔍", layout="wide")
 
 FRAME.active = True
+frame_extras()
 try:
     st.navigation(nav_pages()).run()
 finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 import sys
 import threading
 
@@ -112,6 +113,15 @@ def run_selector(all_runs: list[RunInfo]) -> str | None:
     return wanted
 
 
+def no_runs_hint(ld) -> str:
+    """What to say when the served logdir holds no run: the exact command that writes one
+    there (issue 18: "make demo" writes to summaries/, whatever logdir is served)."""
+    where = shlex.quote(str(ld))
+    return (f"The log directory `{ld}` holds no runs yet. Write one there with `xai-core demo --out {where}/demo` "
+            f"(the bundled demo, a few minutes) or `xai-core run --config CONFIG.yaml --out {where}/NAME`; "
+            "the Runs page lists it as soon as it starts.")
+
+
 def active_run(*, require: bool = True) -> OpenRun | None:
     """The run chosen in the URL or session, loaded (cached per run version). Shows why when
     there is none or it cannot be read, and stops the page when ``require``."""
@@ -120,7 +130,13 @@ def active_run(*, require: bool = True) -> OpenRun | None:
     name = run_selector(all_runs)
     if name is None:
         if require:
-            st.info("Choose a run in the sidebar or on the Runs page.")
+            if not logdir().is_dir():
+                st.error(f"The log directory `{ld}` does not exist; start the app with `-- --logdir DIR` or set "
+                         "XAI_LOGDIR.")
+            elif not all_runs:
+                st.info(no_runs_hint(ld))
+            else:
+                st.info("Choose a run in the sidebar or on the Runs page.")
             st.stop()
         return None
     try:
@@ -176,6 +192,69 @@ def show_failure(run: OpenRun) -> None:
 
 def show_error(e: XaiError) -> None:
     st.error(str(e))
+
+
+# Streamlit pushes a browser-history entry for every change of the query string, so a page
+# switch cost two entries (/page, then /page?run=…) and every filter click one more: the back
+# button needed two presses per page (issue 18). Query-only changes replace the current entry;
+# a new page still gets one.
+_HISTORY_SHIM = """<script>(() => {
+  if (window.__xaiboardHistory) return; window.__xaiboardHistory = true;
+  const push = window.history.pushState.bind(window.history);
+  window.history.pushState = function (state, title, url) {
+    try {
+      if (url != null && new URL(url, window.location.href).pathname === window.location.pathname)
+        return window.history.replaceState(state, title, url);
+    } catch (e) { /* a URL we cannot parse: let the browser decide */ }
+    return push(state, title, url);
+  };
+})();</script>"""
+
+
+def frame_extras() -> None:
+    """Called by app.py before each page: the history shim and the frame's CSS (in a hidden
+    sidebar box)."""
+    with st.sidebar.container(key="xai_frame"):
+        st.html(_FRAME_CSS + _HISTORY_SHIM, unsafe_allow_javascript=True)
+
+
+# Wrapping instead of squeezing (issue 18, 1024 px windows): narrow windows give the page the
+# width Streamlit's wide layout keeps as padding; pills wrap onto a second line instead of
+# scrolling out of sight.
+_FRAME_CSS = """<style>
+.st-key-xai_frame {display: none;}
+@media (max-width: 1280px) {.block-container {padding-left: 1.5rem; padding-right: 1.5rem;}}
+[data-testid="stButtonGroup"] [role="toolbar"] {flex-wrap: wrap; overflow-x: visible;}
+</style>"""
+# The saliency grid and its controls: rows of controls wrap onto a second line rather than hide
+# one; the image and labels columns keep a readable width and the map columns share the rest;
+# buttons, chips and captions wrap between words, never inside one.
+_NARROW_CSS = """<style>
+.st-key-sal_filters [data-testid="stHorizontalBlock"], .st-key-sal_sorts [data-testid="stHorizontalBlock"]
+  {flex-wrap: wrap; row-gap: 0.5rem;}
+.st-key-sal_filters [data-testid="stColumn"], .st-key-sal_sorts [data-testid="stColumn"] {min-width: 8.5rem;}
+.st-key-sal_head [data-testid="stHorizontalBlock"], [class*='st-key-sal_row_'] [data-testid="stHorizontalBlock"]
+  {flex-wrap: nowrap;}
+.st-key-sal_head [data-testid="stHorizontalBlock"] > [data-testid="stColumn"],
+[class*='st-key-sal_row_'] [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {min-width: 0;}
+.st-key-sal_head [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:nth-child(1),
+[class*='st-key-sal_row_'] [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:nth-child(1) {min-width: 5.5rem;}
+.st-key-sal_head [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:nth-child(2),
+[class*='st-key-sal_row_'] [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:nth-child(2) {min-width: 7.5rem;}
+[class*='st-key-sal_chip_'] button p, [class*='st-key-sal_det_'] button p
+  {white-space: normal; word-break: normal; overflow-wrap: normal; text-overflow: clip;}
+[class*='st-key-sal_chip_'] button div, [class*='st-key-sal_det_'] button div {overflow: visible;}
+[class*='st-key-sal_det_'] {container-type: inline-size;}
+@container (max-width: 6rem) {[class*='st-key-sal_det_'] [data-testid="stIconMaterial"] {display: none;}}
+.st-key-sal_head {border-color: transparent !important;}
+[class*='st-key-sal_legend_'] p, [data-testid='stImageCaption'] p {word-break: normal; overflow-wrap: normal; hyphens: auto;}
+[class*='st-key-sal_legend_'] {overflow-x: clip;}
+@media (max-width: 1280px) {[class*='st-key-sal_legend_'] strong {font-size: 0.85rem;}}
+</style>"""
+
+
+def narrow_layout() -> None:
+    st.html(_NARROW_CSS)
 
 
 def refresh_while_running(run: OpenRun, every_s: float = 3.0) -> None:

@@ -36,7 +36,7 @@ by_count = counts[counts["explained"] > 0].sort_values("explained", ascending=Fa
 options = [c for c in t.classes if c in set(by_count)] or t.classes
 FIELDS = F.classification_fields(t, options, by_count[:20])
 restore(FIELDS)
-names = {m.name: m.display_name for m in infos}
+names = {m.name: m.score_name for m in infos}
 
 mode = st.radio("Compare", F.CLS_MODES, horizontal=True, key="cls_mode")
 c1, c2, c3, c4 = st.columns([2, 3, 3, 2])
@@ -48,7 +48,7 @@ pc = _per_class(t, key, A.RowFilter(tuple(tags), tuple(loc)))
 if mode == F.CLS_MODES[0]:
     explainer = c1.selectbox("Explainer", t.explainers, key="cls_explainer")
     chosen = c2.multiselect("Metrics", [m.name for m in infos], format_func=names.get, key="cls_metrics")
-    agn = [m.display_name for m in infos if m.label_agnostic]
+    agn = [m.score_name for m in infos if m.label_agnostic]
     if agn:
         c2.caption(f"{', '.join(agn)}: one value per image, counted under the image's predicted class.")
     frame = A.class_bars_frame(pc, explainer=explainer)
@@ -59,7 +59,7 @@ else:
         st.info("Every metric of this run is label-agnostic; they have no per-label value to compare.")
         st.stop()
     metric = c1.selectbox("Metric", [m.name for m in label_metrics], format_func=names.get, key="cls_metric")
-    off = [m.display_name for m in infos if m.label_agnostic]
+    off = [m.score_name for m in infos if m.label_agnostic]
     if off:
         c1.caption(f"Not offered (label-agnostic): {', '.join(off)}.")
     chosen = c2.multiselect("Explainers", t.explainers, key="cls_explainers")

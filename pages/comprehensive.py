@@ -38,25 +38,29 @@ with c_w:
     for i in range(0, len(infos), per_row):
         cols = st.columns(per_row)
         for col, m in zip(cols, infos[i: i + per_row]):
-            weights[m.name] = col.number_input(m.display_name, min_value=0.0, step=0.25, key=f"cmp_w_{m.name}",
-                                               format="%.2f", help=f"{m.description} ({m.direction})".lstrip())
+            weights[m.name] = col.number_input(m.score_name, min_value=0.0, step=0.25, key=f"cmp_w_{m.name}",
+                                               format="%.2f", help=f"{m.description} Raw value: {m.direction}; "
+                                                                   f"score = {m.mapping} of it.".lstrip())
 with c_tags:
     tags = st.pills("Tags counted", TAGS, selection_mode="multi", key="cmp_tags",
                     help="Which (image, label) results are averaged; none selected: every tag")
     loc = st.pills("Localisation: tags", TAGS, selection_mode="multi", key="cmp_loc_tags",
                    help="Localisation metrics (is the map on the label's object?) count TP labels by default: an "
                         "FN label's object is one the model did not recognise. None selected: every tag")
-remember(FIELDS)
 rows_filter = A.RowFilter(tuple(tags), tuple(loc))
 long = _long(t, (str(run.info.path), run.stamp), rows_filter)
 try:
     norm = A.normalise_weights(weights)
     table = A.assessment_table(t, long, weights)
 except XaiError as e:
+    remember(FIELDS)
     st.error(str(e))
     st.stop()
-st.caption("normalised: " + " · ".join(f"{m.display_name} {norm[m.name]:.3f}" for m in infos)
+st.caption("normalised: " + " · ".join(f"{m.score_name} {norm[m.name]:.3f}" for m in infos)
            + f" · counted: {rows_filter.text}")
+flags = A.flags(t, long)
+for f in flags:
+    st.warning(f.text, icon=":material/warning:")
 
 c_rank, c_radar = st.columns(2)
 with c_rank:
@@ -65,15 +69,25 @@ with c_rank:
 with c_radar:
     st.markdown("**Radar**")
     if len(infos) >= 3:
-        st.plotly_chart(radar_figure(long, [m.name for m in infos], {m.name: m.display_name for m in infos}),
+        st.plotly_chart(radar_figure(long, [m.name for m in infos], {m.name: m.score_name for m in infos}),
                         key="cmp_radar", config={"displaylogo": False})
     else:
         st.info("The radar chart needs at least 3 metrics.")
 
-st.subheader("Scores")
-st.caption("Mean [0, 1] score per metric (higher is better) over the finite results (— where none); what each metric "
-           "measures: Metrics, below. Comprehensive score = Σ wᵢ · meanᵢ.")
-shown = A.display_table(table, infos)
+c_head, c_values = st.columns([3, 2], vertical_alignment="bottom")
+c_head.subheader("Scores")
+values = c_values.segmented_control("Show", A.VALUES, key="cmp_values", required=True,
+                                    format_func={"score": "[0, 1] scores", "raw": "raw values"}.get,
+                                    help="the [0, 1] scores the ranking weighs, or the mean raw values in each metric's "
+                                         "own units and direction (a Deletion AUC of 0.023 scores 0.977)") or "score"
+remember(FIELDS)
+if values == "score":
+    st.caption("Mean [0, 1] score per metric (higher is better) over the finite results (— where none); a name with a "
+               "formula is a mapping of the raw value x (Metrics, below). Comprehensive score = Σ wᵢ · meanᵢ.")
+else:
+    st.caption("Mean raw value per metric, in its own units: each header says which direction is better; the "
+               "comprehensive score stays the weighted [0, 1] score.")
+shown = A.display_table(table, infos, values=values, flagged={f.metric for f in flags if f.metric})
 numbers = [c for c in shown.columns if shown[c].dtype.kind == "f"]
 with st.container(key="cmp_scores"):
     # A static table: its headers wrap at spaces, so 7 explainers × 8 metrics and the sanity

@@ -2,10 +2,12 @@
 
 import streamlit as st
 
-from pages._common import active_run, refresh_while_running, remember, require_frame, restore
+from pages._common import active_run, narrow_layout, refresh_while_running, remember, require_frame, restore
 from xai_core.dashboard import fields as F
 from xai_core.dashboard import query as Q
-from xai_core.dashboard.overlay import DIVERGING_CMAPS, POLARITIES, SCALES, SEQUENTIAL_CMAPS, OverlayStyle, legend
+from xai_core.dashboard.assessment import metric_infos
+from xai_core.dashboard.overlay import (DISPLAYS, DIVERGING_CMAPS, POLARITIES, SCALES, SEQUENTIAL_CMAPS, OverlayStyle,
+                                        legend)
 from xai_core.dashboard.render import detail_maps, detail_pictures
 from xai_core.errors import XaiError
 from xai_core.labels import TAGS
@@ -21,6 +23,7 @@ refresh_while_running(run)
 FIELDS = F.saliency_fields(t)
 restore(FIELDS)
 choices = Q.score_choices(t)
+score_names = {m.name: m.score_name for m in metric_infos(t)}
 if choices and st.session_state["sal_sort_met"] not in choices.get(st.session_state["sal_sort_exp"], []):
     st.session_state["sal_sort_met"] = choices.get(st.session_state["sal_sort_exp"], [""])[0]
 
@@ -31,64 +34,95 @@ def _select(_t, run_key, flt, sort):
     return Q.select(_t, flt, sort)
 
 
+def _sort_changed() -> None:
+    """Sorting by a localisation or faithfulness score starts with the tags it is meaningful
+    for (TP) when no tag is chosen, and says so (issue 18)."""
+    tags = F.sort_tags(t, st.session_state.get("sal_sort_met", "")) if st.session_state.get("sal_sort") == Q.SORT_SCORE else ()
+    if tags and not st.session_state.get("sal_tags"):
+        st.session_state["sal_tags"] = list(tags)
+        st.session_state["sal_auto_tags"] = st.session_state["sal_sort_met"]
+
+
+def _tags_changed() -> None:
+    st.session_state.pop("sal_auto_tags", None)
+
+
 # ---- filters and sort --------------------------------------------------------------------
-c_lab, c_prob, *c_std, c_tag = st.columns([3, 2, 2, 3] if t.has_uncertainty else [3, 2, 3])
-with c_lab.form("sal_labels_form", border=False, enter_to_submit=False):
-    # A form: picking several labels is one rerun (Apply), not one per entry.
-    labels = st.multiselect("Labels", Q.present_labels(t), format_func=t.class_name, key="sal_labels",
-                            placeholder="every label", help="the labels explained in this run")
-    st.form_submit_button("Apply", key="sal_labels_apply")
-pmin, pmax = c_prob.slider("Probability", 0.0, 1.0, step=0.01, key="sal_prob")
-std_rng = (0.0, float("inf"))
-if c_std:  # only runs with MC-dropout uncertainty have a standard deviation per label
-    lo, hi = Q.std_range(t)
-    smin, smax = c_std[0].slider("Uncertainty (std)", lo, hi, step=0.005, key="sal_std", format="%.3f",
-                                 help="MC-dropout standard deviation of the label's probability")
-    std_rng = (smin, smax if smax < hi else float("inf"))  # the full range filters nothing
-counts = Q.tag_counts(t, Q.SaliencyFilter(tuple(labels), TAGS, pmin, pmax, *std_rng))
-tags = c_tag.pills("Tags", TAGS, selection_mode="multi", key="sal_tags",
-                   format_func=lambda x: f"{x} ({counts[x]})", help="None selected: every tag; a click shows only that "
-                   "tag. TP: ground truth & predicted · FP: predicted only · FN: ground truth only · TN: neither "
-                   "(explained as a top-k label)")
+with st.container(key="sal_filters"):
+    c_lab, c_prob, *c_std, c_tag = st.columns([3, 2, 2, 3] if t.has_uncertainty else [3, 2, 3])
+    # Applied on every pick (no form and Apply button: an unapplied choice looked applied, issue 18).
+    labels = c_lab.multiselect("Labels", Q.present_labels(t), format_func=t.class_name, key="sal_labels",
+                               placeholder="every label", help="the labels explained in this run")
+    pmin, pmax = c_prob.slider("Probability", 0.0, 1.0, step=0.01, key="sal_prob")
+    std_rng = (0.0, float("inf"))
+    if c_std:  # only runs with MC-dropout uncertainty have a standard deviation per label
+        lo, hi = Q.std_range(t)
+        smin, smax = c_std[0].slider("Uncertainty (std)", lo, hi, step=0.005, key="sal_std", format="%.3f",
+                                     help="MC-dropout standard deviation of the label's probability")
+        std_rng = (smin, smax if smax < hi else float("inf"))  # the full range filters nothing
+    counts = Q.tag_counts(t, Q.SaliencyFilter(tuple(labels), TAGS, pmin, pmax, *std_rng))
+    tags = c_tag.pills("Tags", TAGS, selection_mode="multi", key="sal_tags", on_change=_tags_changed,
+                       format_func=lambda x: f"{x} ({counts[x]})", help="None selected: every tag; a click shows only "
+                       "that tag. TP: ground truth & predicted · FP: predicted only · FN: ground truth only · TN: neither "
+                       "(explained as a top-k label)")
 flt = Q.SaliencyFilter(tuple(labels), F.effective_tags(tags), pmin, pmax, *std_rng)
 
-c_sort, c_exp, c_met, c_dir, c_size = st.columns([2, 2, 2, 2, 1])
-sort_key = c_sort.selectbox("Sort by", Q.sort_options(t), key="sal_sort",
-                            help="an image's value is that of its best label (descending) or worst (ascending) among "
-                                 "the labels passing the filters; its maps show that label")
-sort_exp = sort_met = ""
-if sort_key == Q.SORT_SCORE:
-    sort_exp = c_exp.selectbox("Explainer", list(choices), key="sal_sort_exp")
-    sort_met = c_met.selectbox("Metric", choices[sort_exp], key="sal_sort_met",
-                               help="the [0, 1] score, higher is better: ascending lists the worst explanations first. "
-                                    "Filter the tags (e.g. TP) so labels the model did not predict do not lead")
-descending = c_dir.radio("Order", F.ORDERS, horizontal=True, key="sal_order") == "descending"
-page_size = c_size.selectbox("Per page", F.PAGE_SIZES, key="sal_page_size")
+with st.container(key="sal_sorts"):
+    # Only the controls the sort needs: empty columns took a 1024 px row's width (issue 18).
+    by_score = st.session_state.get("sal_sort") == Q.SORT_SCORE
+    c_sort, *c_score, c_dir, c_size = st.columns([2, 2, 3, 2, 1.3] if by_score else [2, 2, 1.3])
+    sort_key = c_sort.selectbox("Sort by", Q.sort_options(t), key="sal_sort", on_change=_sort_changed,
+                                help="an image's value is that of its best label (descending) or worst (ascending) "
+                                     "among the labels passing the filters; its maps show that label")
+    sort_exp = sort_met = ""
+    if c_score:
+        c_exp, c_met = c_score
+        sort_exp = c_exp.selectbox("Explainer", list(choices), key="sal_sort_exp", on_change=_sort_changed)
+        sort_met = c_met.selectbox("Metric", choices[sort_exp], key="sal_sort_met", on_change=_sort_changed,
+                                   format_func=lambda m: score_names.get(m, m),
+                                   help="the [0, 1] score, higher is better (its name says how it was mapped from the "
+                                        "raw value): ascending lists the worst explanations first")
+    descending = c_dir.radio("Order", F.ORDERS, horizontal=True, key="sal_order") == "descending"
+    page_size = c_size.selectbox("Per page", F.PAGE_SIZES, key="sal_page_size")
 sort = Q.SortSpec(sort_key, descending, sort_exp, sort_met)
+if sort_key == Q.SORT_SCORE and st.session_state.get("sal_auto_tags") == sort_met and list(tags) == list(F.sort_tags(t, sort_met)):
+    st.caption(f"Showing {', '.join(tags)} labels: {score_names.get(sort_met, sort_met)} is only meaningful where the "
+               "model predicted the label and the image has it (other labels' maps explain nothing the model saw). "
+               "Choose other tags above to include them.")
 
 # ---- display options ---------------------------------------------------------------------
 with st.sidebar:
     st.subheader("Display")
-    with st.form("sal_explainers_form", border=False, enter_to_submit=False):
-        explainers = st.multiselect("Explainers", t.explainers, key="sal_explainers",
-                                    help="one column of maps each; Apply to redraw")
-        st.form_submit_button("Apply", key="sal_explainers_apply")
-    overlay = st.toggle("Overlay on image", key="sal_overlay")
-    opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key="sal_opacity", disabled=not overlay)
+    explainers = st.multiselect("Explainers", t.explainers, key="sal_explainers", help="one column of maps each")
+    display = st.segmented_control("Show maps as", list(DISPLAYS), format_func=DISPLAYS.get, key="sal_display", required=True,
+                                   help="heat map: every pixel coloured by its value · outlines: the contour of the "
+                                        "smallest region holding a share of the map's mass, drawn on the image "
+                                        "(Vertex XAI's outlines)") or "heatmap"
+    outlines = display == "outlines"
+    overlay = st.toggle("Overlay on image", key="sal_overlay", disabled=outlines)
+    opacity = st.slider("Opacity", 0.0, 1.0, step=0.05, key="sal_opacity", disabled=outlines or not overlay)
     polarity = st.selectbox("Polarity", POLARITIES, key="sal_polarity",
                             help="absolute |s| · positive max(s, 0) · negative max(−s, 0) · signed s on a diverging map "
                                  "(middle colour = 0, + raises the label's score, − lowers it)")
     if polarity == "signed":
-        cmap = st.selectbox("Colour map (diverging)", DIVERGING_CMAPS, key="sal_cmap_div")
+        cmap = st.selectbox("Colour map (diverging)", DIVERGING_CMAPS, key="sal_cmap_div",
+                            help="pink_green: Vertex XAI's map, + green, − pink")
     else:
-        cmap = st.selectbox("Colour map", SEQUENTIAL_CMAPS, key="sal_cmap_seq")
-    clip = st.slider("Clip at percentile", 90.0, 100.0, step=0.1, key="sal_clip")
+        cmap = st.selectbox("Colour map", SEQUENTIAL_CMAPS, key="sal_cmap_seq",
+                            help="pink_green: Vertex XAI's map (+ green; pink for the negative polarity)")
+    clip_key = "sal_clip_out" if outlines else "sal_clip"
+    clip_lo, clip_hi = st.slider("Clip range (percentiles of |s|)", 0.0, 100.0, step=0.1, key=clip_key,
+                                 help="below the lower percentile of its own values a map is not highlighted; above the "
+                                      "upper one (over the maps sharing a scale) the colour saturates. Vertex XAI's "
+                                      "defaults for Integrated Gradients: 62 / 99.9 (the outlines' default)")
+    mass = st.slider("Outlines enclose (% of the map's mass)", 5.0, 100.0, step=5.0, key="sal_mass",
+                     disabled=not outlines)
     scale = st.radio("Colour scale", list(SCALES), format_func=SCALES.get, key="sal_scale",
                      help="shared scales keep maps comparable across images and labels; one per map does not")
-style = OverlayStyle(overlay=overlay, opacity=opacity, polarity=polarity, clip_percentile=clip, scale=scale,
-                     **({"diverging_cmap": cmap} if polarity == "signed" else {"cmap": cmap}))
-
 try:
+    style = OverlayStyle(overlay=overlay, opacity=opacity, polarity=polarity, clip_percentile=max(clip_hi, 0.1),
+                         scale=scale, clip_low=min(clip_lo, max(clip_hi, 0.1)), display=display, outline_mass=mass,
+                         **({"diverging_cmap": cmap} if polarity == "signed" else {"cmap": cmap}))
     sel = _select(t, (str(run.info.path), run.stamp), flt, sort)
 except XaiError as e:
     st.error(str(e))
@@ -109,12 +143,7 @@ remember(FIELDS, hidden=() if sort_key == Q.SORT_SCORE else ("sal_sort_exp", "sa
 view = Q.page_view(t, sel, page, page_size)
 
 # ---- the grid ----------------------------------------------------------------------------
-# Chip and button labels wrap instead of ending in "…" in narrow columns (7 explainers at 1440 px).
-st.html("<style>[class*='st-key-sal_chip_'] button p, [class*='st-key-sal_det_'] button p "
-        "{white-space: normal; overflow-wrap: anywhere; text-overflow: clip;} "
-        "[class*='st-key-sal_chip_'] button div, [class*='st-key-sal_det_'] button div {overflow: visible;} "
-        # captions wrap between words (hyphenated when a word is too long), never mid-word
-        "[data-testid='stImageCaption'] p {word-break: normal; overflow-wrap: normal; hyphens: auto;}</style>")
+narrow_layout()
 active_labels = st.session_state.setdefault("sal_active", {})
 
 
@@ -125,6 +154,12 @@ def _activate(pos: int, label: int) -> None:
 def _active(row: Q.ImageRow) -> int | None:
     lab = active_labels.get((run.info.name, row.pos))
     return lab if row.chip(lab) is not None else row.default_label()
+
+
+def _open_detail(pos: int, label: int | None) -> None:
+    # The dialog opens on the label the row shows (issue 18: it opened on the first chip).
+    st.session_state["sal_open_detail"] = (pos, label)
+    st.session_state.pop(f"sal_detail_label_{pos}", None)
 
 
 def _breakable(name: str) -> str:
@@ -139,28 +174,35 @@ def _legend(col, e: str, values) -> None:
 
 
 @st.dialog("Image detail", width="large")
-def detail(pos: int) -> None:
+def detail(pos: int, shown: int | None) -> None:
     d = Q.sample_detail(t, pos)
     st.markdown(f"**{d.row.sample_id}** · `{d.source}` · {d.width}×{d.height} px · ground truth: "
                 f"{', '.join(d.ground_truth) or 'none'}")
     chips = {c.label: c for c in d.row.chips}
-    label = st.segmented_control("Label", list(chips), default=_active(d.row), key=f"sal_detail_label_{pos}",
+    first = shown if shown in chips else next(iter(chips), None)
+    label = st.segmented_control("Label", list(chips), default=first, key=f"sal_detail_label_{pos}",
                                  format_func=lambda l: f"{chips[l].tag} · {chips[l].text}")
     if label is None:
-        label = _active(d.row)
+        label = first
     image, maps, errors = detail_maps(store, d.row, label, t.explainers, style)
     for err in errors:
         st.warning(err)
     # Pictures, drawn at once; one interactive heatmap only on request (plotly's first chart
-    # took the browser 16–36 s, issue 12).
+    # took the browser 16–36 s, issue 12). One row of columns per three pictures, each with
+    # room for a colour bar, so the rows line up (issue 18: the image had none and its column
+    # sat higher).
     picture, pngs = detail_pictures(image, maps, style, d.boxes, highlight=chips[label].name)
-    cols = st.columns(3)
-    cols[0].image(picture, caption="image", width="stretch")
-    for i, (e, png) in enumerate(pngs.items(), start=1):
-        with cols[i % 3]:
-            extra = Q.detail_text(t, pos, label, e)
-            st.image(png, caption=" · ".join(x for x in (e, chips[label].name, extra) if x), width="stretch")
-            _legend(st, e, [maps[e][1]])
+    items = [("image", picture)] + list(pngs.items())
+    for i in range(0, len(items), 3):
+        cols = st.columns(3)
+        for col, (e, png) in zip(cols, items[i: i + 3]):
+            with col:
+                if e == "image":
+                    st.image(png, caption=f"image · boxes: ground truth, {chips[label].name} bold", width="stretch")
+                    continue
+                extra = Q.detail_text(t, pos, label, e)
+                st.image(png, caption=" · ".join(x for x in (e, chips[label].name, extra) if x), width="stretch")
+                _legend(st, e, [maps[e][1]])
     if maps and st.toggle("Inspect raw values (interactive, slower)", key="sal_detail_interactive"):
         from xai_core.dashboard.figures import heatmap_figure
 
@@ -168,10 +210,12 @@ def detail(pos: int) -> None:
         m, v = maps[e]
         st.plotly_chart(heatmap_figure(m, v, style, image=image, boxes=d.boxes, highlight=chips[label].name, title=e),
                         key=f"sal_detail_fig_{pos}", config={"displaylogo": False})
-    if len(d.scores):
-        st.markdown("**Scores of this image** ([0, 1], higher is better; — where the metric does not apply)")
+    table = Q.scores_pivot(t, d.scores, label)
+    if len(table):
+        st.markdown(f"**Scores of this image for {chips[label].name}** ([0, 1], higher is better; the raw value in "
+                    "brackets where the score maps it; — where the metric does not apply)")
         with st.container(key="sal_detail_scores"):
-            st.table(Q.scores_pivot(d.scores))
+            st.table(table)
 
 
 grid = store.grid(view.rows, {r.pos: _active(r) for r in view.rows}, explainers, style)
@@ -182,7 +226,8 @@ for err in grid.errors:
 n_exp = max(len(explainers), 4)
 widths = [0.12, 0.18] + [0.70 / n_exp] * len(explainers) + ([0.70 * (n_exp - len(explainers)) / n_exp]
                                                               if len(explainers) < n_exp else [])
-head = st.columns(widths, vertical_alignment="bottom")
+with st.container(key="sal_head", border=True):  # bordered like the rows, so the columns line up
+    head = st.columns(widths, vertical_alignment="bottom", gap="xsmall")
 head[0].markdown("**image**")
 head[1].markdown("**labels**")
 for i, e in enumerate(explainers):
@@ -190,15 +235,15 @@ for i, e in enumerate(explainers):
         st.markdown(f"**{_breakable(e)}**")
         _legend(st, e, [v for (p, ee), v in grid.scales.items() if ee == e])
 for r in view.rows:
+    act = _active(r)
     with st.container(key=f"sal_row_{r.pos}", border=True):
-        cols = st.columns(widths, vertical_alignment="top")
+        cols = st.columns(widths, vertical_alignment="top", gap="xsmall")
         if r.pos in grid.pictures:
             cols[0].image(grid.pictures[r.pos], caption=r.sample_id, width="stretch")
         if sort.key in (Q.SORT_SCORE, Q.SORT_UNCERTAINTY):
             cols[0].caption(Q.sort_caption(t, sort, r) or f"{sort.key}: —")
-        if cols[0].button("Details", key=f"sal_det_{r.pos}", icon=":material/zoom_in:", width="stretch"):
-            st.session_state["sal_open_detail"] = r.pos
-        act = _active(r)
+        cols[0].button("Details", key=f"sal_det_{r.pos}", icon=":material/zoom_in:", width="stretch",
+                       on_click=_open_detail, args=(r.pos, act), help="the maps at full size, the boxes and the scores")
         for c in r.chips:
             kind = "primary" if c.label == act else ("secondary" if c.passes else "tertiary")
             cols[1].button(f":{TAG_COLOUR.get(c.tag, 'gray')}-badge[{c.tag}] {c.text}", key=f"sal_chip_{r.pos}_{c.label}",
@@ -214,5 +259,5 @@ for r in view.rows:
 if not view.rows:
     st.info("No image matches these filters.")
 # Opened outside the row containers: a dialog called inside a column inherits its width.
-if (pos := st.session_state.pop("sal_open_detail", None)) is not None:
-    detail(pos)
+if (opened := st.session_state.pop("sal_open_detail", None)) is not None:
+    detail(*opened)

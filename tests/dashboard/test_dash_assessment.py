@@ -75,9 +75,10 @@ def test_table_has_directions_intervals_and_sanity(synth_tables, long):
     assert table.set_index("explainer")["sanity"].to_dict() == {"a": "passed (similarity 0.120)", "b": "FAILED (similarity 0.930)"}
     assert {"m1 mean", "m1 ci_low", "m1 ci_high", "m1 n", "m1 skipped"} <= set(table.columns)
     shown = A.display_table(table, A.metric_infos(synth_tables))
-    # one narrow numeric column per metric; direction and category in the header's tooltip
-    assert list(shown.columns) == ["rank", "explainer", "comprehensive", "Metric one", "Metric two", "Metric three",
-                                   "metrics used", "sanity"]
+    # one narrow numeric column per metric, named after the score (m2's lower-is-better raw value
+    # is mapped by 1 − x: the header says so, issue 18)
+    assert list(shown.columns) == ["rank", "explainer", "comprehensive", "Metric one", "Metric two [1 − x]",
+                                   "Metric three", "metrics used", "sanity"]
     assert shown.set_index("explainer")["Metric three"]["a"] == pytest.approx(0.25)
     assert shown["sanity"].tolist() == ["FAILED (0.930)", "passed (0.120)"]
     iv = A.interval_table(table, A.metric_infos(synth_tables)).set_index(["explainer", "metric"])
@@ -86,6 +87,11 @@ def test_table_has_directions_intervals_and_sanity(synth_tables, long):
     frame = A.metrics_frame(A.metric_infos(synth_tables))
     assert frame["direction (raw)"].tolist() == ["higher is better", "lower is better", "higher is better"]
     assert frame["per"].tolist() == ["image × label", "image", "image × label"]
+    assert frame["mapping to [0, 1]"].tolist() == ["x", "1 − x", "x"]
+    # the raw view: mean raw values (m2 is stored with score = 1 − raw)
+    raw = A.display_table(table, A.metric_infos(synth_tables), values="raw").set_index("explainer")
+    sc = shown.set_index("explainer")
+    np.testing.assert_allclose(raw["Metric two (raw, lower better)"], 1.0 - sc["Metric two [1 − x]"])
 
 
 def test_no_sanity_column_without_a_check(tmp_path):

@@ -65,7 +65,10 @@ def test_uncertainty_sort_only_when_the_run_has_it(tmp_path, synth_tables):
     assert Q.sort_options(t) == [Q.SORT_PROBABILITY, Q.SORT_SCORE, Q.SORT_UNCERTAINTY, Q.SORT_ID]
     assert order(t, sort=Q.SortSpec(Q.SORT_UNCERTAINTY)) == [4, 2, 3, 1, 0]
     chip = Q.page_view(t, Q.select(t, Q.SaliencyFilter(), Q.SortSpec()), 1, 5).rows[0].chips[0]
-    assert (chip.name, chip.text) == ("cat", "cat 0.950 [0.850, 1.000]")      # sample 4: the 95 % interval
+    # sample 4: "cat · 0.950", then the 95 % interval; a narrow chip may wrap only between the two
+    # (no-break spaces and word joiners elsewhere, issue 18: "8 1.000 [1.000, 1.000]" over 4 lines)
+    assert (chip.name, chip.text) == ("cat", "cat\u00a0·\u00a00.950 [0.85\u2060–\u20601.00]")
+    assert [w for w in chip.text.split(" ")] == ["cat\u00a0·\u00a00.950", "[0.85\u2060–\u20601.00]"]
     assert "±" not in chip.text and "standard deviation 0.050" in chip.help
 
 
@@ -115,7 +118,7 @@ def test_page_view_clamps_and_marks_passing_chips(synth_tables):
     row = last.rows[0]
     assert [(c.name, c.tag, c.passes) for c in row.chips] == [("cat", "TP", False), ("dog", "FP", True)]
     assert row.default_label() == 1  # the first passing label, not the most probable one
-    assert row.chips[0].text == "cat 0.900"
+    assert row.chips[0].text == "cat\u00a0·\u00a00.900"
     with pytest.raises(XaiError):
         Q.page_view(synth_tables, sel, 1, 0)
 
@@ -144,14 +147,15 @@ def test_sorted_rows_carry_the_label_of_their_value(synth_tables):
     view = Q.page_view(synth_tables, sel, 1, 5)
     row0 = next(r for r in view.rows if r.pos == 0)
     assert row0.sort_label == 1 and row0.default_label() == 1
-    assert Q.sort_caption(synth_tables, worst, row0) == "Metric one (a) of dog: 0.200"
+    assert Q.sort_caption(synth_tables, worst, row0) == "a · Metric one of dog: 0.200"
     # with the FP label filtered out, sample 0's value and label are its cat row's
     tp = Q.page_view(synth_tables, Q.select(synth_tables, Q.SaliencyFilter(tags=("TP",)), worst), 1, 5)
     row0 = next(r for r in tp.rows if r.pos == 0)
     assert (row0.sort_label, row0.value) == (0, pytest.approx(0.9))
     agn = Q.SortSpec(Q.SORT_SCORE, True, "a", "m2")
     row = Q.page_view(synth_tables, Q.select(synth_tables, Q.SaliencyFilter(), agn), 1, 1).rows[0]
-    assert Q.sort_caption(synth_tables, agn, row) == "Metric two (a) (whole image): 0.900"
+    # m2's score is 1 − raw: its name says so and the raw value follows (issue 18)
+    assert Q.sort_caption(synth_tables, agn, row) == "a · Metric two [1 − x] (whole image): 0.900 (raw 0.100)"
 
 
 def test_sort_caption_for_probability_and_missing_values(synth_tables):
@@ -174,9 +178,14 @@ def test_present_labels_are_the_explained_ones(synth_tables, tmp_path):
     assert Q.present_labels(t) == [0, 1, 2]
 
 
-def test_scores_pivot_shows_a_dash_for_missing_scores(synth_tables):
+def test_scores_pivot_is_explainers_by_metrics_for_one_label(synth_tables):
     d = Q.sample_detail(synth_tables, 2)           # m3 has no value on the FP label (bird)
-    p = Q.scores_pivot(d.scores)
-    assert p.loc[("a", "m3"), "bird"] == "—" and p.loc[("a", "m3"), "cat"] == "0.250"
-    assert p.loc[("a", "m1"), "bird"] == "0.100"
-    assert "None" not in p.to_numpy().ravel().tolist()
+    bird = Q.scores_pivot(synth_tables, d.scores, 2)
+    # issue 18: explainers × metrics named after their scores, not (explainer, metric) × label index
+    assert bird.index.tolist() == ["a", "b"]
+    assert bird.columns.tolist() == ["Metric one", "Metric two [1 − x] · whole image", "Metric three"]
+    assert bird.loc["a", "Metric three"] == "—" and bird.loc["a", "Metric one"] == "0.100"
+    assert bird.loc["a", "Metric two [1 − x] · whole image"] == "0.700 (0.300)"   # score (raw)
+    cat = Q.scores_pivot(synth_tables, d.scores, 0)
+    assert cat.loc["a", "Metric three"] == "0.250" and cat.loc["a", "Metric one"] == "0.700"
+    assert "None" not in bird.to_numpy().ravel().tolist() + cat.to_numpy().ravel().tolist()

@@ -12,6 +12,7 @@ from apptest_util import open_page, pictures, texts, tiles
 from xai_core.summary import RunReader
 
 PAGE = "pages/saliency.py"
+CAPTION = r"gradcam · Deletion \(1 − AUC\) of (\w+): (\d\.\d{3}) \(raw (\d\.\d{3})\)"
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +50,7 @@ def test_tag_filter_changes_the_count(at, expected):
 
 def test_label_and_probability_filters(at, expected):
     _, lab = expected
-    at.multiselect(key="sal_labels").set_value([0])              # "red"; applied with the form's button
-    at.button(key="sal_labels_apply").click().run()
+    at.multiselect(key="sal_labels").set_value([0]).run()        # "red": applied at once (no Apply button)
     at.slider(key="sal_prob").set_value((0.5, 1.0)).run()
     want = lab[(lab["label"] == 0) & (lab["prob"] >= 0.5)]["sample_id"].unique()
     assert f"**{len(want)}** of 12 images match" in texts(at)
@@ -63,6 +63,13 @@ def test_sort_by_a_score_ascending(at, expected, dash_logdir):
     at.selectbox(key="sal_sort_exp").set_value("gradcam").run()
     at.selectbox(key="sal_sort_met").set_value("deletion_auc").run()
     at.radio(key="sal_order").set_value("ascending").run()
+    # issue 18: a faithfulness sort starts with TP labels (TN labels at p ≈ 0 led the list) and says so
+    assert at.pills(key="sal_tags").value == ["TP"] and at.query_params["sal_tags"] in ("TP", ["TP"])
+    assert any("Showing TP labels: Deletion (1 − AUC) is only meaningful" in c.value for c in at.caption)
+    # the metric list uses the score names, not raw ids (issue 18)
+    assert at.selectbox(key="sal_sort_met").format_func("deletion_auc") == "Deletion (1 − AUC)"
+    at.pills(key="sal_tags").set_value([]).run()                 # every tag again: the user's choice stays
+    assert at.pills(key="sal_tags").value == [] and not any("Showing TP" in c.value for c in at.caption)
     sc = r.scores()
     sc = sc[(sc.explainer == "gradcam") & (sc.metric == "deletion_auc") & np.isfinite(sc.score)]
     worst = sc.groupby("sample_index")["score"].min()
@@ -70,15 +77,17 @@ def test_sort_by_a_score_ascending(at, expected, dash_logdir):
     want = [ids[i] for i in pd.Series(worst).sort_values(kind="stable").index]
     assert pictures(at) == want
     # each row names the label its score belongs to and shows that label's maps (issue 12 item 2)
-    caps = [c.value for c in at.caption if c.value.startswith("Deletion AUC (gradcam) of ")]
+    caps = [c.value for c in at.caption if c.value.startswith("gradcam · Deletion (1 − AUC) of ")]
     assert len(caps) == len(want)
     for sid, cap in zip(want, caps):
-        label_name, value = re.fullmatch(r"Deletion AUC \(gradcam\) of (\w+): (\d\.\d{3})", cap).groups()
+        label_name, value, raw = re.fullmatch(CAPTION, cap).groups()
         worst_rows = sc[sc.sample_index == ids[ids == sid].index[0]]
         assert float(value) == round(worst_rows["score"].min(), 3)
-        assert label_name in {r.classes[l] for l in worst_rows.loc[worst_rows["score"] == worst_rows["score"].min(), "label"]}
+        best = worst_rows.loc[worst_rows["score"] == worst_rows["score"].min()]
+        assert label_name in {r.classes[l] for l in best["label"]}
+        assert float(raw) == round(float(best["raw"].iloc[0]), 3)      # the raw AUC beside its score
     first_row_tiles = list(tiles(at))[: len(at.multiselect(key="sal_explainers").value)]
-    first_label = re.fullmatch(r"Deletion AUC \(gradcam\) of (\w+): .*", caps[0])[1]
+    first_label = re.fullmatch(CAPTION, caps[0])[1]
     assert all(k.endswith(f"· {first_label}") for k in first_row_tiles)
 
 
@@ -104,7 +113,7 @@ def test_clicking_a_label_chip_switches_the_maps(at):
     row_pos = chips[0].key.split("_")[2]
     row_chips = [b for b in chips if b.key.split("_")[2] == row_pos]
     other = next(b for b in row_chips if b.proto.type != "primary")
-    label_name = other.label.split("] ")[1].rsplit(" ", 1)[0]
+    label_name = other.label.split("] ")[1].split("\u00a0·")[0]
     n_exp = len(at.multiselect(key="sal_explainers").value)
     before = tiles(at)
     assert not any(k.endswith(f"· {label_name}") for k in list(before)[:n_exp])
@@ -116,21 +125,48 @@ def test_clicking_a_label_chip_switches_the_maps(at):
 
 
 def test_detail_view_has_pictures_legends_and_scores(at, expected):
-    r, _ = expected
-    det = next(b for b in at.button if b.key and b.key.startswith("sal_det_"))
+    r, lab = expected
+    # show a non-ground-truth label on a row first: the dialog must open on it (issue 18)
+    chips = [b for b in at.button if b.key and b.key.startswith("sal_chip_")]
+    other = next(b for b in chips if b.proto.type != "primary" and "TN" in b.label)
+    pos, label = map(int, other.key.split("_")[2:4])
+    other.click().run()
+    det = at.button(key=f"sal_det_{pos}")
     det.click().run()
     assert not at.exception
+    assert at.segmented_control(key=f"sal_detail_label_{pos}").value == label
     assert not at.get("plotly_chart")       # pictures first: the interactive chart is opt-in
     caps = [c for img in at.image for c in img.captions]
     names = [e["name"] for e in r.explainers]
-    assert "image" in caps and all(any(c.startswith(f"{e} · ") for c in caps) for e in names)
+    assert any(c.startswith("image") for c in caps) and all(any(c.startswith(f"{e} · ") for c in caps) for e in names)
     assert any("ground truth" in m.value for m in at.markdown)
-    scores = next(tb.value for tb in at.table if tb.value.shape[0] == len(r.explainers) * len(r.metrics))
+    # explainers × metrics for the label shown, headed by the score names (issue 18: 56 rows
+    # keyed by bare label indices)
+    scores = next(tb.value for tb in at.table if "Pointing Game" in tb.value.columns)
+    assert scores.shape == (len(r.explainers), len(r.metrics)) and "Deletion (1 − AUC)" in scores.columns
     cells = scores.to_numpy().ravel().tolist()
-    assert "—" in cells and "None" not in cells and "nan" not in cells   # pointing game on a non-GT label
+    assert set(scores["Pointing Game"]) == {"—"}          # a TN label has no object to point at
+    assert "None" not in cells and "nan" not in cells
     at.toggle(key="sal_detail_interactive").set_value(True)     # (AppTest reruns the page, not the dialog:
     at.button(key=det.key).click().run()                       # open it again in the same run)
     assert len(at.get("plotly_chart")) == 1 and not at.exception
+
+
+def test_detail_opens_on_the_label_of_the_sort(at, expected):
+    """Issue 18 item 1: after sorting by a score, Details opened on another label than the row's."""
+    r, _ = expected
+    at.selectbox(key="sal_sort").set_value("score").run()
+    at.selectbox(key="sal_sort_exp").set_value("gradcam").run()
+    at.selectbox(key="sal_sort_met").set_value("sparseness").run()
+    at.radio(key="sal_order").set_value("ascending").run()
+    for cap in [c.value for c in at.caption if c.value.startswith("gradcam · Sparseness (Gini) of ")][:4]:
+        name = re.match(r"gradcam · Sparseness \(Gini\) of (\w+):", cap)[1]
+        rows = [b for b in at.button if b.key and b.key.startswith("sal_det_")]
+        i = [c.value for c in at.caption if c.value.startswith("gradcam · Sparseness")].index(cap)
+        pos = int(rows[i].key.split("_")[2])
+        rows[i].click().run()
+        shown = at.segmented_control(key=f"sal_detail_label_{pos}").value
+        assert r.classes[shown] == name, (cap, shown)
 
 
 def test_display_options(at):
@@ -138,8 +174,7 @@ def test_display_options(at):
     assert at.selectbox(key="sal_cmap_div").options[0] == "RdBu_r"
     at.radio(key="sal_scale").set_value("map").run()
     at.selectbox(key="sal_page_size").set_value(24).run()
-    at.multiselect(key="sal_explainers").set_value(["gradcam"])
-    at.button(key="sal_explainers_apply").click().run()
+    at.multiselect(key="sal_explainers").set_value(["gradcam"]).run()
     assert not at.exception and len(tiles(at)) == 12
 
 
@@ -170,12 +205,12 @@ def test_chips_show_the_95_interval(unc):
     at, lab = unc
     chips = [b for b in at.button if b.key and b.key.startswith("sal_chip_")]
     assert len(chips) == len(lab)
-    interval = re.compile(r"\] \w+ (\d\.\d{3}) \[(\d\.\d{3}), (\d\.\d{3})\]$")
+    interval = re.compile(r"\] \w+\u00a0·\u00a0(\d\.\d{3}) \[(\d\.\d{2})\u2060–\u2060(\d\.\d{2})\]$")
     for b in chips:
         p, lo, hi = map(float, interval.search(b.label).groups())
         assert "±" not in b.label and "standard deviation" in b.help
     shown = {(float(m[1]), float(m[2]), float(m[3])) for m in (interval.search(b.label) for b in chips)}
-    want = {(round(p, 3), round(lo, 3), round(hi, 3)) for p, lo, hi in zip(lab["prob"], lab["ci_low"], lab["ci_high"])}
+    want = {(round(p, 3), round(lo, 2), round(hi, 2)) for p, lo, hi in zip(lab["prob"], lab["ci_low"], lab["ci_high"])}
     assert shown == want
 
 
@@ -208,9 +243,17 @@ def test_anchor_tiles_show_precision_and_coverage(unc, dash_logdir):
     det = RunReader(dash_logdir / dash_runs.ANALYSES_RUN).details()
     anchors = det[(det["explainer"] == "anchors") & (det["key"] == "precision")]
     captions = [c for img in at.image for c in img.captions if c.startswith("anchors · ")]
-    assert captions and all(re.search(r"precision \d\.\d{3} · coverage \d\.\d{3} · \d+ superpixels", c) for c in captions)
-    shown = {float(re.search(r"precision (\d\.\d{3})", c)[1]) for c in captions}
+    found = [c for c in captions if "precision" in c]
+    assert found and all(re.search(r"precision \d\.\d{3} · coverage \d\.\d{3} · \d+ superpixels?$", c) for c in found)
+    shown = {float(re.search(r"precision (\d\.\d{3})", c)[1]) for c in found}
     assert shown <= {round(v, 3) for v in anchors["value"]}
+    # an empty anchor says what it means, not "precision 1.000 · 0 superpixels" (issue 18)
+    chip = next(b for b in at.button if b.key and b.key.startswith("sal_chip_") and re.search(r"\[(TN|FN)\]", b.label))
+    name = chip.label.split("] ")[1].split("\u00a0·")[0]
+    chip.click().run()
+    captions = [c for img in at.image for c in img.captions if c.startswith(f"anchors · {name}")]
+    assert "anchors · " + name + " · no anchor: the model does not predict this label, whatever the pixels" in captions
+    assert not any(re.search(r"\b0 superpixels", c) for img in at.image for c in img.captions)
     # maps without per-pair figures keep the plain caption
     assert all(re.fullmatch(r"gradient · \w+", c) for img in at.image for c in img.captions if c.startswith("gradient"))
 
@@ -239,8 +282,7 @@ def test_state_survives_a_page_switch_and_comes_from_the_url(monkeypatch, dash_l
     at.pills(key="sal_tags").set_value(["FN"]).run()
     at.slider(key="sal_opacity").set_value(0.8).run()
     at.selectbox(key="sal_cmap_seq").set_value("viridis").run()
-    at.multiselect(key="sal_explainers").set_value(["gradcam"])
-    at.button(key="sal_explainers_apply").click().run()
+    at.multiselect(key="sal_explainers").set_value(["gradcam"]).run()
     url = {k: [v] if isinstance(v := at.query_params[k], str) else list(v)
            for k in ("sal_tags", "sal_opacity", "sal_cmap_seq", "sal_explainers")}
     assert url == {"sal_tags": ["FN"], "sal_opacity": ["0.8"], "sal_cmap_seq": ["viridis"], "sal_explainers": ["gradcam"]}

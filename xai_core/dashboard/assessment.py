@@ -77,10 +77,39 @@ class MetricInfo:
     value_range: tuple[float, float]
     label_agnostic: bool
     description: str = ""  # the metric's one-line definition (registry metadata, in the manifest)
+    mapping: str = "x"     # how the raw value x became the [0, 1] score (registry ``score_mapping``)
 
     @property
     def direction(self) -> str:
         return "higher is better" if self.higher_is_better else "lower is better"
+
+    @property
+    def mapped(self) -> bool:
+        return self.mapping.replace(" ", "") != "x"
+
+    @property
+    def score_name(self) -> str:
+        """The name of the [0, 1] score, saying when it is not the raw value: "Deletion (1 − AUC)"
+        (a deletion AUC of 0.023 scores 0.977), "Complexity (entropy) [1 − x]"; the display
+        name itself when score = raw."""
+        if not self.mapped:
+            return self.display_name
+        formula = _pretty(self.mapping)
+        if self.display_name.endswith(" AUC"):
+            return f"{self.display_name[:-4]} ({formula.replace('x', 'AUC')})"
+        return f"{self.display_name} [{formula}]"
+
+
+def _pretty(formula: str) -> str:
+    """A mapping formula for display: a real minus sign."""
+    return formula.replace("-", "−")
+
+
+def default_mapping(higher_is_better: bool, value_range: tuple[float, float]) -> str:
+    """The linear mapping a run without ``score_mapping`` in its manifest used (Metric.mapping)."""
+    lo, hi = value_range
+    lin = "x" if (lo, hi) == (0.0, 1.0) else f"(x - ({lo:g})) / {hi - lo:g}"
+    return lin if higher_is_better else f"1 - {lin}"
 
 
 def metric_infos(t: RunTables) -> list[MetricInfo]:
@@ -88,9 +117,10 @@ def metric_infos(t: RunTables) -> list[MetricInfo]:
     out = []
     for m in t.metrics:
         rng = m.get("value_range") or [0.0, 1.0]
+        hib, vr = bool(m.get("higher_is_better", True)), (float(rng[0]), float(rng[1]))
         out.append(MetricInfo(str(m.get("name")), str(m.get("display_name") or m.get("name")), str(m.get("category", "")),
-                              bool(m.get("higher_is_better", True)), (float(rng[0]), float(rng[1])),
-                              bool(m.get("label_agnostic", False)), str(m.get("description") or "")))
+                              hib, vr, bool(m.get("label_agnostic", False)), str(m.get("description") or ""),
+                              str(m.get("score_mapping") or default_mapping(hib, vr))))
     return out
 
 
@@ -98,6 +128,24 @@ def scored_metric_infos(t: RunTables) -> list[MetricInfo]:
     """The run's metrics that have at least one stored score, in run order."""
     scored = {m for _, m in t.pair_slices}
     return [m for m in metric_infos(t) if m.name in scored]
+
+
+def quick_ranking(t: RunTables, rows_filter: "RowFilter | None" = None) -> list[str]:
+    """The run's explainers, best first, by the equal-weight comprehensive score of their mean
+    scores (no intervals, so cheap enough for a page's defaults); unscored ones last."""
+    rows_filter = rows_filter or RowFilter()
+    infos = {m.name: m for m in metric_infos(t)}
+    score = t.scores["score"].to_numpy()
+    means: dict[str, list[float]] = {}
+    for (e, m), sl in t.pair_slices.items():
+        info = infos.get(m) or MetricInfo(m, m, "", True, (0.0, 1.0), False)
+        s = score[sl][row_mask(t, info, sl, rows_filter)]
+        s = s[np.isfinite(s)]
+        if s.size:
+            means.setdefault(e, []).append(float(s.mean()))
+    overall = {e: float(np.mean(v)) for e, v in means.items()}
+    order = {e: i for i, e in enumerate(t.explainers)}
+    return sorted(t.explainers, key=lambda e: (-overall.get(e, -np.inf), order[e]))
 
 
 def metrics_frame(infos: list[MetricInfo]) -> pd.DataFrame:
@@ -108,6 +156,8 @@ def metrics_frame(infos: list[MetricInfo]) -> pd.DataFrame:
         "category": [m.category for m in infos],
         "direction (raw)": [m.direction for m in infos],
         "raw range": [f"[{m.value_range[0]:g}, {m.value_range[1]:g}]" for m in infos],
+        "mapping to [0, 1]": [_pretty(m.mapping) for m in infos],
+        "score shown as": [m.score_name for m in infos],
         "per": ["image" if m.label_agnostic else "image × label" for m in infos],
     })
 
@@ -213,7 +263,8 @@ def assessment_table(t: RunTables, long: pd.DataFrame, weights: Mapping[str, flo
     table = comp[["rank", "explainer", "score", "metrics_used"]].rename(columns={"score": "comprehensive"})
     for m in metric_infos(t):
         g = long[long["metric"] == m.name].set_index("explainer")
-        for col, src in (("mean", "mean"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("n", "n"), ("skipped", "skipped")):
+        for col, src in (("mean", "mean"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("n", "n"), ("skipped", "skipped"),
+                         ("raw_mean", "raw_mean")):
             table[f"{m.name} {col}"] = table["explainer"].map(g[src]) if len(g) else np.nan
     # The weights used, normalised, so a downloaded table says how its score was made.
     norm = normalise_weights(weights)
@@ -279,19 +330,82 @@ def class_bars_frame(pc: pd.DataFrame, *, explainer: str | None = None, metric: 
 MISSING = "—"
 
 
-def display_table(table: pd.DataFrame, infos: list[MetricInfo]) -> pd.DataFrame:
+VALUES = ("score", "raw")  # what the scores table shows: the [0, 1] scores or the raw means
+
+
+def display_table(table: pd.DataFrame, infos: list[MetricInfo], *, values: str = "score",
+                  flagged: frozenset[str] | set[str] = frozenset()) -> pd.DataFrame:
     """:func:`assessment_table` for the page, narrow enough for a 1440 px screen with seven
-    explainers and eight metrics (issue 12): rank, explainer, comprehensive score, one mean
-    column per metric (numbers, NaN where none), metrics used and the sanity verdict. The
-    intervals are in :func:`interval_table`, the directions in :func:`metrics_frame`."""
+    explainers and eight metrics (issue 12): rank, explainer, comprehensive score, one column
+    per metric (numbers, NaN where none), metrics used and the sanity verdict. ``values``
+    "score": the mean [0, 1] score, headed by its score name ("Deletion (1 − AUC)"); "raw":
+    the mean raw value in the metric's own units and direction. Metrics in ``flagged`` (see
+    :func:`flags`) are marked "⚠". The intervals are in :func:`interval_table`, the
+    directions and mappings in :func:`metrics_frame`."""
+    if values not in VALUES:
+        raise XaiError(f"table values {values!r} unknown; expected one of {VALUES}")
     out = table[["rank", "explainer", "comprehensive"]].copy()
     for m in infos:
-        if f"{m.name} mean" in table:
-            out[m.display_name] = table[f"{m.name} mean"].to_numpy(dtype=np.float64)
+        col = f"{m.name} {'mean' if values == 'score' else 'raw_mean'}"
+        if col in table:
+            name = m.score_name if values == "score" else f"{m.display_name} (raw, {m.direction.split()[0]} better)"
+            out[name + (" ⚠" if m.name in flagged else "")] = table[col].to_numpy(dtype=np.float64)
     out["metrics used"] = table["metrics_used"]
     if "sanity" in table:
         out["sanity"] = [str(v).replace("similarity ", "") for v in table["sanity"]]
     return out
+
+
+# ---- flags: what the numbers must not be read without ------------------------------------------
+# One structure for every warning the assessment attaches to a metric or an explainer, so the
+# pages show them in one place. Kinds so far: "uninformative" (a metric on which the random
+# reference scores as well as the best explainer on this run).
+@dataclass(frozen=True)
+class Flag:
+    kind: str
+    text: str
+    metric: str | None = None      # metric name the flag is about (None: every metric)
+    explainer: str | None = None   # explainer instance it is about (None: the metric as a whole)
+
+
+REFERENCE_TYPES = ("random",)  # explainers that know nothing about the model: a floor to beat
+
+
+def reference_explainers(t: RunTables) -> list[str]:
+    """Instance names of the run's reference explainers (type ``random``)."""
+    return [str(e.get("name")) for e in t.manifest.get("explainers", [])
+            if isinstance(e, dict) and str(e.get("type") or e.get("name")) in REFERENCE_TYPES]
+
+
+def uninformative_flags(t: RunTables, long: pd.DataFrame) -> list[Flag]:
+    """Metrics that cannot tell the explainers from chance on this run: the best random
+    reference's mean reaches the 95 % interval of the best other explainer (e.g. localisation
+    when the objects' boxes cover the whole image: a random map points inside them too)."""
+    refs = set(reference_explainers(t))
+    out = []
+    if not refs or long.empty:
+        return out
+    names = {m.name: m.score_name for m in metric_infos(t)}
+    for m, g in long.groupby("metric", sort=False):
+        g = g[np.isfinite(g["mean"].to_numpy(dtype=np.float64))]
+        ref, other = g[g["explainer"].isin(refs)], g[~g["explainer"].isin(refs)]
+        if ref.empty or other.empty:
+            continue
+        r = ref.loc[ref["mean"].idxmax()]
+        best = other.loc[other["mean"].idxmax()]
+        low = best["ci_low"] if np.isfinite(best["ci_low"]) else best["mean"]
+        if r["mean"] >= low - 1e-12:
+            out.append(Flag("uninformative", (
+                f"{names.get(m, m)} is uninformative on this run: the random reference {r['explainer']} scores "
+                f"{r['mean']:.3f}, as well as the best explainer ({best['explainer']} {best['mean']:.3f}, 95 % interval "
+                f"[{best['ci_low']:.3f}, {best['ci_high']:.3f}]). It ranks no explainer above chance; consider a weight of 0."),
+                metric=str(m)))
+    return out
+
+
+def flags(t: RunTables, long: pd.DataFrame) -> list[Flag]:
+    """Every flag of the assessment of ``long`` (:func:`explainer_metric_table`)."""
+    return uninformative_flags(t, long)
 
 
 def interval_table(table: pd.DataFrame, infos: list[MetricInfo]) -> pd.DataFrame:
@@ -305,7 +419,7 @@ def interval_table(table: pd.DataFrame, infos: list[MetricInfo]) -> pd.DataFrame
                                           table[f"{m.name} ci_high"], table.get(f"{m.name} n", [np.nan] * len(table)),
                                           table[f"{m.name} skipped"]):
             ok = np.isfinite(mean)
-            rows.append({"explainer": e, "metric": m.display_name, "mean": f"{mean:.3f}" if ok else MISSING,
+            rows.append({"explainer": e, "metric": m.score_name, "mean": f"{mean:.3f}" if ok else MISSING,
                          "95 % interval": f"[{lo:.3f}, {hi:.3f}]" if ok and np.isfinite(lo) else MISSING,
                          "results": MISSING if n != n else str(int(n)),
                          "skipped": MISSING if sk != sk else str(int(sk))})

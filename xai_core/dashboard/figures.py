@@ -87,19 +87,35 @@ def wrap_label(text: str, width: int = 12) -> str:
     return "<br>".join(lines + [cur]) if cur or lines else str(text)
 
 
+# Plotly's default qualitative colours, opaque in lines and legend; the fill carries the alpha.
+_TRACE_RGB = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+              (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+
+
 def radar_figure(long: pd.DataFrame, metric_names: Sequence[str], labels: dict[str, str] | None = None) -> go.Figure:
     """One closed polygon per explainer over the metrics' mean [0, 1] scores."""
     labels = labels or {}
-    theta = [wrap_label(labels.get(m, m)) for m in metric_names]
+    theta = [wrap_label(labels.get(m, m), 11) for m in metric_names]
     fig = go.Figure()
-    for e, g in long.groupby("explainer", sort=False):
+    for i, (e, g) in enumerate(long.groupby("explainer", sort=False)):
         means = dict(zip(g["metric"], g["mean"]))
         r = [means.get(m, np.nan) for m in metric_names]
-        fig.add_trace(go.Scatterpolar(r=r + r[:1], theta=theta + theta[:1], name=str(e), fill="toself", opacity=0.6))
-    # Wrapped names and wide margins: long metric names were clipped at the sides (issue 12).
-    fig.update_layout(polar=dict(radialaxis=dict(range=[0, 1]), angularaxis=dict(tickfont=dict(size=11))),
-                      margin=dict(l=90, r=90, t=40, b=40), height=420,
-                      legend=dict(orientation="h", y=-0.08, yanchor="top"))
+        rgb = ",".join(map(str, _TRACE_RGB[i % len(_TRACE_RGB)]))
+        # Opaque lines (and so legend entries, issue 18: a trace opacity of 0.6 made them pale),
+        # translucent fill so every polygon stays visible.
+        fig.add_trace(go.Scatterpolar(r=r + r[:1], theta=theta + theta[:1], name=str(e), fill="toself",
+                                      line=dict(color=f"rgb({rgb})", width=2), fillcolor=f"rgba({rgb},0.12)",
+                                      hovertemplate="%{theta}: %{r:.3f}<extra>" + str(e) + "</extra>"))
+    n = max(1, len(metric_names))
+    # The radial tick labels sit halfway between the first two metric axes, where the polygons
+    # are thinnest, instead of on the first axis under every shape's vertex.
+    fig.update_layout(polar=dict(domain=dict(x=[0.12, 0.88], y=[0.06, 0.94]),
+                                 radialaxis=dict(range=[0, 1], angle=90 - 180.0 / n, tickangle=90 - 180.0 / n,
+                                                 tickvals=[0.25, 0.5, 0.75, 1.0], tickfont=dict(size=9, color="#666"),
+                                                 layer="above traces"),
+                                 angularaxis=dict(rotation=90, direction="clockwise", tickfont=dict(size=11))),
+                      margin=dict(l=40, r=40, t=40, b=40), height=440,
+                      legend=dict(orientation="h", y=-0.06, yanchor="top"))
     return fig
 
 

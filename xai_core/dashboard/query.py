@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..errors import XaiError
 from ..labels import TAGS
+from .assessment import metric_infos
 from .tables import RunTables
 
 SORT_PROBABILITY = "probability"
@@ -75,19 +76,31 @@ def present_labels(t: RunTables) -> list[int]:
     return [int(l) for l in np.unique(lab[lab >= 0])]
 
 
-def sort_caption(t: RunTables, sort: SortSpec, row: "ImageRow", metric_names: dict | None = None) -> str:
-    """What the row's sort value is and whose it is: "Deletion AUC (gradcam) of red: 0.412";
-    "" when the sort has no value to show (sample id, or no finite value)."""
+def sort_caption(t: RunTables, sort: SortSpec, row: "ImageRow") -> str:
+    """What the row's sort value is and whose it is: "gradcam · Deletion (1 − AUC) of red:
+    0.977 (raw 0.023)" (the score's name says how it was mapped; the raw value follows when it
+    differs); "" when the sort has no value to show (sample id, or no finite value)."""
     if sort.key == SORT_ID or not math.isfinite(row.value):
         return ""
     of = f" of {t.class_name(row.sort_label)}" if row.sort_label is not None else ""
     if sort.key == SORT_SCORE:
-        meta = next((m for m in t.metrics if m.get("name") == sort.metric), {})
-        name = (metric_names or {}).get(sort.metric) or meta.get("display_name") or sort.metric
-        if meta.get("label_agnostic"):
+        info = next((m for m in metric_infos(t) if m.name == sort.metric), None)
+        name = info.score_name if info else sort.metric
+        if info is not None and info.label_agnostic:
             of = " (whole image)"
-        return f"{name} ({sort.explainer}){of}: {row.value:.3f}"
+        raw = ""
+        if info is not None and info.mapped:
+            r = _value_at(t, t.pair_values(sort.explainer, sort.metric, "raw"), row)
+            raw = f" (raw {r:.3f})" if math.isfinite(r) else ""
+        return f"{sort.explainer} · {name}{of}: {row.value:.3f}{raw}"
     return f"{sort.key}{of}: {row.value:.3f}"
+
+
+def _value_at(t: RunTables, column: np.ndarray, row: "ImageRow") -> float:
+    """``column`` (one value per label row) at the row's sort label (nan when none)."""
+    a, b = int(t.starts[row.pos]), int(t.starts[row.pos + 1])
+    hit = np.flatnonzero(t.lcol("label")[a:b] == row.sort_label)
+    return float(column[a + hit[0]]) if row.sort_label is not None and hit.size else float("nan")
 
 
 def score_choices(t: RunTables) -> dict[str, list[str]]:
@@ -229,9 +242,11 @@ class Chip:
 
     @property
     def text(self) -> str:
-        """"7 0.912 [0.851, 0.957]": name, probability and, with uncertainty, its 95 % interval."""
-        ci = f" [{self.ci_low:.3f}, {self.ci_high:.3f}]" if self.has_interval else ""
-        return f"{self.name} {self.prob:.3f}{ci}"
+        """"7 · 0.912 [0.85–0.96]": name, probability and, with uncertainty, its 95 % interval.
+        No-break spaces keep "name · p" and the interval whole: a narrow chip wraps between
+        the two, never inside a number (issue 18)."""
+        ci = f" [{self.ci_low:.2f}\u2060–\u2060{self.ci_high:.2f}]" if self.has_interval else ""  # word joiners
+        return f"{self.name}\u00a0·\u00a0{self.prob:.3f}{ci}"
 
     @property
     def help(self) -> str | None:
@@ -317,7 +332,7 @@ class SampleDetail:
     width: int
     ground_truth: tuple[str, ...]
     boxes: tuple[tuple[str, float, float, float, float], ...]   # (class, x_min, y_min, x_max, y_max)
-    scores: pd.DataFrame                                      # label, explainer, metric, raw, score
+    scores: pd.DataFrame                                      # label_index, label, explainer, metric, raw, score
 
 
 def find_pos(t: RunTables, sample_index: int) -> int:
@@ -334,6 +349,7 @@ def sample_detail(t: RunTables, pos: int) -> SampleDetail:
     row = _row(t, pos, chips_of(t, pos), float("nan"))
     sc = t.scores[t.scores["pos"].to_numpy() == pos]
     scores = pd.DataFrame({
+        "label_index": sc["label"].to_numpy(),
         "label": ["(image)" if l < 0 else t.class_name(int(l)) for l in sc["label"]],
         "explainer": sc["explainer"].astype(str).to_numpy(),
         "metric": sc["metric"].astype(str).to_numpy(),
@@ -351,28 +367,59 @@ def sample_detail(t: RunTables, pos: int) -> SampleDetail:
 
 # ---- per-pair explainer figures ------------------------------------------------------------
 _DETAIL_FORMATS = (("precision", "precision {:.3f}"), ("coverage", "coverage {:.3f}"),
-                   ("anchor_size", "{:.0f} superpixels"), ("completeness_error", "completeness error {:.2%}"))
+                   ("anchor_size", "{:.0f} superpixel(s)"), ("completeness_error", "completeness error {:.2%}"))
 
 
 def detail_text(t: RunTables, pos: int, label: int, explainer: str) -> str:
     """"precision 0.970 · coverage 0.125 · 3 superpixels" for an anchor, "completeness error
-    0.41%" for Integrated Gradients; "" when the run stores nothing for that map."""
+    0.41%" for Integrated Gradients; "" when the run stores nothing for that map. An empty
+    anchor says what it means instead of "precision 1.000 · 0 superpixels" (issue 18): for a
+    label the model does not predict, its absence holds whatever the pixels."""
     d = t.details().get((int(pos), int(label), explainer))
     if not d:
         return ""
-    parts = [fmt.format(d[k]) for k, fmt in _DETAIL_FORMATS if k in d and math.isfinite(d[k])]
+    if d.get("anchor_size") == 0.0:
+        return ("no anchor: the model does not predict this label, whatever the pixels" if not _predicted(t, pos, label)
+                else "empty anchor: the model predicts this label whatever the pixels")
+    parts = [fmt.format(d[k]).replace("(s)", "" if d[k] == 1 else "s")
+             for k, fmt in _DETAIL_FORMATS if k in d and math.isfinite(d[k])]
     if d.get("found") == 0.0:
         parts.append("target precision not reached")
     return " · ".join(parts)
 
 
+def _predicted(t: RunTables, pos: int, label: int) -> bool:
+    a, b = int(t.starts[pos]), int(t.starts[pos + 1])
+    hit = np.flatnonzero(t.lcol("label")[a:b] == label)
+    return bool(hit.size) and TAGS[t.lcol("tag")[a + hit[0]]] in ("TP", "FP")
+
+
 MISSING = "—"
 
 
-def scores_pivot(scores: pd.DataFrame) -> pd.DataFrame:
-    """The detail view's scores: one row per explainer × metric, one column per label, as
-    text ("0.412"; "—" where the metric has no value for that label, rather than "None")."""
-    if not len(scores):
+def scores_pivot(t: RunTables, scores: pd.DataFrame, label: int) -> pd.DataFrame:
+    """The detail view's scores for one label: explainers × metrics (run order), headed by
+    the score names ("Deletion (1 − AUC)"; label-agnostic metrics say "whole image"), as text:
+    "0.977" or, where the score is a mapping of the raw value, "0.977 (0.023)"; "—" where the
+    metric has no value for that label."""
+    sc = scores[(scores["label_index"].to_numpy() == label) | (scores["label_index"].to_numpy() < 0)]
+    if not len(sc):
         return pd.DataFrame()
-    p = scores.pivot_table(index=["explainer", "metric"], columns="label", values="score", sort=False, dropna=False)
-    return p.apply(lambda c: [f"{v:.3f}" if np.isfinite(v) else MISSING for v in c.to_numpy(np.float64)])
+    infos = {m.name: m for m in metric_infos(t)}
+    metrics = [m for m in dict.fromkeys([m.get("name") for m in t.metrics] + list(sc["metric"])) if m in set(sc["metric"])]
+    explainers = [e for e in dict.fromkeys(list(t.explainers) + list(sc["explainer"])) if e in set(sc["explainer"])]
+    cells = {(e, m): (s, r) for e, m, s, r in zip(sc["explainer"], sc["metric"], sc["score"], sc["raw"])}
+
+    def text(e, m):
+        s, r = cells.get((e, m), (np.nan, np.nan))
+        if not np.isfinite(s):
+            return MISSING
+        info = infos.get(m)
+        return f"{s:.3f} ({r:.3f})" if info is not None and info.mapped and np.isfinite(r) else f"{s:.3f}"
+
+    def head(m):
+        info = infos.get(m)
+        return m if info is None else info.score_name + (" · whole image" if info.label_agnostic else "")
+
+    return pd.DataFrame({head(m): [text(e, m) for e in explainers] for m in metrics},
+                        index=pd.Index(explainers, name="explainer"))
