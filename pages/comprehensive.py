@@ -59,8 +59,10 @@ except XaiError as e:
 st.caption("normalised: " + " · ".join(f"{m.score_name} {norm[m.name]:.3f}" for m in infos)
            + f" · counted: {rows_filter.text}")
 flags = A.flags(t, long)
-for f in flags:
-    st.warning(f.text, icon=":material/warning:")
+flagged = {f.metric for f in flags if f.metric}
+if flagged:  # one line here (the ranking stays above the fold at 1440 × 900); the reasons under Scores
+    st.caption(":orange[⚠ uninformative on this run: " + ", ".join(m.score_name for m in infos if m.name in flagged)
+               + " (why: under Scores)]")
 
 c_rank, c_radar = st.columns(2)
 with c_rank:
@@ -81,13 +83,15 @@ values = c_values.segmented_control("Show", A.VALUES, key="cmp_values", required
                                     help="the [0, 1] scores the ranking weighs, or the mean raw values in each metric's "
                                          "own units and direction (a Deletion AUC of 0.023 scores 0.977)") or "score"
 remember(FIELDS)
+if flags:
+    st.warning("\n".join(f"- {f.text}" for f in flags), icon=":material/warning:")
 if values == "score":
     st.caption("Mean [0, 1] score per metric (higher is better) over the finite results (— where none); a name with a "
                "formula is a mapping of the raw value x (Metrics, below). Comprehensive score = Σ wᵢ · meanᵢ.")
 else:
     st.caption("Mean raw value per metric, in its own units: each header says which direction is better; the "
                "comprehensive score stays the weighted [0, 1] score.")
-shown = A.display_table(table, infos, values=values, flagged={f.metric for f in flags if f.metric})
+shown = A.display_table(table, infos, values=values, flagged=flagged)
 numbers = [c for c in shown.columns if shown[c].dtype.kind == "f"]
 with st.container(key="cmp_scores"):
     # A static table: its headers wrap at spaces, so 7 explainers × 8 metrics and the sanity

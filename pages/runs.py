@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._common import key_of, logdir, require_frame, run_selector, runs, set_active
+from pages._common import key_of, logdir, no_runs_hint, require_frame, run_selector, runs, set_active
 
 require_frame(__file__)
 
@@ -14,13 +14,18 @@ run_selector(all_runs)
 if not ld.is_dir():
     st.error(f"The log directory {str(ld)!r} does not exist; start the app with `-- --logdir DIR` or set XAI_LOGDIR.")
     st.stop()
-if not all_runs:
-    st.info(f"No runs under `{ld}` yet. Create one with `xai-core run --config CONFIG.yaml --out {ld}/NAME` "
-            "(or `make demo`); this page refreshes by itself.")
 
 STATUS_ICON = {"complete": ":green-badge[complete]", "running": ":blue-badge[running]",
                "failed": ":red-badge[failed]", "interrupted": ":orange-badge[interrupted]",
                "unreadable": ":orange-badge[unreadable]"}
+# One card per run whose cells wrap onto a second line in a narrow window instead of breaking
+# words letter by letter, and whose buttons keep their labels (issue 18, 1024 px: "Sa…").
+st.html("""<style>
+[class*='st-key-runs_row_'] [data-testid="stHorizontalBlock"] {flex-wrap: wrap; row-gap: 0.25rem;}
+[class*='st-key-runs_row_'] [data-testid="stColumn"] {min-width: 9rem;}
+[class*='st-key-runs_row_'] p {word-break: normal; overflow-wrap: normal;}
+[class*='st-key-runs_row_'] button p {white-space: nowrap;}
+</style>""")
 
 
 def _open(name: str, page: str) -> None:
@@ -28,34 +33,42 @@ def _open(name: str, page: str) -> None:
     st.switch_page(page, query_params={"run": name})
 
 
+def _breakable(text: str) -> str:
+    """Zero-width spaces after the separators of identifiers (``xai_core.demo.model:load``), so
+    long names wrap between their parts."""
+    for sep in ("_", ".", ":", "/", ","):
+        text = text.replace(sep, sep + "\u200b")
+    return text
+
+
 @st.fragment(run_every=2 if any(r.status == "running" for r in all_runs) else 10)
 def run_list():
     # Re-listed inside the fragment so progress moves without rerunning the whole page.
-    current = runs(str(ld)) if all_runs else []
+    current = runs(str(ld))
+    if not current:
+        st.info(no_runs_hint(ld) + " This page refreshes by itself.")
+        return
     if any(r.status == "running" for r in current):
         st.caption("A run is being written; this list refreshes every 2 s.")
-    head = st.columns([3, 3, 3, 3, 2, 3])
-    for col, text in zip(head, ["run", "status", "model · samples", "explainers · metrics", "updated", "open"]):
-        col.markdown(f"**{text}**")
     for r in current:
         k = key_of(r.name)
         with st.container(key=f"runs_row_{k}", border=True):
-            c = st.columns([3, 3, 3, 3, 2, 3], vertical_alignment="center")
-            c[0].markdown(f"`{r.name}`")
-            c[1].markdown(STATUS_ICON.get(r.status, r.status))
+            c = st.columns([3, 3, 5, 2], vertical_alignment="center")
+            c[0].markdown(f"`{r.name}` {STATUS_ICON.get(r.status, r.status)}")
             if r.status == "running" and r.progress is not None:
-                c[1].progress(r.progress, text=r.status_text)
+                c[0].progress(r.progress, text=r.status_text)
             elif r.error:
-                (c[1].error if r.status == "unreadable" else c[1].warning)(r.error)
+                (c[0].error if r.status == "unreadable" else c[0].warning)(r.error)
+            c[0].caption("updated " + (r.updated or "–").replace("T", " ").replace("+00:00", " UTC"))
             samples = f"{r.done_samples}/{r.total_samples}" if r.total_samples else "–"
-            c[2].markdown(f"{r.model or '–'}  \n{samples} samples")
-            c[3].markdown(f"{', '.join(r.explainers) or '–'}  \n{', '.join(r.metrics) or '–'}")
-            c[4].caption((r.updated or "–").replace("T", " ").replace("+00:00", " UTC"))
+            c[1].markdown(f"**model** {_breakable(r.model or '–')}  \n**samples** {samples}")
+            c[2].markdown(f"**explainers** {_breakable(', '.join(r.explainers) or '–')}  \n"
+                          f"**metrics** {_breakable(', '.join(r.metrics) or '–')}")
             usable = r.readable and bool(r.done_samples)
-            if c[5].button("Saliency maps", key=f"runs_sal_{k}", disabled=not usable, width="stretch",
+            if c[3].button("Saliency maps", key=f"runs_sal_{k}", disabled=not usable, width="stretch",
                            icon=":material/image_search:"):
                 _open(r.name, "pages/saliency.py")
-            if c[5].button("Assessment", key=f"runs_cmp_{k}", disabled=not (usable and r.metrics), width="stretch",
+            if c[3].button("Assessment", key=f"runs_cmp_{k}", disabled=not (usable and r.metrics), width="stretch",
                            icon=":material/leaderboard:"):
                 _open(r.name, "pages/comprehensive.py")
 

@@ -198,7 +198,7 @@ def detail(pos: int, shown: int | None) -> None:
         for col, (e, png) in zip(cols, items[i: i + 3]):
             with col:
                 if e == "image":
-                    st.image(png, caption=f"image · boxes: ground truth, {chips[label].name} bold", width="stretch")
+                    st.image(png, caption="image · ground-truth boxes", width="stretch")
                     continue
                 extra = Q.detail_text(t, pos, label, e)
                 st.image(png, caption=" · ".join(x for x in (e, chips[label].name, extra) if x), width="stretch")
@@ -243,7 +243,7 @@ for r in view.rows:
         if sort.key in (Q.SORT_SCORE, Q.SORT_UNCERTAINTY):
             cols[0].caption(Q.sort_caption(t, sort, r) or f"{sort.key}: —")
         cols[0].button("Details", key=f"sal_det_{r.pos}", icon=":material/zoom_in:", width="stretch",
-                       on_click=_open_detail, args=(r.pos, act), help="the maps at full size, the boxes and the scores")
+                       on_click=_open_detail, args=(r.pos, act))
         for c in r.chips:
             kind = "primary" if c.label == act else ("secondary" if c.passes else "tertiary")
             cols[1].button(f":{TAG_COLOUR.get(c.tag, 'gray')}-badge[{c.tag}] {c.text}", key=f"sal_chip_{r.pos}_{c.label}",

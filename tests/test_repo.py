@@ -40,9 +40,11 @@ def test_makefile_has_the_two_commands():
 
 def test_plain_streamlit_run_serves_loopback_only_without_watching_files():
     """`streamlit run app.py` from the repository root reads .streamlit/config.toml: it must
-    bind 127.0.0.1 (not every interface), watch no files and send no usage statistics."""
+    bind 127.0.0.1 (not every interface), watch no files, send no usage statistics and show
+    viewers no developer toolbar ("Deploy", issue 18)."""
     code = ("from streamlit import config as c; c.get_config_options(force_reparse=True); "
             "print(c.get_option('server.address'), c.get_option('server.fileWatcherType'), "
-            "c.get_option('browser.gatherUsageStats'), c.get_option('server.headless'))")
+            "c.get_option('browser.gatherUsageStats'), c.get_option('server.headless'), "
+            "c.get_option('client.toolbarMode'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["127.0.0.1", "none", "False", "True"]
+    assert out.stdout.split() == ["127.0.0.1", "none", "False", "True", "viewer"]

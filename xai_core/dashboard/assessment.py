@@ -377,10 +377,14 @@ def reference_explainers(t: RunTables) -> list[str]:
             if isinstance(e, dict) and str(e.get("type") or e.get("name")) in REFERENCE_TYPES]
 
 
+UNINFORMATIVE_MARGIN = 0.02  # a reference within this much of the best [0, 1] score ties with it
+
+
 def uninformative_flags(t: RunTables, long: pd.DataFrame) -> list[Flag]:
-    """Metrics that cannot tell the explainers from chance on this run: the best random
-    reference's mean reaches the 95 % interval of the best other explainer (e.g. localisation
-    when the objects' boxes cover the whole image: a random map points inside them too)."""
+    """Metrics that do not tell the explainers from chance on this run: the best random
+    reference's mean score is within :data:`UNINFORMATIVE_MARGIN` of the best other explainer's
+    (or above it), e.g. localisation when the objects' boxes cover the whole image, where a
+    random map points inside them too (issue 18)."""
     refs = set(reference_explainers(t))
     out = []
     if not refs or long.empty:
@@ -393,13 +397,12 @@ def uninformative_flags(t: RunTables, long: pd.DataFrame) -> list[Flag]:
             continue
         r = ref.loc[ref["mean"].idxmax()]
         best = other.loc[other["mean"].idxmax()]
-        low = best["ci_low"] if np.isfinite(best["ci_low"]) else best["mean"]
-        if r["mean"] >= low - 1e-12:
+        if r["mean"] >= best["mean"] - UNINFORMATIVE_MARGIN:
+            ci = (f", 95 % interval [{best['ci_low']:.3f}, {best['ci_high']:.3f}]" if np.isfinite(best["ci_low"]) else "")
             out.append(Flag("uninformative", (
                 f"{names.get(m, m)} is uninformative on this run: the random reference {r['explainer']} scores "
-                f"{r['mean']:.3f}, as well as the best explainer ({best['explainer']} {best['mean']:.3f}, 95 % interval "
-                f"[{best['ci_low']:.3f}, {best['ci_high']:.3f}]). It ranks no explainer above chance; consider a weight of 0."),
-                metric=str(m)))
+                f"{r['mean']:.3f}, as well as the best explainer ({best['explainer']} {best['mean']:.3f}{ci}). It ranks "
+                "no explainer above chance; consider a weight of 0."), metric=str(m)))
     return out
 
 

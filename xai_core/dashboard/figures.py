@@ -109,13 +109,14 @@ def radar_figure(long: pd.DataFrame, metric_names: Sequence[str], labels: dict[s
     n = max(1, len(metric_names))
     # The radial tick labels sit halfway between the first two metric axes, where the polygons
     # are thinnest, instead of on the first axis under every shape's vertex.
-    fig.update_layout(polar=dict(domain=dict(x=[0.12, 0.88], y=[0.06, 0.94]),
+    # The polar area leaves room below for the wrapped bottom label, the legend goes under it.
+    fig.update_layout(polar=dict(domain=dict(x=[0.12, 0.88], y=[0.24, 0.95]),
                                  radialaxis=dict(range=[0, 1], angle=90 - 180.0 / n, tickangle=90 - 180.0 / n,
                                                  tickvals=[0.25, 0.5, 0.75, 1.0], tickfont=dict(size=9, color="#666"),
                                                  layer="above traces"),
                                  angularaxis=dict(rotation=90, direction="clockwise", tickfont=dict(size=11))),
-                      margin=dict(l=40, r=40, t=40, b=40), height=440,
-                      legend=dict(orientation="h", y=-0.06, yanchor="top"))
+                      margin=dict(l=40, r=40, t=40, b=10), height=500,
+                      legend=dict(orientation="h", y=0.11, yanchor="top", x=0.5, xanchor="center"))
     return fig
 
 
