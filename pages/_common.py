@@ -194,12 +194,16 @@ def show_error(e: XaiError) -> None:
     st.error(str(e))
 
 
-# Streamlit pushes a browser-history entry for every change of the query string, so a page
-# switch cost two entries (/page, then /page?run=…) and every filter click one more: the back
-# button needed two presses per page (issue 18). Query-only changes replace the current entry;
-# a new page still gets one.
-_HISTORY_SHIM = """<script>(() => {
-  if (window.__xaiboardHistory) return; window.__xaiboardHistory = true;
+# Two browser-side guards, installed once per tab by the frame:
+# * Streamlit pushes a browser-history entry for every change of the query string, so a page
+#   switch cost two entries (/page, then /page?run=…) and every filter click one more: the back
+#   button needed two presses per page (issue 18). Query-only changes replace the current
+#   entry; a new page still gets one.
+# * A page must never go blank without a message (issue 18 item 2: a Streamlit redraw race left
+#   only the page menu). If the main area stays empty for 4 s while no script runs, say so and
+#   reload once (a second blank within 30 s only gets the message).
+_FRAME_JS = """<script>(() => {
+  if (window.__xaiboardFrame) return; window.__xaiboardFrame = true;
   const push = window.history.pushState.bind(window.history);
   window.history.pushState = function (state, title, url) {
     try {
@@ -208,14 +212,33 @@ _HISTORY_SHIM = """<script>(() => {
     } catch (e) { /* a URL we cannot parse: let the browser decide */ }
     return push(state, title, url);
   };
+  let emptyFor = 0;
+  window.setInterval(() => {
+    const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+    const status = document.querySelector('[data-testid="stStatusWidget"]');
+    const running = status && /Running|Stop/.test(status.innerText);
+    const empty = main && !main.querySelector('[data-testid="stElementContainer"], .xaiboard-blank');
+    emptyFor = empty && !running ? emptyFor + 1 : 0;
+    if (emptyFor !== 4) return;
+    const last = Number(window.sessionStorage.getItem('xaiboardBlankReload') || 0);
+    const again = Date.now() - last < 30000;
+    const note = document.createElement('div');
+    note.className = 'xaiboard-blank';
+    note.setAttribute('role', 'alert');
+    note.style.cssText = 'padding:1rem;margin:1rem 0;border-radius:0.5rem;background:#fff3cd;color:#664d03';
+    note.textContent = again ? 'This page lost its content again. Reload it (F5) or pick a page in the menu.'
+                             : 'This page lost its content (a redraw race in the browser); reloading it…';
+    main.prepend(note);
+    if (!again) { window.sessionStorage.setItem('xaiboardBlankReload', String(Date.now())); window.location.reload(); }
+  }, 1000);
 })();</script>"""
 
 
 def frame_extras() -> None:
-    """Called by app.py before each page: the history shim and the frame's CSS (in a hidden
+    """Called by app.py before each page: the frame's browser guards and CSS (in a hidden
     sidebar box)."""
     with st.sidebar.container(key="xai_frame"):
-        st.html(_FRAME_CSS + _HISTORY_SHIM, unsafe_allow_javascript=True)
+        st.html(_FRAME_CSS + _FRAME_JS, unsafe_allow_javascript=True)
 
 
 # Wrapping instead of squeezing (issue 18, 1024 px windows): narrow windows give the page the

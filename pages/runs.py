@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._common import key_of, logdir, no_runs_hint, require_frame, run_selector, runs, set_active
+from pages._common import key_of, logdir, no_runs_hint, require_frame, run_selector, runs
 
 require_frame(__file__)
 
@@ -24,13 +24,9 @@ st.html("""<style>
 [class*='st-key-runs_row_'] [data-testid="stHorizontalBlock"] {flex-wrap: wrap; row-gap: 0.25rem;}
 [class*='st-key-runs_row_'] [data-testid="stColumn"] {min-width: 9rem;}
 [class*='st-key-runs_row_'] p {word-break: normal; overflow-wrap: normal;}
-[class*='st-key-runs_row_'] button p {white-space: nowrap;}
+[class*='st-key-runs_row_'] [data-testid="stPageLink"] p {white-space: nowrap;}
+[class*='st-key-runs_row_'] [data-testid="stPageLink-NavLink"] {border: 1px solid rgba(49, 51, 63, 0.2); justify-content: center;}
 </style>""")
-
-
-def _open(name: str, page: str) -> None:
-    set_active(name)
-    st.switch_page(page, query_params={"run": name})
 
 
 def _breakable(text: str) -> str:
@@ -65,12 +61,17 @@ def run_list():
             c[2].markdown(f"**explainers** {_breakable(', '.join(r.explainers) or '–')}  \n"
                           f"**metrics** {_breakable(', '.join(r.metrics) or '–')}")
             usable = r.readable and bool(r.done_samples)
-            if c[3].button("Saliency maps", key=f"runs_sal_{k}", disabled=not usable, width="stretch",
-                           icon=":material/image_search:"):
-                _open(r.name, "pages/saliency.py")
-            if c[3].button("Assessment", key=f"runs_cmp_{k}", disabled=not (usable and r.metrics), width="stretch",
-                           icon=":material/leaderboard:"):
-                _open(r.name, "pages/comprehensive.py")
+            # Links, not buttons that switch page: a button inside this auto-refreshing fragment
+            # switched page from a fragment run, and the fragment's next timer tick, arriving
+            # after the switch under load ("fragment … does not exist anymore"), blanked the
+            # new page down to its menu (issue 18 item 2). A link navigates in the browser, which
+            # first cancels the fragment's timer.
+            with c[3].container(key=f"runs_sal_{k}"):
+                st.page_link("pages/saliency.py", label="Saliency maps", icon=":material/image_search:",
+                             query_params={"run": r.name}, disabled=not usable, width="stretch")
+            with c[3].container(key=f"runs_cmp_{k}"):
+                st.page_link("pages/comprehensive.py", label="Assessment", icon=":material/leaderboard:",
+                             query_params={"run": r.name}, disabled=not (usable and r.metrics), width="stretch")
 
 
 run_list()

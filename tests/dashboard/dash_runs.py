@@ -147,8 +147,9 @@ def synthetic_map(sample: int, label: int, explainer: str) -> np.ndarray:
 
 
 def write_synthetic(run_dir: Path, *, parts=((0, 1, 2), (3, 4)), sanity: dict | None = None,
-                    prob_std: bool = False, classes: list[str] = CLASSES) -> Path:
-    """``classes``: the model's classes (the first three are the explained ones)."""
+                    prob_std: bool = False, classes: list[str] = CLASSES, between_parts=None) -> Path:
+    """``classes``: the model's classes (the first three are the explained ones).
+    ``between_parts()`` is called after each committed part (a writer still at work)."""
     from xai_core.summary.writer import RunWriter, write_part
 
     metrics = [
@@ -207,6 +208,8 @@ def write_synthetic(run_dir: Path, *, parts=((0, 1, 2), (3, 4)), sanity: dict | 
         write_part(run_dir, p, samples=samples, labels=labels, scores=scores, images=images, saliency=saliency)
         done += len(idx)
         w.progress(done, p + 1, force=True)
+        if between_parts is not None:
+            between_parts()
     w.finish("complete")
     return run_dir
 
@@ -256,3 +259,14 @@ def write_failed(run_dir: Path) -> Path:
                                                                "total_parts": 2, "done_parts": 0}})
     w.finish("failed", error=FAILED_ERROR)
     return run_dir
+
+
+def write_while(run_dir: Path, stop, pause_s: float = 0.2) -> int:
+    """Write the 5-part synthetic run into ``run_dir`` again and again, one part at a time (the
+    manifest rewritten at each commit), until ``stop`` (a threading.Event) is set: another run
+    being written into the logdir. Returns how many runs were written."""
+    n = 0
+    while not stop.is_set():
+        write_synthetic(run_dir, parts=tuple((i,) for i in range(5)), between_parts=lambda: stop.wait(pause_s))
+        n += 1
+    return n

@@ -154,3 +154,45 @@ def test_row_filter_by_tag(synth_tables):
     pc = A.per_class(synth_tables, A.RowFilter(("TP",), ("TP",))).set_index(["explainer", "metric", "class"])
     assert pc.loc[("a", "m1", "cat"), "n"] == 2 and pc.loc[("a", "m1", "cat"), "mean"] == pytest.approx(0.75)
     assert "localisation metrics TP" in A.RowFilter().text
+
+
+# ---- issue 18: flags for uninformative metrics, score names, a cheap ranking -----------------
+def _with_reference(t, name):
+    """``t`` with explainer ``name`` declared a random reference (type "random")."""
+    from dataclasses import replace
+
+    explainers = [{**e, "type": "random" if e["name"] == name else e["type"]} for e in t.manifest["explainers"]]
+    return replace(t, manifest={**t.manifest, "explainers": explainers})
+
+
+def test_a_metric_the_random_reference_scores_as_well_as_the_best_is_flagged(synth_tables, long):
+    assert A.flags(synth_tables, long) == []                  # no reference explainer: nothing to compare with
+    b_random = _with_reference(synth_tables, "b")
+    assert A.reference_explainers(b_random) == ["b"]
+    flags = A.flags(b_random, long)
+    # m3: b (random) 0.75 against a's 0.25; m1 (0.414 vs 0.471) and m2 (0.3 vs 0.7) separate them
+    assert [(f.kind, f.metric) for f in flags] == [("uninformative", "m3")]
+    assert "random reference b scores 0.750, as well as the best explainer (a 0.250" in flags[0].text
+    a_random = _with_reference(synth_tables, "a")
+    assert {f.metric for f in A.flags(a_random, long)} == {"m1", "m2"}
+    # within the margin counts as "as well as": 0.471 − 0.414 > 0.02, but not once b gains 0.05
+    close = long.copy()
+    close.loc[(close.explainer == "a") & (close.metric == "m1"), "mean"] = 0.414 + A.UNINFORMATIVE_MARGIN / 2
+    assert "m1" in {f.metric for f in A.flags(b_random, close)}
+    table = A.assessment_table(b_random, long, EQUAL)
+    shown = A.display_table(table, A.metric_infos(b_random), flagged={"m3"})
+    assert "Metric three ⚠" in shown.columns
+
+
+def test_score_names_say_how_the_raw_value_was_mapped():
+    info = A.MetricInfo("deletion_auc", "Deletion AUC", "faithfulness", False, (0.0, 1.0), False, mapping="1 - x")
+    assert info.score_name == "Deletion (1 − AUC)" and info.mapped
+    ent = A.MetricInfo("complexity", "Complexity (entropy)", "complexity", False, (0.0, 1.0), False, mapping="1 - x")
+    assert ent.score_name == "Complexity (entropy) [1 − x]"
+    same = A.MetricInfo("iosr", "IoSR", "localization", True, (0.0, 1.0), False, mapping="x")
+    assert same.score_name == "IoSR" and not same.mapped
+    assert A.default_mapping(False, (0.0, 1.0)) == "1 - x" and A.default_mapping(True, (-1.0, 1.0)) == "(x - (-1)) / 2"
+
+
+def test_quick_ranking_agrees_with_the_comprehensive_score(synth_tables, long):
+    assert A.quick_ranking(synth_tables) == A.comprehensive(long, EQUAL)["explainer"].tolist() == ["b", "a"]

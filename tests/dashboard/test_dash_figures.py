@@ -26,3 +26,20 @@ def test_class_grid_labels_every_cell(synth_tables):
     # every cell says its value; a class without a result says "—"
     assert h.text[0][0] == f"{z[0, 0]:.2f}" and all(t == "—" for row, zr in zip(h.text, z) for t, v in zip(row, zr)
                                                      if not np.isfinite(v))
+
+
+def test_radar_legend_is_opaque_and_ticks_sit_between_axes():
+    """Issue 18: pale legend colours (trace opacity 0.6), tick labels on the first axis where
+    every polygon has a vertex, the bottom axis label cut off."""
+    import pandas as pd
+
+    metrics = ["m1", "m2", "m3", "m4"]
+    long = pd.DataFrame({"explainer": [e for e in "ab" for _ in metrics], "metric": metrics * 2,
+                         "mean": [0.2, 0.4, 0.6, 0.8, 0.9, 0.1, 0.5, 0.3]})
+    fig = radar_figure(long, metrics, {"m3": "Relevance Mass Accuracy"})
+    for tr in fig.data:
+        assert tr.opacity in (None, 1) and tr.line.color.startswith("rgb(")       # opaque line and legend
+        assert tr.fillcolor.startswith("rgba(") and float(tr.fillcolor.rsplit(",", 1)[1].rstrip(")")) < 0.5
+    ax = fig.layout.polar.radialaxis
+    assert ax.angle % 90 != 0 and ax.angle == 90 - 180 / len(metrics)            # halfway between two axes
+    assert fig.layout.polar.domain.y[0] > 0.15 and fig.layout.legend.y < fig.layout.polar.domain.y[0]

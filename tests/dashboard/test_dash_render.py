@@ -97,3 +97,19 @@ def test_runner_run_renders_every_explainer(dash_logdir):
     view = Q.page_view(t, Q.select(t, Q.SaliencyFilter(), Q.SortSpec()), 1, 12)
     g = store.grid(view.rows, {}, t.explainers, OverlayStyle())
     assert len(view.rows) == 12 and not g.errors and all(v is not None for v in g.tiles.values())
+
+
+def test_box_labels_scale_with_the_picture():
+    """Issue 18: the photos' "tabby" label was PIL's 10 px bitmap font on a 448 px picture."""
+    from xai_core.dashboard.render import BOX_RGB, _with_boxes, label_font_px
+
+    def text_height(side, scale):
+        out = _with_boxes(np.zeros((side, side, 3), np.uint8), [("tabby", 10, 10, side // scale - 10, side // scale - 10)],
+                          scale, None)
+        inside = (out[:, 30:] == BOX_RGB).all(-1)[: side // 3]      # right of the box's left edge, top third
+        rows = np.flatnonzero(inside[:, :side // 3].any(1))
+        rows = rows[rows > 10 * scale + 3]                          # below the box's top edge
+        return rows.max() - rows.min() + 1
+
+    assert label_font_px(448) == 20 and label_font_px(128) == 11
+    assert text_height(448, 2) >= 12 and text_height(448, 2) > text_height(160, 1)

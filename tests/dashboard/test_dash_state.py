@@ -77,3 +77,38 @@ def test_preload_runs_once_in_the_background():
     assert th is preload() and th.daemon
     th.join(timeout=300)
     assert not th.is_alive() and "plotly.graph_objects" in sys.modules and "torch" in sys.modules
+
+
+# ---- issue 18: defaults that follow the run ---------------------------------------------------
+def test_default_explainers_are_all_up_to_six_else_the_best_ranked(synth_tables):
+    from dataclasses import replace
+
+    from xai_core.dashboard import assessment as A
+    from xai_core.dashboard import fields as F
+
+    assert F.default_explainers(synth_tables) == ["a", "b"]
+    # eight explainers (a and b, and six unscored copies): the six best, in run order
+    extra = [{"name": f"z{i}", "type": "z"} for i in range(6)]
+    many = replace(synth_tables, manifest={**synth_tables.manifest, "explainers": synth_tables.manifest["explainers"] + extra})
+    ranked = A.quick_ranking(many)
+    assert ranked[:2] == ["b", "a"] and F.default_explainers(many) == ["a", "b", "z0", "z1", "z2", "z3"]
+    field = next(f for f in F.saliency_fields(many) if f.key == "sal_explainers")
+    assert field.default == F.default_explainers(many)
+
+
+def test_a_faithfulness_or_localisation_sort_starts_with_tp(synth_tables):
+    from xai_core.dashboard import fields as F
+
+    # m1 is a faithfulness metric, m3 a localisation one, m2 label-agnostic robustness
+    assert F.sort_tags(synth_tables, "m1") == ("TP",) and F.sort_tags(synth_tables, "m3") == ("TP",)
+    assert F.sort_tags(synth_tables, "m2") == () and F.sort_tags(synth_tables, "nope") == ()
+
+
+def test_vertex_display_fields_have_their_own_defaults(synth_tables):
+    from xai_core.dashboard import fields as F
+
+    fields = {f.key: f for f in F.saliency_fields(synth_tables)}
+    assert fields["sal_display"].default == "heatmap" and fields["sal_display"].choices == ("heatmap", "outlines")
+    assert fields["sal_clip"].default == (0.0, 99.5) and fields["sal_clip_out"].default == (62.0, 99.9)
+    assert fields["sal_clip"].from_url(["99"]) is None        # an old one-value link is ignored, not an error
+    assert fields["sal_clip_out"].from_url(["50", "99"]) == (50.0, 99.0)

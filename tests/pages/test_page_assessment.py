@@ -110,3 +110,34 @@ def test_assessment_state_in_the_url(monkeypatch, dash_logdir):
     at.switch_page(CMP).run()
     assert at.pills(key="cmp_loc_tags").value == []
     assert "localisation metrics every tag" in " ".join(c.value for c in at.caption)
+
+
+# ---- issue 18 items 5 and 9c: score names, raw values, uninformative metrics -------------------
+def test_scores_are_named_after_their_mapping_and_raw_values_are_one_click_away(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, CMP, dash_runs.RUNNER_RUN)
+    table = score_table(at)
+    assert "Deletion (1 − AUC)" in table.columns and "Deletion AUC" not in table.columns
+    metrics = next(df.value for df in at.dataframe if "direction (raw)" in df.value.columns)
+    assert metrics.set_index("metric").loc["deletion_auc", "mapping to [0, 1]"] == "1 − x"   # the README's column
+    r = RunReader(dash_logdir / dash_runs.RUNNER_RUN)
+    sc = r.scores().merge(r.labels()[["sample_index", "label", "tag"]], on=["sample_index", "label"], how="left")
+    raw = sc[(sc.metric == "deletion_auc") & np.isfinite(sc.raw)].groupby("explainer")["raw"].mean()
+    at.segmented_control(key="cmp_values").set_value("raw").run()
+    assert at.query_params["cmp_values"] in ("raw", ["raw"])
+    shown = score_table(at).set_index("explainer")["Deletion AUC (raw, lower better)"].astype(float)
+    assert np.allclose(shown[raw.index], raw)
+    assert score_table(at)["comprehensive"].tolist() == table["comprehensive"].tolist()   # the score stays
+
+
+def test_a_metric_random_scores_as_well_as_the_best_is_flagged_on_the_page(monkeypatch, tmp_path):
+    import json
+
+    run = dash_runs.write_synthetic(tmp_path / "ref")
+    m = json.loads((run / "manifest.json").read_text())
+    m["explainers"][1]["type"] = "random"                           # b: a random reference
+    (run / "manifest.json").write_text(json.dumps(m))
+    at = open_page(monkeypatch, tmp_path, CMP, "ref")
+    warning = " ".join(w.value for w in at.warning)
+    assert "Metric three is uninformative on this run: the random reference b scores 0.750" in warning
+    assert "Metric three ⚠" in score_table(at).columns
+    assert any("uninformative on this run: Metric three" in c.value for c in at.caption)

@@ -11,19 +11,44 @@ def test_lists_runs_and_their_problems(monkeypatch, dash_logdir):
         assert f"`{name}`" in body
     errors = " ".join(e.value for e in at.error)
     assert "corrupt manifest" in errors and "upgrade xaiboard" in errors
-    assert "12/12 samples" in body
-    buttons = {b.key: b for b in at.button}
-    sal = [b for k, b in buttons.items() if k.startswith("runs_sal_broken_newer")]
-    assert sal and sal[0].disabled
+    assert "**samples** 12/12" in body
+    links = {(l.proto.label, l.proto.query_string): l.proto for l in at.get("page_link")}
+    assert links[("Saliency maps", "run=broken%2Fnewer")].disabled
+    assert not links[("Saliency maps", "run=toy%2Fcolour")].disabled
 
 
-def test_open_button_goes_to_the_saliency_page_with_the_run_in_the_url(monkeypatch, dash_logdir):
+def test_open_links_carry_the_run_to_the_page(monkeypatch, dash_logdir):
+    """Links, not buttons that call st.switch_page from inside the auto-refreshing run list: a
+    page switched from a fragment run went blank when the fragment's next tick arrived after the
+    switch (issue 18 item 2; reproduced in chromium under load, see tests/browser)."""
     at = open_page(monkeypatch, dash_logdir, None)
-    key = next(b.key for b in at.button if b.key.startswith("runs_sal_toy_colour"))
-    at.button(key=key).click().run()
-    assert not at.exception
-    assert at.title[0].value == "Saliency maps"
+    assert not [b for b in at.button if b.key and b.key.startswith("runs_")]
+    links = [l.proto for l in at.get("page_link") if l.proto.query_string == "run=toy%2Fcolour"]
+    assert {l.label for l in links} == {"Saliency maps", "Assessment"}
+    assert all(not l.disabled for l in links)
+    at.query_params["run"] = dash_runs.RUNNER_RUN              # where the link goes: the page with the run
+    at.switch_page("pages/saliency.py").run()
+    assert not at.exception and at.title[0].value == "Saliency maps"
     assert at.query_params["run"] == dash_runs.RUNNER_RUN
+
+
+def test_an_empty_logdir_says_how_to_write_a_run_there(monkeypatch, tmp_path):
+    """Issue 18 item 11: "Choose a run" when none exists, a `make demo` hint that writes to
+    summaries/, and an empty table header below."""
+    import shlex
+
+    from xai_core.cli import build_parser
+
+    logdir = tmp_path / "my logs"
+    logdir.mkdir()
+    for page in (None, "pages/saliency.py", "pages/comprehensive.py"):
+        at = open_page(monkeypatch, logdir, page)
+        hint = next(i.value for i in at.info if "holds no runs" in i.value)
+        assert f"`{logdir}`" in hint and "Choose a run" not in " ".join(i.value for i in at.info)
+        cmd = hint.split("`xai-core ", 1)[1].split("`", 1)[0]
+        args = build_parser().parse_args(shlex.split(cmd))
+        assert args.command == "demo" and args.out == f"{logdir}/demo"   # writes into the served logdir
+        assert not any(m.value in ("**run**", "**status**") for m in at.markdown)
 
 
 def test_missing_logdir_is_explained(monkeypatch, tmp_path):

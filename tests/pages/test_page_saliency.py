@@ -344,3 +344,56 @@ def test_a_run_that_failed_half_way_shows_its_error_and_what_it_finished(monkeyp
     at = open_page(monkeypatch, tmp_path, PAGE, "half")
     assert "This run failed: OutOfMemoryError: part 2" in at.error[0].value and "5 finished images" in at.error[0].value
     assert len(pictures(at)) == 5
+
+
+# ---- issue 18 item 2: a run written into the logdir while the page reruns ----------------------
+def test_pages_keep_their_content_while_a_run_is_written_into_the_logdir(monkeypatch, tmp_path):
+    """Every rerun of the saliency and assessment pages, of a finished run and of the run being
+    written, draws its title and grid or says why, while another thread commits parts and
+    rewrites the manifest (the listing and the reading of a run may see different versions)."""
+    import threading
+
+    dash_runs.write_synthetic(tmp_path / "done")
+    stop = threading.Event()
+    writer = threading.Thread(target=dash_runs.write_while, args=(tmp_path / "live", stop, 0.05), daemon=True)
+    writer.start()
+    try:
+        pages = [open_page(monkeypatch, tmp_path, PAGE, "done")]
+        while not (tmp_path / "live" / "manifest.json").is_file():
+            stop.wait(0.05)
+        pages.append(open_page(monkeypatch, tmp_path, PAGE, "live"))
+        pages.append(open_page(monkeypatch, tmp_path, "pages/comprehensive.py", "live"))
+        for _ in range(6):
+            for at in pages:
+                at.run()
+                assert not at.exception, [e.value for e in at.exception]
+                assert at.title and at.title[0].value in ("Saliency maps", "Comprehensive assessment")
+                if at.title[0].value == "Saliency maps":
+                    assert "images match" in texts(at)
+                else:                                             # the scores, or why there are none
+                    assert [h.value for h in at.subheader] == ["Scores"] or at.info
+        assert "**5** of 5 images match" in texts(pages[0])
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+    assert not writer.is_alive()
+
+
+# ---- issue 18 item 4: Vertex-style display options ---------------------------------------------
+def test_outlines_display_and_clip_range(at):
+    heat = tiles(at)
+    at.segmented_control(key="sal_display").set_value("outlines").run()
+    assert not at.exception
+    assert at.slider(key="sal_clip_out").value == (62.0, 99.9)        # Vertex's defaults for outlines
+    assert at.toggle(key="sal_overlay").proto.disabled and not at.slider(key="sal_mass").proto.disabled
+    outl = tiles(at)
+    assert list(outl) == list(heat) and all(outl[k] != heat[k] for k in heat)
+    assert all(c.value == "outline: 50 % of the mass" for c in at.caption if c.value.startswith("outline:"))
+    assert at.query_params["sal_display"] in ("outlines", ["outlines"])
+    at.selectbox(key="sal_cmap_seq").set_value("pink_green").run()
+    at.slider(key="sal_mass").set_value(80.0).run()
+    assert not at.exception and any(c.value == "outline: 80 % of the mass" for c in at.caption)
+    at.segmented_control(key="sal_display").set_value("heatmap").run()
+    at.slider(key="sal_clip").set_value((50.0, 99.5)).run()           # a lower clip on the heat map
+    assert not at.exception and all(tiles(at)[k] != heat[k] for k in heat)
+    assert at.query_params["sal_clip"] == ["50", "99.5"]
