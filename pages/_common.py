@@ -139,15 +139,49 @@ def active_run(*, require: bool = True) -> OpenRun | None:
                 st.info("Choose a run in the sidebar or on the Runs page.")
             st.stop()
         return None
+    info = next(r for r in all_runs if r.name == name)
     try:
-        run = _open(ld, name, run_stamp(next(r.path for r in all_runs if r.name == name)))
+        run = _read(ld, name, info)
     except XaiError as e:
-        st.error(str(e))
+        if _being_written(ld, name):
+            st.warning(f"The run `{name}` is being written or rewritten right now and could not be read in this "
+                       f"instant ({e}); this page tries again in a few seconds.")
+            _retry_soon()
+        else:
+            st.error(str(e))
         if require:
             st.stop()
         return None
     show_failure(run)
     return run
+
+
+def _read(ld: str, name: str, info: RunInfo) -> OpenRun:
+    """The run, read once more from a fresh listing when the first read fails while its
+    manifest changed since the (cached) listing: a writer committing a part or replacing the
+    run is not damage (issue 18: an overwritten run read as "part 0 … corrupt or missing")."""
+    stamp = run_stamp(info.path)
+    try:
+        return _open(ld, name, stamp)
+    except XaiError:
+        if run_stamp(info.path) == stamp and info.status != "running":
+            raise
+    return _open(ld, name, run_stamp(info.path))
+
+
+def _being_written(ld: str, name: str) -> bool:
+    fresh = next((r for r in list_runs(ld) if r.name == name), None)
+    return fresh is not None and fresh.status == "running"
+
+
+def _retry_soon(every_s: float = 3.0) -> None:
+    @st.fragment(run_every=every_s)
+    def _retry():
+        if getattr(_retry, "armed", False):
+            st.rerun(scope="app")
+        _retry.armed = True
+
+    _retry()
 
 
 # ---- page state in the URL and the session (xai_core.dashboard.state) --------------------
@@ -268,7 +302,7 @@ _NARROW_CSS = """<style>
   {white-space: normal; word-break: normal; overflow-wrap: normal; text-overflow: clip;}
 [class*='st-key-sal_chip_'] button div, [class*='st-key-sal_det_'] button div {overflow: visible;}
 [class*='st-key-sal_det_'] {container-type: inline-size;}
-@container (max-width: 6rem) {[class*='st-key-sal_det_'] [data-testid="stIconMaterial"] {display: none;}}
+@container (max-width: 6rem) {[class*='st-key-sal_det_'] span:has(> [data-testid="stIconMaterial"]) {display: none;}}
 .st-key-sal_head {border-color: transparent !important;}
 [class*='st-key-sal_legend_'] p, [data-testid='stImageCaption'] p {word-break: normal; overflow-wrap: normal; hyphens: auto;}
 [class*='st-key-sal_legend_'] {overflow-x: clip;}

@@ -198,7 +198,7 @@ def detail(pos: int, shown: int | None) -> None:
         for col, (e, png) in zip(cols, items[i: i + 3]):
             with col:
                 if e == "image":
-                    st.image(png, caption="image · ground-truth boxes", width="stretch")
+                    st.image(png, caption="image · ground-truth boxes" if d.boxes else "image", width="stretch")
                     continue
                 extra = Q.detail_text(t, pos, label, e)
                 st.image(png, caption=" · ".join(x for x in (e, chips[label].name, extra) if x), width="stretch")

@@ -217,3 +217,186 @@ def test_issue_12_walk_through(browser, server, shots, tmp_path):
         assert not errors, errors
     finally:
         page.close()
+
+
+# ---- issue 18 item 5: what the second walk-through found -----------------------------------------
+PROBE_404 = re.compile(r"^/[a-z_]+/_stcore/(health|host-config)$")   # Streamlit's own base-path probe
+
+
+def _open(browser, width, failures=None):
+    page = browser.new_page(viewport={"width": width, "height": H})
+    if failures is not None:
+        page.on("response", lambda r: failures.append(r.url) if r.status >= 400 else None)
+        page.on("pageerror", lambda e: failures.append(f"pageerror {e}"))
+    return page
+
+
+def _titled(page, title, secs=6.0):
+    """The page shows ``title`` now and still does ``secs`` later (a blank page lost it)."""
+    from playwright.sync_api import expect
+
+    heading = page.get_by_role("heading", name=title)
+    expect(heading).to_be_visible(timeout=WAIT)
+    _settled(page)
+    page.wait_for_timeout(int(secs * 1000))
+    expect(heading).to_be_visible(timeout=2_000)
+
+
+@pytest.mark.parametrize("width", [1024, 1280])
+def test_issue_18_narrow_windows(browser, server, shots, width):
+    """Item 4: tag pills, Details, the per-page control and the Runs links fit at 1024 / 1280 px."""
+    from playwright.sync_api import expect
+
+    page = _open(browser, width)
+    try:
+        page.goto(f"{server}/saliency?run={TOY}", wait_until="domcontentloaded")
+        _count(page, 12)
+        expect(page.locator("[class*='st-key-sal_det_'] button p").first).to_be_visible(timeout=WAIT)
+        _settled(page)
+        geometry = page.evaluate("""() => {
+          const box = e => e.getBoundingClientRect();
+          const bar = document.querySelector('.st-key-sal_tags [role=toolbar]');
+          const pills = [...bar.querySelectorAll('button')].map(b => [b.innerText, box(b).right, box(b).bottom]);
+          const size = document.querySelector('.st-key-sal_page_size');
+          const det = document.querySelector("[class*='st-key-sal_det_'] button p");
+          const chips = [...document.querySelectorAll("[class*='st-key-sal_chip_'] button p")].map(p =>
+              p.offsetHeight / parseFloat(getComputedStyle(p).lineHeight));
+          return {pills, barRight: box(bar).right, main: box(document.querySelector('[data-testid=stMain]')).right,
+                  size: [box(size).width, box(size).right], detLines: det.offsetHeight / parseFloat(getComputedStyle(det).lineHeight),
+                  detWidth: [det.scrollWidth, det.clientWidth], chips};
+        }""")
+        assert [p[0].split(" ")[0] for p in geometry["pills"]] == ["TP", "FP", "FN", "TN"]
+        assert all(p[1] <= min(geometry["barRight"], geometry["main"]) + 1 for p in geometry["pills"]), geometry
+        assert geometry["size"][0] >= 100 and geometry["size"][1] <= geometry["main"], geometry   # per page shown
+        assert geometry["detLines"] < 1.5 and geometry["detWidth"][0] <= geometry["detWidth"][1], geometry
+        assert max(geometry["chips"]) < 2.5, geometry           # "8 · 1.000" and its interval: two lines at most
+        page.screenshot(path=str(shots / f"w18_saliency_{width}.png"))
+        page.goto(f"{server}/", wait_until="domcontentloaded")
+        link = page.locator("[class*='st-key-runs_sal_'] a").first
+        expect(link).to_be_visible(timeout=WAIT)
+        _settled(page)
+        for name in ("Saliency maps", "Assessment"):
+            p = page.locator("[class*='st-key-runs_row_'] a", has_text=name).first.locator("p")
+            assert p.inner_text() == name and p.evaluate("e => e.scrollWidth <= e.clientWidth"), name
+        assert page.get_by_role("button", name="Deploy").count() == 0   # client.toolbarMode = viewer
+        page.screenshot(path=str(shots / f"w18_runs_{width}.png"))
+    finally:
+        page.close()
+
+
+def test_issue_18_walk_through(browser, server, shots):
+    from playwright.sync_api import expect
+
+    failures: list[str] = []
+    page = _open(browser, W, failures)
+    r = RunReader(dash_runs._MEMO["logdir"] / dash_runs.RUNNER_RUN)
+    try:
+        # ---- 3. a label is applied as it is picked (no Apply), kept in the URL and on reload ----
+        page.goto(f"{server}/saliency?run={TOY}", wait_until="domcontentloaded")
+        _count(page, 12)
+        _settled(page)
+        page.locator(".st-key-sal_labels input").click()
+        page.get_by_role("option", name="red", exact=True).click()
+        page.keyboard.press("Escape")
+        n_red = r.labels().merge(r.samples()[["sample_index", "sample_id"]])
+        n_red = n_red.loc[n_red["label"] == r.classes.index("red"), "sample_id"].nunique()
+        _count(page, n_red)
+        page.wait_for_function("() => /sal_labels=0/.test(location.search)", timeout=WAIT)
+        page.reload(wait_until="domcontentloaded")
+        _count(page, n_red)
+
+        # ---- 7. one history entry per page; a filter click adds none ---------------------------
+        _settled(page)
+        before = page.evaluate("history.length")
+        page.locator(".st-key-sal_tags button", has_text=re.compile(r"^TP \(")).click()
+        page.wait_for_function("() => /sal_tags=TP/.test(location.search)", timeout=WAIT)
+        assert page.evaluate("history.length") == before
+        for name in ("Comprehensive assessment", "Classification assessment"):
+            page.get_by_role("link", name=name).click()
+            expect(page.get_by_role("heading", name=name)).to_be_visible(timeout=WAIT)
+            _settled(page)
+        assert page.evaluate("history.length") == before + 2
+        page.go_back()
+        expect(page.get_by_role("heading", name="Comprehensive assessment")).to_be_visible(timeout=WAIT)
+        page.go_back()
+        _count(page, r.labels().merge(r.samples()[["sample_index", "sample_id"]]).query(
+            "label == @r.classes.index('red') and tag == 'TP'")["sample_id"].nunique())
+        assert "sal_labels=0" in page.url and "sal_tags=TP" in page.url
+
+        # ---- 1. after sorting by a score, Details opens on the label the row shows --------------
+        page.goto(f"{server}/saliency?run={TOY}&sal_sort=score&sal_sort_exp=gradcam&sal_sort_met=sparseness"
+                  "&sal_order=ascending", wait_until="domcontentloaded")
+        caps = page.locator("[class*='st-key-sal_row_']").first.get_by_text(re.compile(r"^gradcam · Sparseness"))
+        expect(caps).to_be_visible(timeout=WAIT)
+        _settled(page)
+        for i in range(3):
+            row = page.locator("[class*='st-key-sal_row_']").nth(i)
+            name = re.match(r"gradcam · Sparseness \(Gini\) of (\w+):", row.get_by_text(re.compile("^gradcam · Sparseness")).inner_text())[1]
+            row.locator("[class*='st-key-sal_det_'] button").click()
+            dialog = page.get_by_role("dialog")
+            expect(dialog.locator(".st-key-sal_detail_scores")).to_be_visible(timeout=WAIT)
+            chosen = dialog.locator("[role=radio][aria-checked=true]")
+            expect(chosen).to_contain_text(f"· {name}\u00a0·", timeout=WAIT)
+            # 8. explainers × metrics of that label, named after the scores; rows line up
+            table = dialog.locator(".st-key-sal_detail_scores table")
+            expect(table).to_contain_text("Deletion (1 − AUC)")
+            assert table.locator("tbody tr").count() == len(r.explainers)
+            if i == 0:
+                tops = dialog.evaluate("""d => [...d.querySelectorAll('[data-testid=stHorizontalBlock]')].map(row =>
+                    [...row.querySelectorAll(':scope > [data-testid=stColumn]')].map(c => c.querySelector('img'))
+                      .filter(im => im).map(im => Math.round(im.getBoundingClientRect().top)))""")
+                assert all(len(set(t)) <= 1 for t in tops if t), tops        # the pictures of a row align
+                page.screenshot(path=str(shots / "w18_detail.png"))
+            page.keyboard.press("Escape")
+            expect(dialog).to_have_count(0, timeout=WAIT)
+
+        # ---- item 4 of issue 18: outlines, drawn on the image ------------------------------------
+        page.goto(f"{server}/saliency?run={TOY}", wait_until="domcontentloaded")
+        _count(page, 12)
+        _settled(page)
+        heat = page.locator("[class*='st-key-sal_row_'] img").nth(1).get_attribute("src")
+        page.locator(".st-key-sal_display button", has_text="outlines").click()
+        expect(page.get_by_text("outline: 50 % of the mass").first).to_be_visible(timeout=WAIT)
+        _settled(page)
+        assert page.locator("[class*='st-key-sal_row_'] img").nth(1).get_attribute("src") != heat
+        assert "sal_display=outlines" in page.url
+        page.screenshot(path=str(shots / "w18_outlines.png"))
+
+        # ---- 2. a run written into the logdir while pages switch: never a blank page -------------
+        import threading
+
+        stop = threading.Event()
+        live = dash_runs._MEMO["logdir"] / "live18"
+        writer = threading.Thread(target=dash_runs.write_while, args=(live, stop, 0.3), daemon=True)
+        writer.start()
+        try:
+            page.goto(f"{server}/", wait_until="domcontentloaded")
+            expect(page.get_by_text("A run is being written").first).to_be_visible(timeout=WAIT)
+            for _ in range(3):
+                page.locator("[class*='st-key-runs_row_']", has_text=dash_runs.RUNNER_RUN).get_by_role(
+                    "link", name="Saliency maps").click()
+                _titled(page, "Saliency maps")                     # the Runs list's 2 s timer must not blank it
+                page.get_by_role("link", name="Runs").click()
+                expect(page.get_by_text("A run is being written").first).to_be_visible(timeout=WAIT)
+        finally:
+            stop.set()
+            writer.join(timeout=60)
+            import shutil
+
+            shutil.rmtree(live, ignore_errors=True)
+        # ... and whatever empties the page, the frame's guard says so and brings it back
+        page.goto(f"{server}/saliency?run={TOY}", wait_until="domcontentloaded")
+        _count(page, 12)
+        _settled(page)
+        page.evaluate("() => document.querySelectorAll('[data-testid=stMainBlockContainer] [data-testid=stElementContainer]')"
+                      ".forEach(e => e.remove())")
+        page.wait_for_function("() => sessionStorage.getItem('xaiboardBlankReload')", timeout=WAIT)
+        _count(page, 12)
+
+        # ---- 12. console: only Streamlit's own base-path probes fail ------------------------------
+        from urllib.parse import urlparse
+
+        ours = [u for u in failures if not PROBE_404.match(urlparse(u).path)]
+        assert not ours, ours
+    finally:
+        page.close()

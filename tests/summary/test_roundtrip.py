@@ -92,3 +92,23 @@ def test_uncommitted_part_is_invisible(toy_run):
     r = RunReader(run_dir)
     assert r.parts() == [0, 2]
     assert set(r.labels()["part"]) == {0, 2} and set(r.scores()["sample_index"]) == set(r.samples()["sample_index"])
+
+
+def test_overwrite_marks_the_run_running_before_removing_its_parts(tmp_path, monkeypatch):
+    """A reader between the two steps of --overwrite saw a finished run whose tables were gone
+    ("part 0 … corrupt or missing", issue 18): the new manifest comes first."""
+    from xai_core.summary import writer as W
+
+    run_dir = tmp_path / "r"
+    W.RunWriter.create(run_dir, {"classes": ["a"]}).finish("complete")
+    (run_dir / "tables").mkdir()
+    seen = []
+    real = W.shutil.rmtree
+
+    def rmtree(path, *a, **k):
+        seen.append(json.loads((run_dir / "manifest.json").read_text())["status"])
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(W.shutil, "rmtree", rmtree)
+    W.RunWriter.create(run_dir, {"classes": ["a"]}, overwrite=True)
+    assert seen and set(seen) == {"running"} and not (run_dir / "tables").exists()

@@ -213,14 +213,17 @@ class RunWriter:
             # --overwrite only ever deletes a run: tables/ or arrays/ without a manifest are not ours.
             raise SummaryError(f"{run_dir} holds tables/ or arrays/ but no {MANIFEST}, so it is not an xaiboard "
                                "run; refusing to write into it (choose another --out)")
-        if has_run:
-            for sub in ("tables", "arrays"):
-                shutil.rmtree(run_dir / sub, ignore_errors=True)
-        make_run_dir(run_dir)
         stamp = now_iso()
         manifest = {"format_version": FORMAT_VERSION, "status": "running", "created": stamp,
                     "updated": stamp, "error": None, **manifest}
         w = cls(run_dir, manifest)
+        if has_run:
+            # The new manifest ("running") first, then the old parts go: a reader in between
+            # sees a run being written, not a finished run whose tables vanish (issue 18).
+            w.flush(force=True)
+            for sub in ("tables", "arrays"):
+                shutil.rmtree(run_dir / sub, ignore_errors=True)
+        make_run_dir(run_dir)
         w.flush(force=True)
         return w
 
