@@ -78,6 +78,14 @@ def _open(logdir_str: str, name: str, stamp: int) -> OpenRun:
     return open_run(logdir_str, name, runs(logdir_str))
 
 
+def breakable(text: str) -> str:
+    """Zero-width spaces after the separators of identifiers (``integrated_gradients``,
+    ``xai_core.demo.model:load``), so long names wrap between their parts, not mid-word."""
+    for sep in ("_", ".", ":", "/", ","):
+        text = text.replace(sep, sep + "\u200b")
+    return text
+
+
 def key_of(name: str) -> str:
     """A widget-key / CSS-safe token for a run name."""
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:40]

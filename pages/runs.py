@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._common import key_of, logdir, no_runs_hint, require_frame, run_selector, runs
+from pages._common import breakable, key_of, logdir, no_runs_hint, require_frame, run_selector, runs
 
 require_frame(__file__)
 
@@ -29,14 +29,6 @@ st.html("""<style>
 </style>""")
 
 
-def _breakable(text: str) -> str:
-    """Zero-width spaces after the separators of identifiers (``xai_core.demo.model:load``), so
-    long names wrap between their parts."""
-    for sep in ("_", ".", ":", "/", ","):
-        text = text.replace(sep, sep + "\u200b")
-    return text
-
-
 @st.fragment(run_every=2 if any(r.status == "running" for r in all_runs) else 10)
 def run_list():
     # Re-listed inside the fragment so progress moves without rerunning the whole page.
@@ -57,9 +49,9 @@ def run_list():
                 (c[0].error if r.status == "unreadable" else c[0].warning)(r.error)
             c[0].caption("updated " + (r.updated or "–").replace("T", " ").replace("+00:00", " UTC"))
             samples = f"{r.done_samples}/{r.total_samples}" if r.total_samples else "–"
-            c[1].markdown(f"**model** {_breakable(r.model or '–')}  \n**samples** {samples}")
-            c[2].markdown(f"**explainers** {_breakable(', '.join(r.explainers) or '–')}  \n"
-                          f"**metrics** {_breakable(', '.join(r.metrics) or '–')}")
+            c[1].markdown(f"**model** {breakable(r.model or '–')}  \n**samples** {samples}")
+            c[2].markdown(f"**explainers** {breakable(', '.join(r.explainers) or '–')}  \n"
+                          f"**metrics** {breakable(', '.join(r.metrics) or '–')}")
             usable = r.readable and bool(r.done_samples)
             # Links, not buttons that switch page: a button inside this auto-refreshing fragment
             # switched page from a fragment run, and the fragment's next timer tick, arriving

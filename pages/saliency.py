@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from pages._common import active_run, narrow_layout, refresh_while_running, remember, require_frame, restore
+from pages._common import (active_run, breakable, narrow_layout, refresh_while_running, remember, require_frame,
+                           restore)
+from xai_core.dashboard import detail as D
 from xai_core.dashboard import fields as F
 from xai_core.dashboard import query as Q
 from xai_core.dashboard.assessment import metric_infos
@@ -162,11 +164,6 @@ def _open_detail(pos: int, label: int | None) -> None:
     st.session_state.pop(f"sal_detail_label_{pos}", None)
 
 
-def _breakable(name: str) -> str:
-    """A zero-width space after each "_": long names wrap there, not mid-word."""
-    return name.replace("_", "_\u200b")
-
-
 def _legend(col, e: str, values) -> None:
     lg = legend(style, values, signed_maps=bool(t.explainer_meta(e).get("signed", True)))
     col.image(lg.bar, width="stretch")
@@ -175,7 +172,7 @@ def _legend(col, e: str, values) -> None:
 
 @st.dialog("Image detail", width="large")
 def detail(pos: int, shown: int | None) -> None:
-    d = Q.sample_detail(t, pos)
+    d = D.sample_detail(t, pos)
     st.markdown(f"**{d.row.sample_id}** · `{d.source}` · {d.width}×{d.height} px · ground truth: "
                 f"{', '.join(d.ground_truth) or 'none'}")
     chips = {c.label: c for c in d.row.chips}
@@ -200,7 +197,7 @@ def detail(pos: int, shown: int | None) -> None:
                 if e == "image":
                     st.image(png, caption="image · ground-truth boxes" if d.boxes else "image", width="stretch")
                     continue
-                extra = Q.detail_text(t, pos, label, e)
+                extra = D.detail_text(t, pos, label, e)
                 st.image(png, caption=" · ".join(x for x in (e, chips[label].name, extra) if x), width="stretch")
                 _legend(st, e, [maps[e][1]])
     if maps and st.toggle("Inspect raw values (interactive, slower)", key="sal_detail_interactive"):
@@ -210,7 +207,7 @@ def detail(pos: int, shown: int | None) -> None:
         m, v = maps[e]
         st.plotly_chart(heatmap_figure(m, v, style, image=image, boxes=d.boxes, highlight=chips[label].name, title=e),
                         key=f"sal_detail_fig_{pos}", config={"displaylogo": False})
-    table = Q.scores_pivot(t, d.scores, label)
+    table = D.scores_pivot(t, d.scores, label)
     if len(table):
         st.markdown(f"**Scores of this image for {chips[label].name}** ([0, 1], higher is better; the raw value in "
                     "brackets where the score maps it; — where the metric does not apply)")
@@ -232,7 +229,7 @@ head[0].markdown("**image**")
 head[1].markdown("**labels**")
 for i, e in enumerate(explainers):
     with head[2 + i].container(key=f"sal_legend_{i}"):
-        st.markdown(f"**{_breakable(e)}**")
+        st.markdown(f"**{breakable(e)}**")
         _legend(st, e, [v for (p, ee), v in grid.scales.items() if ee == e])
 for r in view.rows:
     act = _active(r)
@@ -251,8 +248,8 @@ for r in view.rows:
         for i, e in enumerate(explainers):
             png = grid.tiles.get((r.pos, e))
             if png is not None:
-                extra = Q.detail_text(t, r.pos, act, e)
-                cols[2 + i].image(png, caption=f"{_breakable(e)} · {t.class_name(act)}" + (f" · {extra}" if extra else ""),
+                extra = D.detail_text(t, r.pos, act, e)
+                cols[2 + i].image(png, caption=f"{breakable(e)} · {t.class_name(act)}" + (f" · {extra}" if extra else ""),
                                   width="stretch")
             else:
                 cols[2 + i].caption("no map")

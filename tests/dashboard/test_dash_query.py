@@ -5,6 +5,7 @@ import pytest
 
 import dash_runs
 from xai_core.dashboard import RunTables
+from xai_core.dashboard import detail as D
 from xai_core.dashboard import query as Q
 from xai_core.errors import XaiError
 
@@ -124,13 +125,13 @@ def test_page_view_clamps_and_marks_passing_chips(synth_tables):
 
 
 def test_sample_detail(synth_tables):
-    d = Q.sample_detail(synth_tables, Q.find_pos(synth_tables, 0))
+    d = D.sample_detail(synth_tables, D.find_pos(synth_tables, 0))
     assert d.ground_truth == ("cat",) and d.boxes == (("cat", 1.0, 1.0, 4.0, 4.0),)
     assert (d.height, d.width, d.source) == (8, 8, "src/0.png")
     # 2 labels × (m1, m3) + 1 image-level m2, for each of 2 explainers
     assert len(d.scores) == 2 * (2 * 2 + 1) and set(d.scores["label"]) == {"cat", "dog", "(image)"}
     with pytest.raises(XaiError):
-        Q.find_pos(synth_tables, 77)
+        D.find_pos(synth_tables, 77)
 
 
 def test_score_choices_in_run_order(synth_tables):
@@ -179,13 +180,13 @@ def test_present_labels_are_the_explained_ones(synth_tables, tmp_path):
 
 
 def test_scores_pivot_is_explainers_by_metrics_for_one_label(synth_tables):
-    d = Q.sample_detail(synth_tables, 2)           # m3 has no value on the FP label (bird)
-    bird = Q.scores_pivot(synth_tables, d.scores, 2)
+    d = D.sample_detail(synth_tables, 2)           # m3 has no value on the FP label (bird)
+    bird = D.scores_pivot(synth_tables, d.scores, 2)
     # issue 18: explainers × metrics named after their scores, not (explainer, metric) × label index
     assert bird.index.tolist() == ["a", "b"]
     assert bird.columns.tolist() == ["Metric one", "Metric two [1 − x] · whole image", "Metric three"]
     assert bird.loc["a", "Metric three"] == "—" and bird.loc["a", "Metric one"] == "0.100"
     assert bird.loc["a", "Metric two [1 − x] · whole image"] == "0.700 (0.300)"   # score (raw)
-    cat = Q.scores_pivot(synth_tables, d.scores, 0)
+    cat = D.scores_pivot(synth_tables, d.scores, 0)
     assert cat.loc["a", "Metric three"] == "0.250" and cat.loc["a", "Metric one"] == "0.700"
     assert "None" not in bird.to_numpy().ravel().tolist() + cat.to_numpy().ravel().tolist()

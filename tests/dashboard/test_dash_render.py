@@ -7,6 +7,7 @@ from PIL import Image
 
 import dash_runs
 from xai_core.dashboard import MapStore, RunTables
+from xai_core.dashboard import detail as D
 from xai_core.dashboard import query as Q
 from xai_core.dashboard.overlay import OverlayStyle
 from xai_core.dashboard.render import LRU, detail_maps
@@ -73,7 +74,7 @@ def test_missing_explainer_is_reported_per_map(dash_logdir, synth_tables):
 
 def test_detail_maps_at_stored_resolution(dash_logdir, synth_tables):
     store = MapStore(dash_logdir / dash_runs.SYNTH_RUN)
-    row = Q.sample_detail(synth_tables, 0).row
+    row = D.sample_detail(synth_tables, 0).row
     image, maps, errors = detail_maps(store, row, 1, ["a", "b"], OverlayStyle(scale="map", clip_percentile=100))
     assert image.shape == (8, 8, 3) and not errors
     np.testing.assert_array_equal(maps["b"][0], dash_runs.synthetic_map(0, 1, "b"))

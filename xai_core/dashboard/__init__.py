@@ -6,8 +6,9 @@ the Streamlit caches they use wrap :func:`open_run` (per run version) and the fu
 
 * :mod:`.runs` — listing the runs under a logdir and resolving a run name safely;
 * :mod:`.tables` — the columnar view of one run (:class:`RunTables`);
-* :mod:`.query` — saliency filters, sorting, paging and the detail of one image;
-* :mod:`.overlay` / :mod:`.render` — display normalisation of raw maps, cached rendering;
+* :mod:`.query` — saliency filters, sorting and paging; :mod:`.detail` — the detail of one image;
+* :mod:`.overlay` / :mod:`.render` — display of raw maps (heat maps, Vertex-style outlines, clip
+  ranges), cached rendering;
 * :mod:`.assessment` — aggregation of scores (means, bootstrap intervals, weights, per class);
 * :mod:`.counterfactual` — the counterfactual page's filters and layer-by-layer composites;
 * :mod:`.figures` — the plotly figures.
