@@ -152,21 +152,24 @@ def test_detail_view_has_pictures_legends_and_scores(at, expected):
     assert len(at.get("plotly_chart")) == 1 and not at.exception
 
 
-def test_detail_opens_on_the_label_of_the_sort(at, expected):
-    """Issue 18 item 1: after sorting by a score, Details opened on another label than the row's."""
-    r, _ = expected
-    at.selectbox(key="sal_sort").set_value("score").run()
-    at.selectbox(key="sal_sort_exp").set_value("gradcam").run()
-    at.selectbox(key="sal_sort_met").set_value("sparseness").run()
-    at.radio(key="sal_order").set_value("ascending").run()
-    for cap in [c.value for c in at.caption if c.value.startswith("gradcam · Sparseness (Gini) of ")][:4]:
-        name = re.match(r"gradcam · Sparseness \(Gini\) of (\w+):", cap)[1]
-        rows = [b for b in at.button if b.key and b.key.startswith("sal_det_")]
-        i = [c.value for c in at.caption if c.value.startswith("gradcam · Sparseness")].index(cap)
-        pos = int(rows[i].key.split("_")[2])
-        rows[i].click().run()
-        shown = at.segmented_control(key=f"sal_detail_label_{pos}").value
-        assert r.classes[shown] == name, (cap, shown)
+def test_detail_opens_on_the_label_of_the_sort(monkeypatch, dash_logdir):
+    """Issue 18 item 1: after sorting by a score, Details opened on another label than the row's
+    (the first chip, the most probable label, instead of the one the sort value belongs to)."""
+    at = open_page(monkeypatch, dash_logdir, None)
+    at.query_params.update(run=dash_runs.SYNTH_RUN, sal_sort="score", sal_sort_exp="a", sal_sort_met="m1",
+                           sal_order="ascending")
+    at.switch_page(PAGE).run()
+    caps = [c.value for c in at.caption if "Metric one" in c.value and " of " in c.value]
+    dets = [b for b in at.button if b.key and b.key.startswith("sal_det_")]
+    assert len(caps) == len(dets) == 5
+    # img0: dog 0.2 < cat 0.9, so its row shows dog although cat is its first (most probable) chip
+    assert any(c.endswith("of dog: 0.200") for c in caps)
+    for k, cap in enumerate(caps):
+        det = [b for b in at.button if b.key and b.key.startswith("sal_det_")][k]
+        pos, name = int(det.key.split("_")[2]), cap.split(" of ")[1].split(":")[0]
+        det.click().run()
+        assert dash_runs.CLASSES[at.segmented_control(key=f"sal_detail_label_{pos}").value] == name, cap
+    assert any(m.value.startswith(f"**Scores of this image for {name}**") for m in at.markdown)
 
 
 def test_display_options(at):
