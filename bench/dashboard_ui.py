@@ -91,6 +91,9 @@ def main(argv=None) -> dict:
     _timed(res, "saliency: all explainers", lambda: multi(sal, "sal_explainers", list(exps)))
     _timed(res, "saliency: opacity", lambda: sal.slider(key="sal_opacity").set_value(0.7).run())
     _timed(res, "saliency: polarity signed", lambda: sal.selectbox(key="sal_polarity").set_value("signed").run())
+    if any(w.key == "sal_display" for w in sal.segmented_control):   # issue 18 (absent from older checkouts)
+        _timed(res, "saliency: outlines", lambda: sal.segmented_control(key="sal_display").set_value("outlines").run())
+        _timed(res, "saliency: heat map again", lambda: sal.segmented_control(key="sal_display").set_value("heatmap").run())
     dets = [b for b in sal.button if b.key and b.key.startswith("sal_det_")]
     _timed(res, "saliency: first detail view", lambda: dets[0].click().run())
     dets = [b for b in sal.button if b.key and b.key.startswith("sal_det_")]

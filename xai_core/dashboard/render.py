@@ -85,7 +85,8 @@ def _map_key(explainer: str, part: int, map_offset: int) -> tuple:
     return (f"saliency/{explainer}", int(part), int(map_offset))
 
 
-_VERIFY_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="xai-verify")
+# Chunk checks and tile rendering: file reads, CRCs, zlib and most numpy work release the GIL.
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="xai-render")
 
 
 def _outcome(fn):
@@ -152,7 +153,7 @@ class MapStore:
         # Every chunk is checked against the part's commit record once, before its first read:
         # a missing or changed chunk is reported as damage instead of reading as zeros.
         # Checked concurrently: reading and CRC-ing chunk files releases the GIL.
-        damage = dict(zip(todo, _VERIFY_POOL.map(lambda k: self._verify(*k), todo)))
+        damage = dict(zip(todo, _POOL.map(lambda k: self._verify(*k), todo)))
         errors = {k: d for k, d in damage.items() if d is not None}
         todo = [k for k in todo if damage[k] is None]
         if not todo:
@@ -232,11 +233,18 @@ class MapStore:
                     out.errors.append(f"{r.sample_id} / {chip.name} / {e}: {err}")
         out.scales = scale_values(maps, style)
         by_pos = {r.pos: r for r in rows}
+        jobs = {}
         for (pos, e), (_, m) in maps.items():
             r, chip, img, vmax = by_pos[pos], chips[pos], images[pos], out.scales[(pos, e)]
             up = upscale_factor(*img.shape[:2], target=target_px)
-            key = ("tile", e, chip.part, chip.map_offset, r.part, r.offset, style, vmax, up)
-            out.tiles[(pos, e)] = self._tiles.get(key, lambda img=img, m=m, v=vmax, up=up: png_bytes(render(img, m, v, style, upscale=up)))
+            jobs[(pos, e)] = (("tile", e, chip.part, chip.map_offset, r.part, r.offset, style, vmax, up), img, m, vmax, up)
+        # Tiles not rendered before are drawn concurrently: PNG encoding (zlib) and most of the
+        # numpy work release the GIL, so a cold page of 72 tiles uses both cores.
+        todo = [k for k, (key, *_rest) in jobs.items() if self._tiles.peek(key) is None]
+        drawn = dict(zip(todo, _POOL.map(
+            lambda k: png_bytes(render(jobs[k][1], jobs[k][2], jobs[k][3], style, upscale=jobs[k][4])), todo)))
+        for k, (key, *_rest) in jobs.items():
+            out.tiles[k] = self._tiles.get(key, lambda k=k: drawn[k])
         return out
 
     def cache_info(self) -> dict:
