@@ -28,6 +28,10 @@ def _cmd_run(args) -> int:
             raise XaiError(f"--resume finishes a run with its stored configuration; {given[0]} cannot change it. "
                            "Start a new run with --config (and --out) instead")
         cfg = resume_config(args.resume)
+        if args.threads is not None:  # how many cores, not what is computed: a resume may change it
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, threads=args.threads)
         out = args.resume
     else:
         if args.force:
@@ -39,6 +43,8 @@ def _cmd_run(args) -> int:
             overrides.append(f"dataset.limit={args.limit}")
         if args.out:
             overrides.append(f"out={Path(args.out).resolve()}")
+        if args.threads is not None:
+            overrides.append(f"threads={args.threads}")
         cfg = load_config(args.config, overrides)
         out = cfg.out
         if not out:
@@ -47,9 +53,11 @@ def _cmd_run(args) -> int:
         from .distributed import run_distributed
 
         run_distributed(cfg, out, resume=bool(args.resume), overwrite=args.overwrite,
-                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet, force=args.force)
+                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet, force=args.force,
+                        pipelined=not args.no_pipeline)
     else:
-        run(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, force=args.force)
+        run(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, force=args.force,
+            pipelined=not args.no_pipeline)
     print(f"summary written to {out}")
     return 0
 
@@ -135,9 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace an existing run in the output directory")
     r.add_argument("--force", action="store_true",
                    help="with --resume: finish the run even though the dataset file or model weights changed")
-    r.add_argument("--workers", type=int, default=0, help="run on a local Dask cluster of N workers (127.0.0.1)")
+    r.add_argument("--workers", type=int, default=0,
+                   help="run on a local Dask cluster of N workers (127.0.0.1); with GPUs, one worker per visible GPU")
     r.add_argument("--scheduler", help="run on an existing Dask cluster, tcp://HOST:PORT")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--threads", type=int, metavar="N",
+                   help="intra-op CPU threads of torch and ONNX Runtime (overrides `threads:`; default "
+                        "$OMP_NUM_THREADS, else the cores this process may use; per worker with --workers)")
+    r.add_argument("--no-pipeline", action="store_true",
+                   help="read, compute and write each part in turn (no background reader and writer threads)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars or lines")
     r.set_defaults(func=_cmd_run)
 
     d = sub.add_parser("demo", help="build the demo data and model if missing and run the default configuration")
