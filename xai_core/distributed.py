@@ -230,8 +230,10 @@ def run_shard(config: RunConfig, key: str, out_dir: str, shard: list[tuple[int, 
     (images through the network), per-explainer/metric seconds, the pipeline's reading and
     writing seconds and the worker's ``CUDA_VISIBLE_DEVICES``.
     """
+    t_setup = time.perf_counter()
     _prepare_process(sys_path, config.threads)
-    ctx = _worker_context(config, key)
+    ctx = _worker_context(config, key)  # built once per worker thread: the model, the fast-path probe
+    setup_s = time.perf_counter() - t_setup
     # Only attempts of this very shard write its parts, so one look before starting suffices.
     done = committed_parts(out_dir)
     passes0 = ctx.model.passes
@@ -250,7 +252,7 @@ def run_shard(config: RunConfig, key: str, out_dir: str, shard: list[tuple[int, 
             "passes": ctx.model.passes - passes0, "seconds": time.perf_counter() - t0,
             "explain_s": delta.get("explain_s", {}), "metric_s": delta.get("metric_s", {}),
             "analysis_s": delta.get("analysis_s", {}), "pid": os.getpid(),
-            "reading_s": pipe.stats["read"], "writing_s": pipe.stats["write"],
+            "setup_s": setup_s, "reading_s": pipe.stats["read"], "writing_s": pipe.stats["write"],
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
@@ -354,7 +356,7 @@ def _drive(config, ctx, writer, out_dir, batches, plan, scheduler, report, shard
     done_parts = len([p for p in done if p < len(batches)])
     todo = [p for p in range(len(batches)) if p not in done]
     totals = {"computed": 0, "skipped": 0, "passes": 0, "samples": 0, "explain_s": {}, "metric_s": {},
-              "analysis_s": {}, "reading_s": 0.0, "writing_s": 0.0, "gpus": set()}
+              "analysis_s": {}, "setup_s": 0.0, "reading_s": 0.0, "writing_s": 0.0, "gpus": set()}
     t0, n_workers, futures, bar = time.perf_counter(), 0, [], None
     phases = {"setup": t0 - report.started}
     try:
@@ -431,7 +433,8 @@ def _drive(config, ctx, writer, out_dir, batches, plan, scheduler, report, shard
         "threads": config.threads if config.threads is not None else 1,  # per worker (_prepare_process)
         "pipelined": pipelined,
         "phases_s": {k: round(v, 3) for k, v in phases.items()},
-        "workers_s": {k: round(v, 3) for k, v in (("explain", sum(totals["explain_s"].values())),
+        "workers_s": {k: round(v, 3) for k, v in (("setup", totals["setup_s"]),
+                                                  ("explain", sum(totals["explain_s"].values())),
                                                   ("metrics", sum(totals["metric_s"].values())),
                                                   ("analyses", sum(analyses.values())),
                                                   ("reading", totals["reading_s"]), ("writing", totals["writing_s"]))},
@@ -458,6 +461,7 @@ def _accumulate(totals: dict, res: dict) -> None:
     totals["skipped"] += len(res["skipped"])
     totals["passes"] += res["passes"]
     totals["samples"] += res["samples"]
+    totals["setup_s"] += res.get("setup_s", 0.0)
     totals["reading_s"] += res.get("reading_s", 0.0)
     totals["writing_s"] += res.get("writing_s", 0.0)
     if res.get("cuda_visible_devices"):

@@ -336,6 +336,8 @@ def sanity_checks(ctx: RunContext, progress=None) -> dict | None:
     bar, step = (None, None) if progress is None else progress.sanity_bar([e.instance_name for e in ctx.explainers], n)
     try:
         for i, exp in enumerate(ctx.explainers):
+            if step is not None:
+                step(i, 0, 1)
             seed_everything(ctx.config.seed)
             out[exp.instance_name] = randomisation_check(
                 ctx.model, exp, batch.pixels, targets, seed=ctx.config.seed, batch_size=ctx.config.explain_batch_size,

@@ -50,9 +50,12 @@ class RunProgress:
         """(bar, callback(explainer index, steps done, steps total)) for the sanity check:
         explainers × images, each explainer's share filled as its randomisation steps end."""
         bar = self.bar(total=len(explainers) * n_images, unit="img", desc="sanity check")
+        current = [None]
 
         def step(i: int, done: int, total: int) -> None:
-            bar.set_postfix_str(explainers[i], refresh=False)
+            if current[0] != i:  # shown at once: which explainer the time goes to
+                current[0] = i
+                bar.set_postfix_str(explainers[i])
             bar.update(i * n_images + round(n_images * done / max(total, 1)) - bar.n)
 
         return bar, step
