@@ -213,3 +213,25 @@ def test_a_writer_thread_error_fails_the_run_with_one_line_and_keeps_the_committ
     monkeypatch.setattr(writer, "_write_group", real)
     assert main(["run", "--resume", str(tmp_path / "run"), "--quiet"]) == 0
     assert RunReader(tmp_path / "run").parts() == [0, 1, 2, 3]
+
+
+def interrupting_net():
+    """ColourNet that raises KeyboardInterrupt (a Ctrl-C) in part 1's first pass."""
+    from test_runner_reliability import _BadOnSecondBatch
+
+    def how(out):
+        raise KeyboardInterrupt
+
+    return _BadOnSecondBatch(how)
+
+
+def test_ctrl_c_commits_the_parts_already_computed_then_marks_the_run_interrupted(toy_data, tmp_path):
+    cfg = toy_config(toy_data, tmp_path / "run", batch_size=4, explainers=["random"], metrics=["pointing_game"])
+    cfg["model"].update(factory="test_pipeline:interrupting_net", fast_forward="off")
+    with pytest.raises(KeyboardInterrupt):
+        run(config_from_dict(cfg), tmp_path / "run", progress=False)
+    r = RunReader(tmp_path / "run")
+    assert r.status == "interrupted" and r.parts() == [0]
+    assert r.manifest["progress"]["done_parts"] == 1
+    assert not (tmp_path / "run" / ".lock").exists()
+    assert not any(t.name == "xai-write" for t in threading.enumerate())  # joined before the lock was let go

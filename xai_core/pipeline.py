@@ -66,6 +66,8 @@ class PartPipeline:
         self._read_slots = threading.Semaphore(self.depth)
         self._todo: queue.Queue = queue.Queue()
         self._slots = threading.BoundedSemaphore(self.depth)
+        self._handed = self._processed = 0  # parts given to the writer / done with (committed or dropped)
+        self._progress = threading.Condition()
         self._abandoned = False
         self._threads: list[threading.Thread] = []
 
@@ -139,22 +141,19 @@ class PartPipeline:
             self._slots.release()
             self._raise_failure()
         self._todo.put((part, result))
+        self._handed += 1
 
     def drain(self) -> None:
         """Wait until every part handed over is committed; raises a write's error."""
         if self.background:
             t0 = time.perf_counter()
-            taken = 0
-            try:
-                while taken < self.depth:
-                    if self._slots.acquire(timeout=_POLL_S):
-                        taken += 1
-                    elif self._failure is not None or not self._threads[1].is_alive():
-                        break
-            finally:
-                for _ in range(taken):
-                    self._slots.release()
-                self.stats["write_wait"] += time.perf_counter() - t0
+            writer = self._threads[1]
+            with self._progress:
+                # Counts, not slots: a Ctrl-C between taking a slot and handing the part over
+                # leaves a slot taken for a part that never comes.
+                while self._processed < self._handed and self._failure is None and writer.is_alive():
+                    self._progress.wait(timeout=_POLL_S)
+            self.stats["write_wait"] += time.perf_counter() - t0
         self._raise_failure()
 
     def _raise_failure(self) -> None:
@@ -217,3 +216,6 @@ class PartPipeline:
             finally:
                 del item, result  # the part's arrays are freed before the next one arrives
                 self._slots.release()
+                with self._progress:
+                    self._processed += 1
+                    self._progress.notify_all()
