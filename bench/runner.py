@@ -30,8 +30,9 @@ the pipeline), same process, same configuration, alternating which goes first, f
 ``BENCH_PIPELINE_REPEATS`` rounds (default 3): images/s of each, their ratio per round (goal
 ≥ 1: the pipeline must not cost speed on the CPU), the median and the spread, and where the time
 went (the manifest's ``phases_s``: the model's waits on the disk; ``background_s``). Two
-configurations: the default demo one on ``BENCH_PIPELINE_IMAGES`` images (default 4: the model's
-work dominates) and a light one (Gradient, Grad-CAM, random; map-only metrics; no analyses) on
+configurations: the default demo one on ``BENCH_PIPELINE_IMAGES`` images (default 8, in parts of
+``BENCH_PIPELINE_BATCH`` = 4 so that there are parts to overlap: the model's work dominates) and
+a light one (Gradient, Grad-CAM, random; map-only metrics; no analyses) on
 ``BENCH_PIPELINE_LIGHT_IMAGES`` (default 64), where reading and writing are a large share.
 
 Run: ``python bench/runner.py`` (``BENCH_IMAGES=N`` for more images; default 8);
@@ -143,24 +144,30 @@ def pipeline_report(tmp: Path) -> None:
 
     repeats = env_int("BENCH_PIPELINE_REPEATS", 3)
     print(f"   -- pipelined runner against the sequential one, same process, {repeats} alternating rounds", flush=True)
-    for label, n, over in (("default demo configuration", env_int("BENCH_PIPELINE_IMAGES", 4), {}),
+    # parts of 4 images: the default configuration's few images still make several parts to overlap
+    for label, n, over in (("default demo configuration", env_int("BENCH_PIPELINE_IMAGES", 8),
+                            {"batch_size": env_int("BENCH_PIPELINE_BATCH", 4)}),
                            ("light configuration", env_int("BENCH_PIPELINE_LIGHT_IMAGES", 64), LIGHT)):
+        if n == 0:  # BENCH_PIPELINE_IMAGES=0: that configuration is skipped
+            continue
         warm = with_fast_forward(demo_config(tmp / f"warm-{label}", limit=1, **over), "off")
         run(warm, warm.out, progress=False)
-        rates, ratios, timings = {True: [], False: []}, [], {True: [], False: []}
+        rates, ratios, timings, cpu = {True: [], False: []}, [], {True: [], False: []}, {True: [], False: []}
         for r in range(repeats):
             order = (False, True) if r % 2 == 0 else (True, False)
             for pipelined in order:
                 cfg = with_fast_forward(demo_config(tmp / f"p-{label}-{r}-{pipelined}", limit=n, **over), "off")
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 run(cfg, cfg.out, progress=False, pipelined=pipelined)
                 rates[pipelined].append(n / (time.perf_counter() - t0))
+                cpu[pipelined].append(time.process_time() - c0)  # every thread's CPU time: less load-bound
                 timings[pipelined].append(manifest(cfg.out)["timing"])
                 shutil.rmtree(cfg.out, ignore_errors=True)
             ratios.append(rates[True][-1] / rates[False][-1])
             print(f"   {label}, round {r + 1} ({'sequential first' if order[0] is False else 'pipelined first'}): "
                   f"sequential {rates[False][-1]:.3f} img/s, pipelined {rates[True][-1]:.3f} img/s, "
-                  f"ratio {ratios[-1]:.3f} ({load_line()})", flush=True)
+                  f"ratio {ratios[-1]:.3f}; CPU time {cpu[False][-1]:.1f} s / {cpu[True][-1]:.1f} s "
+                  f"({load_line()})", flush=True)
         threads = timings[True][0]["threads"]
         figure(f"images/s, {label}, {n} images, sequential", statistics.median(rates[False]),
                f"img/s median (min {min(rates[False]):.3f}, max {max(rates[False]):.3f}; {threads} threads)")
@@ -168,6 +175,9 @@ def pipeline_report(tmp: Path) -> None:
                f"img/s median (min {min(rates[True]):.3f}, max {max(rates[True]):.3f})")
         figure(f"pipelined / sequential, {label}", statistics.median(ratios),
                f"× median of {repeats} rounds (min {min(ratios):.3f}, max {max(ratios):.3f})", "≥ 1")
+        figure(f"CPU time, pipelined / sequential, {label}",
+               statistics.median(p / q for p, q in zip(cpu[True], cpu[False])),
+               "× median (all threads' CPU seconds per run: the pipeline's own cost, whatever the load)")
         for pipelined in (False, True):
             ph = {k: statistics.median(t["phases_s"].get(k, 0.0) for t in timings[pipelined])
                   for k in ("reading", "writing", "waiting")}

@@ -11,7 +11,8 @@ from toy import ColourNet, make_dataset, toy_config
 
 from xai_core.cli import main
 from xai_core.config import config_from_dict
-from xai_core.distributed import WorkerPlan, dask_client, make_shards, plan_workers, run_distributed, worker_config
+from xai_core.distributed import dask_client, make_shards, run_distributed
+from xai_core.workers import WorkerPlan, plan_workers, worker_config
 from xai_core.errors import ConfigError
 from xai_core.runner import run
 from xai_core.summary.format import table_path

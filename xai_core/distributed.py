@@ -30,8 +30,6 @@ absolute paths.
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
 import hashlib
 import json
 import logging
@@ -40,7 +38,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RunConfig
@@ -53,6 +50,7 @@ from .progress import RunProgress, format_seconds, time_summary
 from .runner import INTERRUPTED, as_xai_error, fail, final_progress, open_writer, owned
 from .summary.writer import committed_parts, write_part
 from .threads import check_threads, cpu_threads
+from .workers import WorkerPlan, pinned_cluster, plan_workers, visible_gpus, worker_config
 
 #: At most this many parts per shard: a retried shard recomputes at most one part, but a
 #: long shard delays progress reports and balances badly at the end of a run.
@@ -94,74 +92,6 @@ def make_shards(parts: list[int], n_workers: int, shard_parts: int | None = None
         shards.append(parts[i:i + n])
         i += n
     return shards
-
-
-@dataclass(frozen=True)
-class WorkerPlan:
-    """The local cluster to start: one environment per worker process (``{}``: as the
-    driver's), the GPUs they are pinned to, and a note for the user when the plan differs
-    from what was asked."""
-
-    envs: tuple[dict, ...]
-    gpus: tuple[str, ...] = ()
-    note: str | None = None
-
-    @property
-    def n_workers(self) -> int:
-        return len(self.envs)
-
-
-def visible_gpus() -> list[str]:
-    """The CUDA devices this process may use, named as ``CUDA_VISIBLE_DEVICES`` names them
-    (indices or ``GPU-…`` UUIDs; ``0…n-1`` when it is unset); empty without CUDA."""
-    import torch
-
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if n == 0:
-        return []
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    names = [s.strip() for s in env.split(",") if s.strip()] if env is not None else [str(i) for i in range(n)]
-    return names[:n]
-
-
-def plan_workers(workers: int, gpus, device: str = "auto") -> WorkerPlan:
-    """The workers of ``--workers N`` for a model on ``device`` (``model.device``) on a machine
-    whose visible GPUs are ``gpus`` (:func:`visible_gpus`).
-
-    * no GPU, or ``device: cpu``: N workers with the driver's environment (as before GPUs
-      were considered);
-    * ``auto`` / ``cuda`` with G GPUs: one worker per GPU, min(N, G) of them, worker i pinned
-      to the i-th visible GPU by ``CUDA_VISIBLE_DEVICES`` (it sees that GPU alone, as
-      ``cuda:0``): two workers on one GPU would only share its time and memory;
-    * ``cuda:K``: one worker, pinned to the K-th visible GPU.
-    """
-    if workers < 1:
-        raise ConfigError(f"workers is {workers}; expected ≥ 1 (or a --scheduler address)")
-    gpus = [str(g) for g in gpus]
-    device = str(device or "auto")
-    if device == "cpu" or not gpus or not (device in ("auto", "cuda") or device.startswith("cuda:")):
-        return WorkerPlan(envs=tuple({} for _ in range(workers)))
-    if device.startswith("cuda:"):
-        index = device.split(":", 1)[1]
-        if not index.isdigit() or int(index) >= len(gpus):
-            raise ConfigError(f"model.device is {device!r} but {len(gpus)} GPU(s) are visible "
-                              f"(CUDA_VISIBLE_DEVICES {','.join(gpus)}); expected cuda:0 … cuda:{len(gpus) - 1}")
-        chosen = [gpus[int(index)]]
-        note = f"model.device {device} names one GPU: one worker on it" if workers > 1 else None
-    else:
-        chosen = gpus[:workers]
-        note = (f"{workers} workers asked for, {len(gpus)} GPU(s) visible: one worker per GPU"
-                if workers > len(gpus) else None)
-    return WorkerPlan(envs=tuple({"CUDA_VISIBLE_DEVICES": g} for g in chosen), gpus=tuple(chosen), note=note)
-
-
-def worker_config(config: RunConfig, plan: WorkerPlan) -> RunConfig:
-    """The configuration the workers run: a worker pinned to one GPU sees it as ``cuda:0``,
-    so an explicit ``cuda:K`` becomes ``cuda`` there (the manifest keeps the user's)."""
-    device = getattr(config.model, "device", None)
-    if plan.gpus and isinstance(device, str) and device.startswith("cuda:"):
-        return dataclasses.replace(config, model=dataclasses.replace(config.model, device="cuda"))
-    return config
 
 
 # ---- worker side ------------------------------------------------------------------------------
@@ -287,34 +217,9 @@ def dask_client(workers: int = 0, scheduler: str | None = None, plan: WorkerPlan
         with LocalCluster(n_workers=plan.n_workers, **options) as cluster, Client(cluster) as client:
             yield client
         return
-    with _pinned_cluster(plan.envs, options) as cluster, Client(cluster) as client:
+    with pinned_cluster(plan.envs, options) as cluster, Client(cluster) as client:
         client.wait_for_workers(plan.n_workers, timeout=120)
         yield client
-
-
-def _pinned_cluster(envs: tuple[dict, ...], options: dict):
-    """A LocalCluster whose i-th worker process starts with ``envs[i]`` set (its nanny's
-    ``env``: set before the worker imports anything, so before CUDA initialises). The pattern
-    of dask-cuda's LocalCUDACluster, which does not install beside our dask pin (its
-    rapids-dask-dependency pins another dask)."""
-    from dask.distributed import LocalCluster
-    from distributed.worker_memory import parse_memory_limit
-
-    names = [f"worker-{i}" for i in range(len(envs))]
-    by_name = dict(zip(names, envs))
-
-    class PinnedCluster(LocalCluster):
-        def new_worker_spec(self):
-            name = next(n for n in names if n not in self.worker_spec)
-            spec = copy.deepcopy(self.new_spec)
-            spec["options"]["env"] = {**(spec["options"].get("env") or {}), **by_name[name]}
-            return {name: spec}
-
-    # What LocalCluster gives each of n workers (it starts none here: scale() adds them).
-    memory = parse_memory_limit("auto", 1, len(envs), logger=logging.getLogger(__name__))
-    cluster = PinnedCluster(n_workers=0, memory_limit=memory, **options)
-    cluster.scale(len(envs))
-    return cluster
 
 
 def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,

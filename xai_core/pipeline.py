@@ -36,7 +36,9 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
-_POLL_S = 0.1  # how often a blocked hand-over looks whether the other side failed or stopped
+# Waits block without polling: a thread woken ten times a second takes the GIL from the model's
+# Python code each time, and on a loaded machine it can be preempted while it holds it.
+_JOIN_S = 0.5  # how long closing waits for a reader still decoding (read-only: it may finish alone)
 _END = object()
 
 
@@ -82,6 +84,7 @@ class PartPipeline:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._stop.set()  # the reader stops before its next part
+        self._read_slots.release()  # (waking it if it waits for room)
         wait = True
         try:
             if self._failure is None:
@@ -101,7 +104,7 @@ class PartPipeline:
         self._todo.put(_END)
         if wait:
             writer.join()
-        reader.join(timeout=_POLL_S * 5)  # read-only: a slow decode may finish on its own
+        reader.join(timeout=_JOIN_S)
 
     # ---- the caller's side ----------------------------------------------------------------
     def batches(self) -> Iterator[tuple[int, Any]]:
@@ -134,8 +137,7 @@ class PartPipeline:
                 raise
             return
         t0 = time.perf_counter()
-        while not self._slots.acquire(timeout=_POLL_S):
-            self._raise_failure()
+        self._slots.acquire()  # the writer gives it back after each part, failed or not
         self.stats["write_wait"] += time.perf_counter() - t0
         if self._failure is not None:
             self._slots.release()
@@ -152,7 +154,7 @@ class PartPipeline:
                 # Counts, not slots: a Ctrl-C between taking a slot and handing the part over
                 # leaves a slot taken for a part that never comes.
                 while self._processed < self._handed and self._failure is None and writer.is_alive():
-                    self._progress.wait(timeout=_POLL_S)
+                    self._progress.wait(timeout=1.0)  # notified after each part; the timeout is a safety net
             self.stats["write_wait"] += time.perf_counter() - t0
         self._raise_failure()
 
@@ -161,14 +163,9 @@ class PartPipeline:
             raise self._failure
 
     def _take(self):
-        while True:
-            try:
-                item = self._ready.get(timeout=_POLL_S)
-                self._read_slots.release()
-                return item
-            except queue.Empty:
-                if not self._threads[0].is_alive() and self._ready.empty():
-                    raise RuntimeError("the reader thread stopped without handing over the next part") from None
+        item = self._ready.get()  # the reader hands over every part, or an error, before it stops
+        self._read_slots.release()
+        return item
 
     # ---- the threads ------------------------------------------------------------------------
     def _timed(self, key: str, fn, *args):
@@ -187,9 +184,7 @@ class PartPipeline:
 
     def _read_loop(self) -> None:
         for part in self.parts:
-            while not self._read_slots.acquire(timeout=_POLL_S):
-                if self._stop.is_set():
-                    return
+            self._read_slots.acquire()
             if self._stop.is_set():
                 return
             try:
