@@ -33,7 +33,7 @@ went (the manifest's ``phases_s``: the model's waits on the disk; ``background_s
 configurations: the default demo one on ``BENCH_PIPELINE_IMAGES`` images (default 8, in parts of
 ``BENCH_PIPELINE_BATCH`` = 4 so that there are parts to overlap: the model's work dominates) and
 a light one (Gradient, Grad-CAM, random; map-only metrics; no analyses) on
-``BENCH_PIPELINE_LIGHT_IMAGES`` (default 64), where reading and writing are a large share.
+``BENCH_PIPELINE_LIGHT_IMAGES`` (default 256), where reading and writing are a large share.
 
 Run: ``python bench/runner.py`` (``BENCH_IMAGES=N`` for more images; default 8);
 ``python bench/runner.py pipeline`` for the pipeline comparison alone.
@@ -147,7 +147,7 @@ def pipeline_report(tmp: Path) -> None:
     # parts of 4 images: the default configuration's few images still make several parts to overlap
     for label, n, over in (("default demo configuration", env_int("BENCH_PIPELINE_IMAGES", 8),
                             {"batch_size": env_int("BENCH_PIPELINE_BATCH", 4)}),
-                           ("light configuration", env_int("BENCH_PIPELINE_LIGHT_IMAGES", 64), LIGHT)):
+                           ("light configuration", env_int("BENCH_PIPELINE_LIGHT_IMAGES", 256), LIGHT)):
         if n == 0:  # BENCH_PIPELINE_IMAGES=0: that configuration is skipped
             continue
         warm = with_fast_forward(demo_config(tmp / f"warm-{label}", limit=1, **over), "off")
