@@ -1,4 +1,4 @@
-"""``xai-core``: run, demo, inspect and list. Errors print one line and exit 2 (``XAI_DEBUG=1``
+"""``xai-core``: run, demo, inspect, report and list. Errors print one line and exit 2 (``XAI_DEBUG=1``
 adds the traceback); Ctrl-C prints one line and exits 130."""
 
 from __future__ import annotations
@@ -96,6 +96,50 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _tag_list(text: str | None, flag: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    from .labels import TAGS
+
+    tags = tuple(t.strip().upper() for t in text.split(",") if t.strip())
+    bad = [t for t in tags if t not in TAGS]
+    if bad:
+        raise XaiError(f"{flag} {text!r}: unknown tag(s) {bad}; expected a comma-separated list of {', '.join(TAGS)}")
+    return tags
+
+
+def _weights(items: list[str] | None) -> dict[str, float] | None:
+    if not items:
+        return None
+    out = {}
+    for it in items:
+        name, sep, value = it.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise XaiError(f"--weight {it!r}: expected METRIC=WEIGHT, e.g. --weight deletion_auc=2")
+    return out
+
+
+def _cmd_report(args) -> int:
+    from .dashboard.assessment import LOCALISATION_TAGS, RowFilter
+    from .report import ReportOptions, write_report
+
+    run_dir = Path(args.run_dir)
+    loc = _tag_list(args.localisation_tags, "--localisation-tags")
+    gallery = _tag_list(args.gallery_tags, "--gallery-tags")
+    opts = ReportOptions(weights=_weights(args.weight), metric=args.metric, per_explainer=args.per_explainer,
+                         rows_filter=RowFilter(_tag_list(args.tags, "--tags") or (),
+                                               LOCALISATION_TAGS if loc is None else loc),
+                         **({} if gallery is None else {"gallery_tags": gallery}))
+    out = Path(args.out) if args.out else Path(f"{run_dir.resolve().name}-report.{'pdf' if args.pdf else 'html'}")
+    write_report(run_dir, out, opts, pdf=args.pdf)
+    print(f"report written to {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def strict_json(obj):
     """``obj`` with non-finite floats made valid JSON for other tools (jq, browsers): an
     unbounded range end becomes the string "inf" / "-inf", a missing value (NaN) null."""
@@ -160,6 +204,20 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--verify", action="store_true",
                    help="check every part against its commit record (row counts, chunk sizes and CRC-32)")
     i.set_defaults(func=_cmd_inspect)
+
+    rp = sub.add_parser("report", help="write one self-contained HTML file (or PDF) about a run, to hand on")
+    rp.add_argument("run_dir")
+    rp.add_argument("--out", help="output file (default: <run>-report.html in the current directory)")
+    rp.add_argument("--pdf", action="store_true", help="write PDF (WeasyPrint; without the interactive charts)")
+    rp.add_argument("--weight", action="append", metavar="METRIC=W",
+                    help="a metric's weight in the ranking (the others keep 1); repeat for several")
+    rp.add_argument("--tags", metavar="TP,FN", help="tags averaged for label-specific metrics (default: every tag)")
+    rp.add_argument("--localisation-tags", metavar="TP", help="tags averaged for localisation metrics (default: TP)")
+    rp.add_argument("--metric", help="the gallery's metric (default: the first faithfulness metric)")
+    rp.add_argument("--per-explainer", type=int, default=3, metavar="N",
+                    help="best and worst samples per explainer in the gallery (default 3)")
+    rp.add_argument("--gallery-tags", metavar="TP", help="tags of the labels the gallery ranks (default: TP)")
+    rp.set_defaults(func=_cmd_report)
 
     lst = sub.add_parser("list", help="list the registered explainers or metrics")
     lst.add_argument("kind", choices=["explainers", "metrics"])
