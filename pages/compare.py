@@ -111,7 +111,7 @@ if picked is not None:
     except XaiError as e:
         st.error(str(e))
     else:
-        cols = st.columns(3)
+        cols = st.columns(4)
         cols[0].image(pair.picture_a, caption=f"{row.sample_id} · ground truth boxes", width="stretch")
         for col, tile, name, e, tag in ((cols[1], pair.tile_a, "A", exp_a, row.tag_a),
                                         (cols[2], pair.tile_b, "B", exp_b, row.tag_b)):
@@ -119,10 +119,11 @@ if picked is not None:
                 col.image(tile, caption=f"{name}: {e} · {row['class']} · {tag}", width="stretch")
             else:
                 col.caption(f"{name}: no map")
-        for n in pair.notes:
-            st.caption(n)
-        st.image(pair.legend.bar, width=240)
-        st.caption(f"one colour scale for both maps: {pair.legend.ends}", help=pair.legend.text)
+        with cols[3]:
+            st.image(pair.legend.bar, width="stretch")
+            st.caption(f"one colour scale for both maps: {pair.legend.ends}", help=pair.legend.text)
+            for n in pair.notes:
+                st.caption(n)
 
 # ---- score differences -------------------------------------------------------------------------
 st.subheader("Scores: B − A")

@@ -6,17 +6,15 @@ of its own (the shared one's run count is asserted elsewhere), built once per te
   detector: p ≈ 0.77 on a square) with a stricter threshold (0.8), so labels that are TP in
   ``cmp/colour`` are FN here, and its maps differ; top-1 only, so it explains fewer labels;
 * ``other/unrelated`` — a synthetic run over other sample ids (no sample in common);
-* ``digits/demo`` — the runner with the demo CNN (committed weights, 64 × 64, loadable by the
-  server without the tests on its path) on four 64 × 64 images: the live page's model.
+* ``demo/seed0``, ``demo/seed1`` — the demo CNN (committed weights, 64 × 64, loadable by a
+  server without the tests on its path) on six real demo images, with two seeds and two
+  occlusion windows: the browser test compares them, and the live page uses their model.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
-
-import numpy as np
 
 import dash_runs
 import toy
@@ -25,7 +23,9 @@ _MEMO: dict = {}
 RUN_A = "cmp/colour"
 RUN_B = "cmp/sharp"
 UNRELATED = "other/unrelated"
-DIGITS = "digits/demo"
+DEMO_A = "demo/seed0"     # the live page's model: the demo CNN, loadable by any server
+DEMO_B = "demo/seed1"
+DEMO_IMAGES = 6
 COMPARE_METRICS = [{"type": "deletion_auc", "params": {"steps": 8}}, "pointing_game", "sparseness",
                    "class_sensitivity"]
 
@@ -54,49 +54,31 @@ def build_pair(root: Path) -> tuple[Path, Path]:
     return _runner(a, root / RUN_A), _runner(b, root / RUN_B)
 
 
-def digit_images(n: int = 4, seed: int = 0) -> list[np.ndarray]:
-    """(64, 64, 3) uint8 pictures: a bright bar on a dark textured background."""
-    rng = np.random.default_rng(seed)
+def build_demo_pair(root: Path) -> tuple[Path, Path]:
+    """Two runs of the demo CNN (committed weights) on six real demo test images: seed 0 with
+    an 8 px occlusion window, seed 1 with a 12 px one — "the same model, other explainer
+    settings"."""
+    from xai_core.demo.dataset import generate_demo_dataset
+    from xai_core.demo.runner import demo_config_dict
+
+    data = generate_demo_dataset(root / "_demo_data", n_train=0, n_test=DEMO_IMAGES, seed=0).parent
     out = []
-    for i in range(n):
-        img = rng.integers(20, 60, (64, 64, 3)).astype(np.uint8)
-        x = 12 + 10 * i
-        img[14:50, x:x + 6] = 230
-        out.append(img)
-    return out
-
-
-def build_digits_run(root: Path) -> Path:
-    """The demo CNN on four small pictures (a manifest dataset of its own)."""
-    from PIL import Image
-
-    from xai_core.demo import CLASSES, MEAN, STD
-
-    data = root / "_digits"
-    (data / "images").mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i, img in enumerate(digit_images()):
-        Image.fromarray(img).save(data / "images" / f"d{i}.png")
-        lines.append({"id": f"d{i}", "image": f"images/d{i}.png", "labels": ["1"]})
-    (data / "manifest.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
-    (data / "classes.json").write_text(json.dumps(CLASSES))
-    cfg = {
-        "model": {"factory": "xai_core.demo.model:load_demo_model", "activation": "sigmoid", "input_size": [64, 64],
-                  "mean": list(MEAN), "std": list(STD)},
-        "dataset": {"kind": "manifest", "path": str(data / "manifest.jsonl")},
-        "explainers": ["gradient", "gradcam", "occlusion"],
-        "metrics": ["sparseness", "complexity"],
-        "labels": {"threshold": 0.5, "top_k": 2},
-        "batch_size": 4, "seed": 0, "out": str(root / DIGITS),
-    }
-    return _runner(cfg, root / DIGITS)
+    for name, seed, window in ((DEMO_A, 0, 8), (DEMO_B, 1, 12)):
+        cfg = demo_config_dict(data, root / name, analyses=False,
+                               explainers=["gradient", "gradcam", {"type": "occlusion", "params": {"window": window,
+                                                                                                    "stride": 4}}],
+                               metrics=[{"type": "deletion_auc", "params": {"steps": 10}}, "pointing_game",
+                                        "sparseness"])
+        cfg.update(seed=seed, batch_size=DEMO_IMAGES)
+        out.append(_runner(cfg, root / name))
+    return out[0], out[1]
 
 
 def pages_logdir(tmp_path_factory) -> Path:
     if "logdir" not in _MEMO:
         root = tmp_path_factory.mktemp("pages_logdir")
         build_pair(root)
-        build_digits_run(root)
+        build_demo_pair(root)
         shutil.rmtree(root / "_data", ignore_errors=True)
         dash_runs.write_synthetic(root / UNRELATED)
         _MEMO["logdir"] = root
