@@ -1,4 +1,4 @@
-"""``xai-core``: run, demo, inspect and list. Errors print one line and exit 2 (``XAI_DEBUG=1``
+"""``xai-core``: run, demo, inspect, list, serve (the dashboard) and explainer (the service). Errors print one line and exit 2 (``XAI_DEBUG=1``
 adds the traceback); Ctrl-C prints one line and exits 130."""
 
 from __future__ import annotations
@@ -96,6 +96,12 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    from .dashboard_server import serve_forever
+
+    return serve_forever(args.logdir, port=args.port, host=args.host)
+
+
 def strict_json(obj):
     """``obj`` with non-finite floats made valid JSON for other tools (jq, browsers): an
     unbounded range end becomes the string "inf" / "-inf", a missing value (NaN) null."""
@@ -160,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--verify", action="store_true",
                    help="check every part against its commit record (row counts, chunk sizes and CRC-32)")
     i.set_defaults(func=_cmd_inspect)
+
+    sv = sub.add_parser("serve", help="serve the dashboard for the runs under a log directory")
+    sv.add_argument("--logdir", default="summaries", help="the folder of runs (default: summaries)")
+    sv.add_argument("--port", type=int, default=8501, help="port (default 8501; 0: a free one)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1; whoever reaches it reads every run)")
+    sv.set_defaults(func=_cmd_serve)
 
     lst = sub.add_parser("list", help="list the registered explainers or metrics")
     lst.add_argument("kind", choices=["explainers", "metrics"])
