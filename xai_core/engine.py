@@ -130,9 +130,10 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def compute_part(ctx: RunContext, part: int, indices: list[int], *, targets: list[list[int]] | None = None) -> dict:
+def compute_part(ctx: RunContext, part: int, indices: list[int], *, targets=None) -> dict:
     """Everything ``write_part`` needs for one part: column dicts and arrays. ``targets``: per
-    image, the labels to explain instead of the label policy's (an explanation request's)."""
+    image, the labels to explain instead of the label policy's (an explanation request's), or
+    a function of the (N, K) probabilities returning them (a request's top-k)."""
     cfg = ctx.config
     # Seeded per part, so a resumed or distributed run reproduces the same numbers.
     seed_everything(cfg.seed * 1_000_003 + part)
@@ -142,6 +143,8 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], *, targets: lis
     probs = ctx.model.predict(batch.pixels, batch_size=cfg.explain_batch_size).numpy()
     check_finite(probs, part, batch)
     gts = [s.labels for s in batch.samples]
+    if callable(targets):
+        targets = targets(probs)
     chosen = (select_labels(probs, gts, cfg.labels, ctx.model.activation) if targets is None
               else given_labels(probs, gts, targets, cfg.labels, ctx.model.activation))
 
