@@ -26,6 +26,7 @@ PAGES = (
     ("pages/comprehensive.py", "Comprehensive assessment", ":material/leaderboard:"),
     ("pages/classification.py", "Classification assessment", ":material/bar_chart:"),
     ("pages/compare.py", "Compare runs", ":material/compare:"),
+    ("pages/explain.py", "Explain an image", ":material/add_photo_alternate:"),
 )
 FRAME = threading.local()  # FRAME.active is True while app.py runs a page (one script thread per session)
 RUN_PARAM = "run"

@@ -16,6 +16,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 import dash_runs
 import toy
 
@@ -83,3 +85,34 @@ def pages_logdir(tmp_path_factory) -> Path:
         dash_runs.write_synthetic(root / UNRELATED)
         _MEMO["logdir"] = root
     return _MEMO["logdir"]
+
+
+def export_onnx(net, path: Path, *, shape) -> Path:
+    """``net`` (normalised input → logits) as an ONNX file with a dynamic batch axis."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), (torch.rand(*shape),), str(path), dynamo=False, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    return path
+
+
+def png_bytes(image) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def demo_image(logdir: Path, i: int = 0):
+    """(H, W, 3) uint8 of the i-th demo image the demo runs explain."""
+    from PIL import Image
+
+    files = sorted((logdir / "_demo_data" / "images").glob("test-*.png"))
+    return np.asarray(Image.open(files[i]).convert("RGB"))
