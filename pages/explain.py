@@ -148,7 +148,8 @@ with st.sidebar:
 style = OverlayStyle(overlay=overlay, opacity=opacity, polarity=polarity, clip_percentile=clip,
                      **({"diverging_cmap": cmap} if polarity == "signed" else {"cmap": cmap}))
 
-if st.button("Explain", type="primary", key="live_go", icon=":material/play_arrow:", disabled=not items):
+c_go, c_add, c_msg = st.columns([1, 1, 4], vertical_alignment="center")
+if c_go.button("Explain", type="primary", key="live_go", icon=":material/play_arrow:", disabled=not items):
     try:
         L.check_request(model, req, len(items))
         engine = _engine(model.key, req, model, handle)
@@ -169,7 +170,6 @@ st.caption(f"{len(result.images)} image(s) in {result.seconds:.2f} s" + (
     f"; not started within {LIM.max_seconds:.0f} s: {', '.join(result.skipped)}" if result.skipped else ""))
 
 # ---- add to a run ----------------------------------------------------------------------------
-c_add, c_msg = st.columns([1, 3], vertical_alignment="center")
 if c_add.button("Add to a run", key="live_add", icon=":material/playlist_add:",
                 help=f"append these images to the scratch run of this model and these settings under the log "
                      f"directory ({L.scratch_run(model, got['req'])}), as a normal run: the grid and the assessments "

@@ -116,3 +116,36 @@ def test_report_downloads_and_opens_offline(browser, app, shots, tmp_path):
         assert leaving == [] and requests and not errors, (leaving, errors)
     finally:
         ctx.close()
+
+
+def test_explain_an_uploaded_image_add_it_to_a_run_and_find_it_in_the_grid(browser, app, shots, logdir, tmp_path):
+    from playwright.sync_api import expect
+
+    png = tmp_path / "my digit.png"
+    png.write_bytes(pages_runs.png_bytes(pages_runs.demo_image(logdir, 4)))
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{app}/explain?run={_q(pages_runs.DEMO_A)}", wait_until="domcontentloaded")
+        expect(page.get_by_text("Model: the model of run demo/seed0")).to_be_visible(timeout=WAIT)
+        page.locator(".st-key-live_files input[type=file]").set_input_files(str(png))
+        expect(page.get_by_text("my digit.png")).to_be_visible(timeout=WAIT)
+        page.get_by_role("button", name="Explain").click()
+        for e in ("gradient", "gradcam", "occlusion"):
+            expect(page.get_by_text(re.compile(rf"^{e} · "))).to_be_visible(timeout=WAIT)
+        expect(page.get_by_text(re.compile(r"^1 image\(s\) in [\d.]+ s"))).to_be_visible(timeout=WAIT)
+        page.wait_for_function(DECODED, timeout=WAIT)
+        _snap(page, shots / "22_explain.png")
+
+        page.get_by_role("button", name="Add to a run").click()
+        link = page.get_by_role("link", name=re.compile(r"^Open scratch\/demo_seed0-.* in Saliency maps"))
+        expect(link).to_be_visible(timeout=WAIT)
+        link.click()
+        expect(page.get_by_text("1 of 1 images match")).to_be_visible(timeout=WAIT)
+        expect(page.get_by_text(re.compile(r"^my digit-[0-9a-f]{6}$"))).to_be_visible(timeout=WAIT)
+        assert "run=scratch" in page.url
+        _snap(page, shots / "23_explained_in_grid.png")
+        assert not errors, errors
+    finally:
+        page.close()
