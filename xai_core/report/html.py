@@ -107,7 +107,8 @@ def render_html(data: ReportData, galleries: list[ExplainerGallery], *, charts: 
 
         js = f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>'
     tags = "".join(f"<span>{_esc(k)} {v}</span>" for k, v in data.tags.items())
-    cls = pd.DataFrame({"metric": list(data.classification), "value": list(data.classification.values())})
+    cls = pd.DataFrame({"metric": list(data.classification),
+                        "value": [str(v) if k == "images" else f"{v:.3f}" for k, v in data.classification.items()]})
     weights = " · ".join(f"{_esc(data.metric_names.get(m, m))} {w:.3f}" for m, w in data.weights.items())
     sanity = (_kv([(e, v) for e, v in data.sanity.items()]) if data.sanity
               else '<p class="muted">The randomisation sanity check was not run for this run.</p>')
