@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dashboard"))
 
 import dash_runs  # noqa: E402
-from served import serve  # noqa: E402
+from appserver import serve  # noqa: E402
 
 CHROMIUM = os.environ.get("XAI_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -9,7 +9,7 @@ import re
 import pytest
 
 import pages_runs
-from served import serve
+from appserver import serve
 
 pytestmark = pytest.mark.browser
 WAIT = 60_000  # ms; a fresh server on a small shared machine
