@@ -138,6 +138,7 @@ def _cmd_report(args) -> int:
     out = Path(args.out) if args.out else Path(f"{run_dir.resolve().name}-report.{'pdf' if args.pdf else 'html'}")
     write_report(run_dir, out, opts, pdf=args.pdf)
     print(f"report written to {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
 
 
 def _cmd_serve(args) -> int:

@@ -44,6 +44,7 @@ def test_compare_two_demo_runs(browser, app, shots):
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.set_default_timeout(WAIT)
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
@@ -57,11 +58,11 @@ def test_compare_two_demo_runs(browser, app, shots):
         expect(page.get_by_text(re.compile(r"^0 of \d+ labels"))).to_be_visible(timeout=WAIT)
         page.locator(".st-key-vs_changed label").click()
         expect(page.get_by_text(re.compile(r"^(\d+) of \1 labels"))).to_be_visible(timeout=WAIT)
-        # occlusion in both: A's 8 px window against B's 12 px one, side by side on one scale
-        page.locator(".st-key-vs_exp_a").click()
-        page.get_by_role("option", name="occlusion").click()
-        page.locator(".st-key-vs_exp_b").click()
-        page.get_by_role("option", name="occlusion").click()
+        # occlusion in both: A's 8 px window against B's 12 px one, side by side on one scale; a
+        # link carries the page's state (the toggle above is in it already)
+        page.wait_for_function("() => new URLSearchParams(location.search).get('vs_changed') === '0'", timeout=WAIT)
+        page.goto(page.url + "&vs_exp_a=occlusion&vs_exp_b=occlusion", wait_until="domcontentloaded")
+        expect(page.get_by_text(re.compile(r"^(\d+) of \1 labels"))).to_be_visible(timeout=WAIT)
         expect(page.get_by_text(re.compile(r"^A: occlusion · "))).to_be_visible(timeout=WAIT)
         expect(page.get_by_text(re.compile(r"^B: occlusion · "))).to_be_visible(timeout=WAIT)
         expect(page.get_by_text("one colour scale for both maps")).to_be_visible(timeout=WAIT)
@@ -83,6 +84,7 @@ def test_report_downloads_and_opens_offline(browser, app, shots, tmp_path):
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    page.set_default_timeout(WAIT)
     try:
         page.goto(f"{app}/comprehensive?run={_q(pages_runs.DEMO_A)}", wait_until="domcontentloaded")
         button = page.get_by_role("button", name=re.compile("Download report \\(HTML\\)"))
@@ -121,9 +123,13 @@ def test_report_downloads_and_opens_offline(browser, app, shots, tmp_path):
 def test_explain_an_uploaded_image_add_it_to_a_run_and_find_it_in_the_grid(browser, app, shots, logdir, tmp_path):
     from playwright.sync_api import expect
 
+    import shutil
+
+    shutil.rmtree(logdir / "scratch", ignore_errors=True)     # the grid must hold this image only
     png = tmp_path / "my digit.png"
     png.write_bytes(pages_runs.png_bytes(pages_runs.demo_image(logdir, 4)))
     page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.set_default_timeout(WAIT)
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:

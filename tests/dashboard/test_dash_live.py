@@ -158,6 +158,7 @@ def test_maps_equal_the_python_apis_and_add_to_a_run_stores_them(logdir, tmp_pat
         for label in first.labels["label"]:
             np.testing.assert_allclose(first.maps[e][int(label)], api.map(sid, int(label), e), rtol=1e-5, atol=1e-7)
 
+    shutil.rmtree(logdir / L.scratch_run(demo_model, REQ), ignore_errors=True)   # other tests share the logdir
     name, parts = L.add_to_run(engine, demo_model, REQ, items, logdir)
     again, parts2 = L.add_to_run(engine, demo_model, REQ, items[:1], logdir)
     assert again == name == L.scratch_run(demo_model, REQ) and name.startswith("scratch/demo_seed0-")

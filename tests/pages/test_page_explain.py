@@ -30,6 +30,7 @@ def _upload(at, *files):
 
 
 def test_upload_explain_add_to_a_run_and_see_it_in_the_grid(monkeypatch, logdir):
+    shutil.rmtree(logdir / "scratch", ignore_errors=True)     # other tests add to the same logdir
     at = open_page(monkeypatch, logdir, PAGE, pages_runs.DEMO_A)
     assert any("model of run demo/seed0" in c.value for c in at.caption)
     assert at.multiselect(key="live_explainers").value == ["gradient", "gradcam", "occlusion"]

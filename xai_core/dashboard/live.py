@@ -84,11 +84,18 @@ class LiveRequest:
         return {"model": {**model.model, "fast_forward": "off"},
                 "dataset": {"kind": "memory", "classes": list(model.classes)},
                 "explainers": self.entries(), "metrics": self.metrics,
-                "labels": {"top_k": self.top_k}, "seed": self.seed}
+                "labels": {"top_k": self.config_top_k}, "seed": self.seed}
+
+    @property
+    def config_top_k(self) -> int:
+        """The run configuration's ``labels.top_k``: k, or 0 when the labels are named (the
+        request's targets choose them)."""
+        return 0 if self.labels else self.top_k
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(json.dumps([self.entries(), self.metrics, self.seed], sort_keys=True,
+        """Identifies the configuration (a scratch run holds one): explainers, metrics, top-k, seed."""
+        return hashlib.sha256(json.dumps([self.entries(), self.metrics, self.config_top_k, self.seed], sort_keys=True,
                                          default=str).encode()).hexdigest()[:8]
 
     def targets(self, n: int) -> list[list[int]] | Callable:
