@@ -15,9 +15,9 @@ import torch
 from .config import RunConfig
 from .errors import ConfigError, ModelError, XaiError
 from .data import open_dataset, object_mask, prepare_batch
-from .labels import select_labels
+from .labels import given_labels, select_labels
 from .metrics.base import MetricContext
-from .models.loading import load_model
+from .models.loading import load_model, model_identity
 
 
 @dataclass
@@ -31,19 +31,30 @@ class RunContext:
     metrics: list
     stats: dict = field(default_factory=lambda: {"explain_s": {}, "metric_s": {}, "analysis_s": {}})
     fast_forward: dict | None = None  # how forward-only passes run (manifest model.fast_forward)
+    model_ident: dict | None = None  # the manifest's model identity; None: from the configuration
 
     @classmethod
-    def build(cls, config: RunConfig, progress=None) -> "RunContext":
-        """``progress``: a :class:`~xai_core.progress.RunProgress` for the lines of the
-        fast-path probe (None: silent, as in a Dask worker)."""
-        dataset = open_dataset(config.dataset)
-        model = load_model(config.model, num_classes=len(dataset.classes))
+    def build(cls, config: RunConfig, *, network=None, dataset=None, model=None, progress=None) -> "RunContext":
+        """Load what ``config`` names. In-memory objects replace what it cannot load
+        (``xai_core.explain``, the explanation service): ``network`` an ``nn.Module`` (with
+        ``model.module`` set), ``dataset`` a :class:`~.data.memory.MemoryDataset`, ``model`` an
+        already loaded handle (shared by the service's configurations). ``progress``: a
+        :class:`~xai_core.progress.RunProgress` for the lines of the fast-path probe (None:
+        silent, as in a Dask worker)."""
+        dataset = dataset if dataset is not None else open_dataset(config.dataset)
+        if model is None:
+            model = load_model(config.model, num_classes=len(dataset.classes), network=network)
         explainers, metrics = config.instantiate()
         check_capabilities(model, config, explainers)
         for e in explainers:  # e.g. DeepLIFT on TorchScript: refused before any work
             e.check_model(model)
         model, fast = _fast_forward(model, config, dataset, progress)
-        return cls(config, dataset, model, explainers, metrics, fast_forward=fast)
+        return cls(config, dataset, model, explainers, metrics, fast_forward=fast,
+                   model_ident=model_identity(config.model, network))
+
+    def model_identity(self) -> dict:
+        """What the manifest records as the model's identity (and ``--resume`` compares)."""
+        return self.model_ident if self.model_ident is not None else model_identity(self.config.model)
 
     @property
     def fast_passes(self) -> int:
@@ -154,9 +165,11 @@ def _on_cuda(model) -> bool:
     return device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available()
 
 
-def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None) -> dict:
+def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, targets=None) -> dict:
     """Everything ``write_part`` needs for one part: column dicts and arrays. ``batch``: the
-    part's :func:`load_part`, when it was read ahead (else it is read here)."""
+    part's :func:`load_part`, when it was read ahead (else it is read here). ``targets``: per
+    image, the labels to explain instead of the label policy's (an explanation request's), or
+    a function of the (N, K) probabilities returning them (a request's top-k)."""
     cfg = ctx.config
     # Seeded per part, so a resumed or distributed run reproduces the same numbers.
     seed_everything(cfg.seed * 1_000_003 + part)
@@ -166,7 +179,10 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None) -> 
     probs = ctx.model.predict(batch.pixels, batch_size=cfg.explain_batch_size).numpy()
     check_finite(probs, part, batch)
     gts = [s.labels for s in batch.samples]
-    chosen = select_labels(probs, gts, cfg.labels, ctx.model.activation)
+    if callable(targets):
+        targets = targets(probs)
+    chosen = (select_labels(probs, gts, cfg.labels, ctx.model.activation) if targets is None
+              else given_labels(probs, gts, targets, cfg.labels, ctx.model.activation))
 
     samples = {
         "sample_index": batch.indices,

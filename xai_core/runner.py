@@ -13,7 +13,6 @@ from . import __version__
 from .config import RunConfig, config_from_dict
 from .engine import RunContext, compute_part, load_part, part_indices, sanity_checks
 from .errors import ConfigError, SummaryError, XaiError
-from .models.loading import model_identity
 from .pipeline import PartPipeline
 from .progress import RunProgress, format_seconds, time_summary
 from .summary.lock import RunLock
@@ -29,7 +28,7 @@ def build_manifest(ctx: RunContext, n_parts: int) -> dict:
     return {
         "xaiboard_version": __version__,
         "config": cfg.to_dict(),
-        "model": {**model_identity(cfg.model), "activation": cfg.model.activation,
+        "model": {**ctx.model_identity(), "activation": cfg.model.activation,
                   "input_size": list(cfg.model.input_size), "fast_forward": ctx.fast_forward,
                   # detected when model.channels is unset; none in a Dask driver (workers load the model)
                   "channels": getattr(ctx.model, "channels", None)},
@@ -89,9 +88,10 @@ def check_identity(ctx: RunContext, out_dir: Path, manifest: dict, n_parts: int,
         raise ConfigError(f"{out_dir}: the dataset changed since the run started "
                           f"({old_parts} parts then, {n_parts} now); start a new run")
     then_ds, now_ds = manifest.get("dataset") or {}, ctx.dataset.identity()
-    then_m, now_m = manifest.get("model") or {}, model_identity(ctx.config.model)
+    then_m, now_m = manifest.get("model") or {}, ctx.model_identity()
     changed = [f"dataset {k}" for k in ("n_items", "sha256") if then_ds.get(k) != now_ds.get(k)]
-    changed += [f"model {k}" for k in ("weights_sha256", "torchscript_sha256") if then_m.get(k) != now_m.get(k)]
+    changed += [f"model {k}" for k in ("weights_sha256", "torchscript_sha256", "module_sha256")
+                if then_m.get(k) != now_m.get(k)]
     if not changed:
         return
     # A changed item count is never forced: the parts would not line up with the items.
@@ -143,7 +143,7 @@ def as_xai_error(e: BaseException, where: str) -> XaiError:
 
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
         progress: bool = True, stop_after_parts: int | None = None, force: bool = False,
-        pipelined: bool = True) -> Path:
+        pipelined: bool = True, network=None, dataset=None) -> Path:
     """Run (or finish) ``config`` into ``out_dir``; returns the run directory.
 
     ``stop_after_parts`` ends the process early (tests use it to simulate an interruption);
@@ -151,12 +151,13 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
     (default) reads the next part and writes the last one in background threads while the
     model works (:mod:`.pipeline`), False does one step after the other (``--no-pipeline``).
     torch and ONNX Runtime use ``config.threads`` intra-op threads during the run
-    (:mod:`.threads`).
+    (:mod:`.threads`). ``network`` and ``dataset`` are in-memory objects (``xai_core.explain``,
+    :meth:`RunContext.build`).
     """
     out_dir = Path(out_dir)
     report = RunProgress(progress)
     with cpu_threads(config.threads) as threads:
-        ctx = RunContext.build(config, progress=report)
+        ctx = RunContext.build(config, network=network, dataset=dataset, progress=report)
         batches = part_indices(len(ctx.dataset), config.batch_size)
         with owned(out_dir):
             writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
