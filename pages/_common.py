@@ -26,6 +26,8 @@ PAGES = (
     ("pages/counterfactual.py", "Counterfactuals", ":material/filter_center_focus:"),
     ("pages/comprehensive.py", "Comprehensive assessment", ":material/leaderboard:"),
     ("pages/classification.py", "Classification assessment", ":material/bar_chart:"),
+    ("pages/compare.py", "Compare runs", ":material/compare:"),
+    ("pages/explain.py", "Explain an image", ":material/add_photo_alternate:"),
 )
 FRAME = threading.local()  # FRAME.active is True while app.py runs a page (one script thread per session)
 RUN_PARAM = "run"
@@ -84,6 +86,17 @@ def breakable(text: str) -> str:
     for sep in ("_", ".", ":", "/", ","):
         text = text.replace(sep, sep + "\u200b")
     return text
+
+
+def open_named(name: str) -> OpenRun:
+    """Another run of the logdir by name (the compare page's run B), cached like the active
+    one; raises XaiError when it is not listed or cannot be read."""
+    ld = str(logdir())
+    all_runs = runs(ld)
+    info = next((r for r in all_runs if r.name == name), None)
+    if info is None:
+        raise XaiError("No run of this name under the log directory; choose another.")
+    return _open(ld, name, run_stamp(info.path))
 
 
 def key_of(name: str) -> str:
