@@ -48,3 +48,20 @@ def test_plain_streamlit_run_serves_loopback_only_without_watching_files():
             "c.get_option('client.toolbarMode'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["127.0.0.1", "none", "False", "True", "viewer"]
+
+
+def test_xai_core_serve_passes_what_config_toml_sets():
+    """`xai-core serve` runs Streamlit outside the repository root: its command line carries the
+    same settings as .streamlit/config.toml (issue 18: no Deploy button for viewers)."""
+    import tomllib
+
+    from xai_core.dashboard_server import streamlit_command
+
+    cmd = streamlit_command(ROOT, port=8501, host="127.0.0.1")
+    opts = cmd[cmd.index("run") + 2: cmd.index("--")]
+    flags = dict(zip(opts[::2], opts[1::2]))
+    conf = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    for section, values in conf.items():
+        for key, value in values.items():
+            want = str(value).lower() if isinstance(value, bool) else str(value)
+            assert flags.get(f"--{section}.{key}") == want, (section, key, flags)

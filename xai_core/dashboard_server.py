@@ -41,8 +41,8 @@ def streamlit_command(logdir: str | Path, *, port: int, host: str) -> list[str]:
     """The ``python -m streamlit run`` command line serving ``logdir``."""
     return [sys.executable, "-m", "streamlit", "run", str(app_script()), "--server.address", host,
             "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
-            "--server.runOnSave", "false", "--browser.gatherUsageStats", "false", "--", "--logdir",
-            str(Path(logdir).resolve())]
+            "--server.runOnSave", "false", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+            "--global.disableWidgetStateDuplicationWarning", "true", "--", "--logdir", str(Path(logdir).resolve())]
 
 
 def _check_port(host: str, port: int) -> int:

@@ -50,7 +50,7 @@ def test_walk_through_the_dashboard(browser, server, shots):
         _snap(page, shots / "01_runs.png")
 
         # 2. saliency page of the toy run; the run is in the URL
-        row.get_by_role("button", name="Saliency maps").click()
+        row.get_by_role("link", name="Saliency maps").click()          # a link (issue 18 item 2)
         expect(page.get_by_text("of 12 images match")).to_be_visible(timeout=WAIT)
         assert "run=toy%2Fcolour" in page.url or "run=toy/colour" in page.url
         expect(_rows_text(page)).to_have_count(12, timeout=WAIT)
