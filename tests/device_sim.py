@@ -222,9 +222,9 @@ def simulated_handle(handle, dev: SimulatedDevice):
             if b is not None:
                 m._buffers[name] = wrap(b)
     module.register_forward_pre_hook(lambda _m, a: dev.model_pass(int(a[0].shape[0])))
+    extra = {"precision": handle.precision} if "precision" in getattr(type(handle), "__dataclass_fields__", {}) else {}
     return type(handle)(module=module, activation=handle.activation, input_size=tuple(handle.input_size),
-                        num_classes=handle.num_classes, channels=handle.channels,
-                        precision=getattr(handle, "precision", "fp32"))
+                        num_classes=handle.num_classes, channels=handle.channels, **extra)
 
 
 def plain(obj):

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from device_sim import DeviceRuleError, SimulatedDevice, on_device, plain, simulated_handle, wrap
+from xai_core.errors import ExplainerError
 from xai_core.explainers import EXPLAINERS
 from xai_core.metrics import METRICS
 from xai_core.metrics.base import MetricContext
@@ -59,7 +60,10 @@ def _check_syncs(dev: SimulatedDevice, allowed: set[str], what: str, start: int 
 def test_explainer_keeps_the_device_rules(cls, model, images):
     exp = cls(dict(cls.smoke_params))
     labels = [[0, 1], [2]]
-    ref_grouped = exp.explain_grouped(model, images, labels, batch_size=4)
+    try:
+        ref_grouped = exp.explain_grouped(model, images, labels, batch_size=4)
+    except ExplainerError as e:  # e.g. an attention explainer on a CNN: nothing to check here
+        pytest.skip(f"{cls.name} does not explain the small ResNet: {e}")
     pairs_x, pairs_t = torch.stack([images[0], images[1], images[0]]), [2, 0, 1]
     ref_pairs = exp.explain(model, pairs_x, pairs_t, batch_size=4)
 

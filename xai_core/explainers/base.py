@@ -285,7 +285,9 @@ class Explainer:
         self.reset_diagnostics()
         device = model_device(model)
         home = images.device
-        targets_host = to_host(targets).tolist()  # checked above: the host has them already
+        # Host copies first (of the caller's images: no copy when they are host images), then
+        # the one move to the device.
+        host = (self.host_copy(images), to_host(targets).tolist())
         images, targets = to_device(images, device), to_device(targets, device)
         # Methods that expand a pair into many model inputs (steps, samples) read this as
         # "images per forward pass" so that memory stays bounded by the caller's choice.
@@ -294,7 +296,6 @@ class Explainer:
         pairs = batch_size
         if self._fit is not None:  # an earlier chunk ran out of device memory at this size
             pairs, self.forward_batch = min(pairs, self._fit[0]), min(batch_size, self._fit[1])
-        host = (self.host_copy(images), targets_host)
         out = []
         for i in range(0, images.shape[0], pairs):
             out.append(self._attribute_fitting(model, images[i: i + pairs], targets[i: i + pairs],

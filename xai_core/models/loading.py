@@ -217,6 +217,12 @@ def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
         return load_onnx(spec, num_classes)
     device, _ = resolve_device(spec.device)  # an unavailable device stops here, before any work
     check_precision(spec.precision, device)
+    if device.type == "cuda":
+        # True float32 on the GPU: cuDNN would otherwise run float32 convolutions in TF32 (10-bit
+        # mantissa) on Ampere and later, and maps would move with the GPU generation.
+        # Reduced precision is asked for explicitly (model.precision).
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     net = load_network(spec).to(device)
     size = tuple(spec.input_size)
     guess = spec.channels or guess_channels(net)
