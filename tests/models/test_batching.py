@@ -17,7 +17,7 @@ from xai_core.errors import ModelError
 from xai_core.explainers import EXPLAINERS
 from xai_core.metrics import METRICS
 from xai_core.metrics.base import MetricContext
-from xai_core.models.batching import PassBatches, backoff_rows, probe_batch
+from xai_core.models.batching import PassBatches, backoff_rows, is_oom, probe_batch
 from xai_core.models.handle import ClassifierHandle, PixelSpaceModel
 
 
@@ -96,6 +96,8 @@ def test_other_errors_are_not_retried():
     with pytest.raises(RuntimeError, match="shape mismatch"):
         PassBatches().forward(boom, torch.zeros(8, 3), torch.device("cpu"))
     assert calls == [8]
+    assert is_oom(torch.cuda.OutOfMemoryError("CUDA out of memory")) and is_oom(RuntimeError("CUBLAS_STATUS_ALLOC_FAILED"))
+    assert not is_oom(RuntimeError("CUDA error: an illegal memory access was encountered"))
 
 
 def test_backoff_halves_pairs_then_rows():
