@@ -29,6 +29,32 @@ def kserve(demo_torchscript, tmp_path_factory):
         pytest.fail(str(e))
 
 
+@pytest.fixture(scope="session")
+def seldon(demo_torchscript, tmp_path_factory):
+    """A real Seldon Core microservice (seldon-core's REST app in gunicorn) on 127.0.0.1 serving the
+    demo CNN, started once per session (``tests/models/seldon_server.py``)."""
+    from served import ServerError, seldon_server
+
+    try:
+        with seldon_server(demo_torchscript, tmp_path_factory.mktemp("seldon") / "server.log") as served:
+            yield served
+    except ServerError as e:
+        pytest.fail(str(e))
+
+
+@pytest.fixture(scope="session")
+def mlserver(demo_torchscript, tmp_path_factory):
+    """A real MLServer 1.7 on 127.0.0.1 serving the demo CNN over V2, started once per session
+    (``tests/models/mlserver_server.py``)."""
+    from served import ServerError, mlserver_server
+
+    try:
+        with mlserver_server(demo_torchscript, tmp_path_factory.mktemp("mlserver") / "server.log") as served:
+            yield served
+    except ServerError as e:
+        pytest.fail(str(e))
+
+
 @pytest.fixture
 def toy_data(tmp_path):
     from toy import make_dataset

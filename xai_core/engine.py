@@ -47,8 +47,10 @@ class RunContext:
         for e in explainers:  # e.g. DeepLIFT on TorchScript: refused before any work
             e.check_model(model)
         model, fast = _fast_forward(model, config, dataset)
-        return cls(config, dataset, model, explainers, metrics, fast_forward=fast,
-                   model_ident=model_identity(config.model, network))
+        ident = model_identity(config.model, network)
+        if getattr(model, "transport", None):  # a served model: binary tensors or JSON (manifest model.transport)
+            ident["transport"] = dict(model.transport)
+        return cls(config, dataset, model, explainers, metrics, fast_forward=fast, model_ident=ident)
 
     def model_identity(self) -> dict:
         """What the manifest records as the model's identity (and ``--resume`` compares)."""
