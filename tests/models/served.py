@@ -75,12 +75,17 @@ def model_server(what: str, venv: Path, script: str, args: list[str], ready_path
             time.sleep(0.25)
         yield served
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM (as a service manager would), then SIGKILL after ``timeout`` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def kserve_server(model_file: Path, log_path: Path, *, ready_s: float = 120.0):

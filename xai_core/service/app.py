@@ -147,9 +147,11 @@ class Service:
             raise XaiError(f"these parameters cost {cost:,} model passes per image and label; the cap is "
                            f"{self.config.limits.max_passes:,}")
 
-    def _key(self, req: ExplainRequest) -> tuple[str, list]:
-        entries = [{**e, "params": {**e["params"], **req.params.get(e["name"], {})}}
-                   for e in self.entries if e["name"] in req.explainers]
+    def _key(self, req: ExplainRequest | None) -> tuple[str, list]:
+        """(configuration key, explainer entries) of a request (None: the service's own)."""
+        entries = self.entries if req is None else [
+            {**e, "params": {**e["params"], **req.params.get(e["name"], {})}}
+            for e in self.entries if e["name"] in req.explainers]
         text = json.dumps(entries, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8], entries
 
@@ -176,7 +178,7 @@ class Service:
         from ..data.memory import Item
 
         key, entries = self._key(req)
-        default = [e["name"] for e in entries] == self.names and not any(req.params.values())
+        default = key == self._key(None)[0]  # the service's own explainers and parameters
         engine = self.engine(key, entries)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         tag = f"{stamp}-{uuid.uuid4().hex[:6]}"
