@@ -4,6 +4,9 @@ FROM python:3.11-slim
 
 WORKDIR /app
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
+# Pango: WeasyPrint's text layout, for the PDF report (`xai-core report --pdf`).
+RUN apt-get update && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 \
+ && rm -rf /var/lib/apt/lists/*
 # The CPU build of torch 2.13.0; the pinned requirements keep pip from pulling a CUDA build.
 COPY requirements.txt pyproject.toml setup.py README.md ./
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \

@@ -64,7 +64,11 @@ def toy_data(tmp_path):
 
 def pytest_configure(config):
     # Small tensors gain nothing from intra-op threads, and tests also start subprocesses
-    # (Dask workers, the Streamlit server) that share the same 2 cores.
+    # (Dask workers, the Streamlit server) that share the same 2 cores. A run's default
+    # threads (xai_core/threads.py) and the subprocesses' torch read OMP_NUM_THREADS.
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
     torch.set_num_threads(1)

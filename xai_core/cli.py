@@ -1,5 +1,6 @@
-"""``xai-core``: run, demo, inspect, list, serve (the dashboard) and explainer (the service). Errors print one line and exit 2 (``XAI_DEBUG=1``
-adds the traceback); Ctrl-C prints one line and exits 130."""
+"""``xai-core``: run, demo, inspect, report, list, serve (the dashboard) and explainer (the
+service). Errors print one line and exit 2 (``XAI_DEBUG=1`` adds the traceback); Ctrl-C prints
+one line and exits 130."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def _cmd_run(args) -> int:
             raise XaiError(f"--resume finishes a run with its stored configuration; {given[0]} cannot change it. "
                            "Start a new run with --config (and --out) instead")
         cfg = resume_config(args.resume)
+        if args.threads is not None:  # how many cores, not what is computed: a resume may change it
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, threads=args.threads)
         out = args.resume
     else:
         if args.force:
@@ -39,6 +44,8 @@ def _cmd_run(args) -> int:
             overrides.append(f"dataset.limit={args.limit}")
         if args.out:
             overrides.append(f"out={Path(args.out).resolve()}")
+        if args.threads is not None:
+            overrides.append(f"threads={args.threads}")
         cfg = load_config(args.config, overrides)
         out = cfg.out
         if not out:
@@ -47,9 +54,11 @@ def _cmd_run(args) -> int:
         from .distributed import run_distributed
 
         run_distributed(cfg, out, resume=bool(args.resume), overwrite=args.overwrite,
-                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet, force=args.force)
+                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet, force=args.force,
+                        pipelined=not args.no_pipeline)
     else:
-        run(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, force=args.force)
+        run(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, force=args.force,
+            pipelined=not args.no_pipeline)
     print(f"summary written to {out}")
     return 0
 
@@ -93,6 +102,50 @@ def _cmd_inspect(args) -> int:
         for e, row in info["scores"].items():
             cells = ", ".join(f"{m}={v:.3f}" if v is not None else f"{m}=n/a" for m, v in row.items())
             print(f"  {e}: {cells}")
+    return 0
+
+
+def _tag_list(text: str | None, flag: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    from .labels import TAGS
+
+    tags = tuple(t.strip().upper() for t in text.split(",") if t.strip())
+    bad = [t for t in tags if t not in TAGS]
+    if bad:
+        raise XaiError(f"{flag} {text!r}: unknown tag(s) {bad}; expected a comma-separated list of {', '.join(TAGS)}")
+    return tags
+
+
+def _weights(items: list[str] | None) -> dict[str, float] | None:
+    if not items:
+        return None
+    out = {}
+    for it in items:
+        name, sep, value = it.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise XaiError(f"--weight {it!r}: expected METRIC=WEIGHT, e.g. --weight deletion_auc=2")
+    return out
+
+
+def _cmd_report(args) -> int:
+    from .dashboard.assessment import LOCALISATION_TAGS, RowFilter
+    from .report import ReportOptions, write_report
+
+    run_dir = Path(args.run_dir)
+    loc = _tag_list(args.localisation_tags, "--localisation-tags")
+    gallery = _tag_list(args.gallery_tags, "--gallery-tags")
+    opts = ReportOptions(weights=_weights(args.weight), metric=args.metric, per_explainer=args.per_explainer,
+                         rows_filter=RowFilter(_tag_list(args.tags, "--tags") or (),
+                                               LOCALISATION_TAGS if loc is None else loc),
+                         **({} if gallery is None else {"gallery_tags": gallery}))
+    out = Path(args.out) if args.out else Path(f"{run_dir.resolve().name}-report.{'pdf' if args.pdf else 'html'}")
+    write_report(run_dir, out, opts, pdf=args.pdf)
+    print(f"report written to {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -192,9 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace an existing run in the output directory")
     r.add_argument("--force", action="store_true",
                    help="with --resume: finish the run even though the dataset file or model weights changed")
-    r.add_argument("--workers", type=int, default=0, help="run on a local Dask cluster of N workers (127.0.0.1)")
+    r.add_argument("--workers", type=int, default=0,
+                   help="run on a local Dask cluster of N workers (127.0.0.1); with GPUs, one worker per visible GPU")
     r.add_argument("--scheduler", help="run on an existing Dask cluster, tcp://HOST:PORT")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--threads", type=int, metavar="N",
+                   help="intra-op CPU threads of torch and ONNX Runtime (overrides `threads:`; default "
+                        "$OMP_NUM_THREADS, else the cores this process may use; per worker with --workers)")
+    r.add_argument("--no-pipeline", action="store_true",
+                   help="read, compute and write each part in turn (no background reader and writer threads)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars or lines")
     r.set_defaults(func=_cmd_run)
 
     d = sub.add_parser("demo", help="build the demo data and model if missing and run the default configuration")
@@ -217,6 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--verify", action="store_true",
                    help="check every part against its commit record (row counts, chunk sizes and CRC-32)")
     i.set_defaults(func=_cmd_inspect)
+
+    rp = sub.add_parser("report", help="write one self-contained HTML file (or PDF) about a run, to hand on")
+    rp.add_argument("run_dir")
+    rp.add_argument("--out", help="output file (default: <run>-report.html in the current directory)")
+    rp.add_argument("--pdf", action="store_true", help="write PDF (WeasyPrint; without the interactive charts)")
+    rp.add_argument("--weight", action="append", metavar="METRIC=W",
+                    help="a metric's weight in the ranking (the others keep 1); repeat for several")
+    rp.add_argument("--tags", metavar="TP,FN", help="tags averaged for label-specific metrics (default: every tag)")
+    rp.add_argument("--localisation-tags", metavar="TP", help="tags averaged for localisation metrics (default: TP)")
+    rp.add_argument("--metric", help="the gallery's metric (default: the first faithfulness metric)")
+    rp.add_argument("--per-explainer", type=int, default=3, metavar="N",
+                    help="best and worst samples per explainer in the gallery (default 3)")
+    rp.add_argument("--gallery-tags", metavar="TP", help="tags of the labels the gallery ranks (default: TP)")
+    rp.set_defaults(func=_cmd_report)
 
     sv = sub.add_parser("serve", help="serve the dashboard for the runs under a log directory")
     sv.add_argument("--logdir", default="summaries", help="the folder of runs (default: summaries)")
