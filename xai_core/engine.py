@@ -60,8 +60,11 @@ class RunContext:
             e.check_model(model)
         batch = _explain_batch(model, config, dataset)
         model, fast = _fast_forward(model, config, dataset, batch, progress)
-        return cls(config, dataset, model, explainers, metrics, fast_forward=fast,
-                   model_ident=model_identity(config.model, network), device=device, batch_size=batch)
+        ident = model_identity(config.model, network)
+        if getattr(model, "transport", None):  # a served model: binary tensors or JSON (manifest model.transport)
+            ident["transport"] = dict(model.transport)
+        return cls(config, dataset, model, explainers, metrics, fast_forward=fast, model_ident=ident,
+                   device=device, batch_size=batch)
 
     def model_identity(self) -> dict:
         """What the manifest records as the model's identity (and ``--resume`` compares)."""

@@ -36,7 +36,8 @@ class ModelSpec:
     channels: 3 (RGB) or 1 (grey: images are converted to luma); None = detected from the
         network (its first 4-D weight, checked by a probe pass).
     url: a served model, ``http://host:port/v1/models/NAME:predict`` (KServe V1) or
-        ``…/v2/models/NAME/infer`` (Open Inference Protocol V2); ``protocol`` (auto|v1|v2),
+        ``…/v2/models/NAME/infer`` (Open Inference Protocol V2), ``…/api/v1.0/predictions`` (Seldon);
+        ``protocol`` (auto|v1|v2|seldon),
         ``outputs`` (logits|probabilities), ``timeout`` (s per request), ``retries`` and
         ``request_batch`` (images per request), ``binary_data`` (V2 binary tensors) apply to it
         only (see :mod:`.remote`).
