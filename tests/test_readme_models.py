@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def test_model_kind_table_matches_the_registry():
     text = README.read_text()
-    table = text[text.index("| explainer | PyTorch factory | TorchScript | ONNX | served (KServe) |"):]
+    table = text[text.index("| explainer | PyTorch factory | TorchScript | ONNX | served (KServe, MLServer, Seldon) |"):]
     rows = {}
     for line in table.splitlines()[2:]:
         if not line.startswith("|"):

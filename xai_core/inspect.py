@@ -47,4 +47,17 @@ def inspect_run(run_dir: str | Path) -> dict:
         "not_applicable": skipped,
         "progress": man.get("progress"),
         "timing": man.get("timing"),
+        "device": _device_summary(man.get("model") or {}),
     }
+
+
+def _device_summary(model: dict) -> dict | None:
+    """Where the run's passes ran (manifest ``model.device``, ``precision``, ``batches``); None
+    for runs written before devices were recorded."""
+    dev = model.get("device")
+    if not isinstance(dev, dict):
+        return None
+    batches = model.get("batches") if isinstance(model.get("batches"), dict) else {}
+    return {"requested": dev.get("requested"), "resolved": dev.get("resolved"), "name": dev.get("name"),
+            "reason": dev.get("reason"), "precision": model.get("precision"),
+            "explain_batch_size": batches.get("resolved"), "forward_backoffs": batches.get("forward_backoffs")}

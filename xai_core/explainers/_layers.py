@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..devices import module_device
 from ..errors import ExplainerError
 
 
@@ -64,7 +65,7 @@ def last_spatial_layer(net: nn.Module, input_shape: tuple[int, ...]) -> LayerCho
                              "CAM methods need a Python nn.Module, not TorchScript") from e
     try:
         with torch.no_grad():
-            net(torch.zeros(1, *input_shape))
+            net(torch.zeros(1, *input_shape, device=module_device(net)))
     finally:
         for h in handles:
             h.remove()

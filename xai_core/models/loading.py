@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..devices import check_device_name, check_precision, check_precision_name, resolve_device
 from ..errors import ModelError
 from .handle import ACTIVATIONS, ClassifierHandle, PixelSpaceModel
 from .onnx import load_onnx, refuse_onnx_file
@@ -35,7 +36,8 @@ class ModelSpec:
     channels: 3 (RGB) or 1 (grey: images are converted to luma); None = detected from the
         network (its first 4-D weight, checked by a probe pass).
     url: a served model, ``http://host:port/v1/models/NAME:predict`` (KServe V1) or
-        ``…/v2/models/NAME/infer`` (Open Inference Protocol V2); ``protocol`` (auto|v1|v2),
+        ``…/v2/models/NAME/infer`` (Open Inference Protocol V2), ``…/api/v1.0/predictions`` (Seldon);
+        ``protocol`` (auto|v1|v2|seldon),
         ``outputs`` (logits|probabilities), ``timeout`` (s per request), ``retries`` and
         ``request_batch`` (images per request), ``binary_data`` (V2 binary tensors) apply to it
         only (see :mod:`.remote`).
@@ -46,6 +48,10 @@ class ModelSpec:
     fast_forward: "auto" runs the forward-only passes of a PyTorch model through an ONNX
         Runtime export when it reproduces torch's logits and is faster on a probe here
         (:mod:`.fast`); "on" whenever it is exact; "off" keeps torch.
+    device: where a PyTorch model runs — "auto" (the first CUDA device torch sees, else the
+        CPU), "cpu", "cuda" or "cuda:N" (:func:`xai_core.devices.resolve_device`).
+    precision: "fp32", "bf16" or "fp16": the autocast dtype of forward-only passes (gradient
+        passes stay float32); fp16 needs a CUDA device.
     """
 
     factory: str | None = None
@@ -67,6 +73,8 @@ class ModelSpec:
     onnx: str | None = None
     fast_forward: str | bool = "auto"  # YAML reads bare `off`/`on` as false/true
     module: str | None = None
+    device: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self):
         if isinstance(self.fast_forward, bool):
@@ -86,6 +94,14 @@ class ModelSpec:
             validate_remote(self)
         if self.onnx and self.weights:
             raise ModelError("model.weights applies to model.factory; an ONNX file holds its own weights")
+        problem = check_device_name(self.device) or check_precision_name(self.precision)
+        if problem:
+            raise ModelError(problem)
+        if (self.onnx or self.url) and (self.device not in ("auto", "cpu") or self.precision != "fp32"):
+            runtime = "ONNX Runtime on the CPU" if self.onnx else "its server"
+            raise ModelError(f"model.device {self.device!r} / precision {self.precision!r} apply to PyTorch models; "
+                             f"{'an ONNX model' if self.onnx else 'a served model'} runs in {runtime}: "
+                             "leave device auto (or cpu) and precision fp32")
         if self.fast_forward not in FAST_FORWARD_MODES:
             raise ModelError(f"model.fast_forward is {self.fast_forward!r}; expected one of {FAST_FORWARD_MODES}")
         if self.activation not in ACTIVATIONS:
@@ -184,9 +200,9 @@ def _per_channel(values: tuple[float, ...], channels: int, what: str) -> tuple[f
                      f"channel{'s' if channels > 1 else ''}; expected {channels} value{'s' if channels > 1 else ''} (or one)")
 
 
-def _probe(module: nn.Module, channels: int, size) -> torch.Tensor:
+def _probe(module: nn.Module, channels: int, size, device: torch.device) -> torch.Tensor:
     with torch.no_grad():
-        return module(torch.zeros(1, channels, *size))
+        return module(torch.zeros(1, channels, *size, device=device))
 
 
 def _short(e: Exception) -> str:
@@ -209,19 +225,29 @@ def load_model(spec: ModelSpec, num_classes: int, network: nn.Module | None = No
     if spec.onnx:
         spec.validate()
         return load_onnx(spec, num_classes)
+    device, _ = resolve_device(spec.device)  # an unavailable device stops here, before any work
+    check_precision(spec.precision, device)
+    if device.type == "cuda":
+        # True float32 on the GPU: cuDNN would otherwise run float32 convolutions in TF32 (10-bit
+        # mantissa) on Ampere and later, and maps would move with the GPU generation.
+        # Reduced precision is asked for explicitly (model.precision).
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     if network is not None:
         spec.validate()
         net = network.eval()
     else:
         net = load_network(spec)
+    net = net.to(device)
     size = tuple(spec.input_size)
     guess = spec.channels or guess_channels(net)
     tries = [guess] if spec.channels else [guess, 4 - guess]
     errors = []
     for channels in tries:
-        module = PixelSpaceModel(net, _per_channel(spec.mean, channels, "mean"), _per_channel(spec.std, channels, "std"))
+        module = PixelSpaceModel(net, _per_channel(spec.mean, channels, "mean"),
+                                 _per_channel(spec.std, channels, "std")).to(device)
         try:
-            out = _probe(module, channels, size)
+            out = _probe(module, channels, size, device)
             break
         except Exception as e:  # a wrong channel count raises deep inside the user's network
             errors.append((channels, e))
@@ -235,7 +261,19 @@ def load_model(spec: ModelSpec, num_classes: int, network: nn.Module | None = No
             f"model outputs shape {tuple(out.shape)}; expected (N, {num_classes}) logits, one per class of the dataset"
         )
     return ClassifierHandle(module=module, activation=spec.activation, input_size=size,
-                            num_classes=num_classes, channels=channels)
+                            num_classes=num_classes, channels=channels, precision=spec.precision)
+
+
+def device_record(spec: ModelSpec) -> dict:
+    """What the manifest records under ``model.device``: requested, resolved, the device's
+    name and why (a forward-only model runs on the CPU, or on its server)."""
+    if spec.onnx or spec.url:
+        from ..devices import CPU, device_name
+
+        where = "ONNX Runtime's CPU provider" if spec.onnx else "a served model: the server chooses its device"
+        return {"requested": spec.device, "resolved": "cpu", "name": device_name(CPU) if spec.onnx else None,
+                "reason": where}
+    return resolve_device(spec.device)[1]
 
 
 def module_identity(net: nn.Module) -> dict:
