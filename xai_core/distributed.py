@@ -42,6 +42,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .axioms import run_diagnostics
 from .config import RunConfig
 from .data import open_dataset
 from .engine import RunContext, check_capabilities, compute_part, part_indices, sanity_checks
@@ -284,7 +285,7 @@ def _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, 
         bar.close()
     wall = time.perf_counter() - t0
     n_new = totals["samples"]
-    writer.finish("complete", timing={
+    writer.finish("complete", diagnostics=run_diagnostics(out_dir), timing={
         "seconds": round(wall, 3),
         "images_per_s": round(n_new / wall, 3) if wall > 0 and n_new else None,
         "model_passes": totals["passes"],

@@ -67,6 +67,11 @@ def check_capabilities(model, config: RunConfig, explainers: list) -> None:
     if grad:
         raise ConfigError(f"explainers {grad} need gradients, which a model served by {kind} cannot give; "
                           "use perturbation explainers (occlusion, rise, lime, kernel_shap, anchors, random)")
+    inside = [e.instance_name for e in explainers if e.needs_python_forward]
+    if inside:  # e.g. attention rollout: no gradient, but it reads the attention inside the forward pass
+        raise ConfigError(f"explainers {inside} read layers inside the PyTorch forward pass, which a model served by "
+                          f"{kind} does not expose; use perturbation explainers (occlusion, rise, lime, kernel_shap, "
+                          "anchors, random)")
     if config.uncertainty.enabled and config.uncertainty.dropout > 0:
         raise ConfigError(f"uncertainty (MC dropout) needs the PyTorch module, which a model served by {kind} lacks; "
                           "set uncertainty.dropout: 0 with tta_shift / tta_noise (test-time augmentation), "

@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import __version__
+from .axioms import run_diagnostics
 from .config import RunConfig, config_from_dict
 from .engine import RunContext, compute_part, part_indices, sanity_checks
 from .errors import ConfigError, SummaryError, XaiError
@@ -36,9 +37,11 @@ def build_manifest(ctx: RunContext, n_parts: int) -> dict:
         "classes": ctx.classes,
         # `signed` is the instance's (Grad-CAM with relu: false is signed); RunWriter.finish
         # adds what the maps measured (has_negative) — FORMAT.md.
+        # `resolved`: what the instance found on the model (a CAM's layer and grid, the attention
+        # modules, DeepLIFT's unsupported operations); none in a Dask driver (no model loaded).
         "explainers": [{**type(e).metadata(), "type": e.name, "name": e.instance_name,
                         "signed": e.is_signed, "signed_declared": e.is_signed,
-                        "params": _plain(e.params)} for e in ctx.explainers],
+                        "params": _plain(e.params), "resolved": e.resolved} for e in ctx.explainers],
         "metrics": [{**type(m).metadata(), "type": m.name, "name": m.instance_name,
                      "params": _plain(m.params)} for m in ctx.metrics],
         "progress": {"total_samples": len(ctx.dataset), "done_samples": 0,
@@ -195,7 +198,7 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, progr
     finally:
         bar.close()
     wall = time.perf_counter() - t0
-    writer.finish("complete", timing={
+    writer.finish("complete", diagnostics=run_diagnostics(out_dir), timing={
         "seconds": round(wall, 3),
         "images_per_s": round(n_new / wall, 3) if wall > 0 and n_new else None,
         "model_passes": ctx.model.passes - passes0,

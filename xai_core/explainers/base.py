@@ -94,6 +94,9 @@ class Explainer:
     # their reach, so it is refused up front (DeepLIFT would otherwise return maps that silently
     # break completeness by tens of per cent). Gradients through TorchScript are exact.
     needs_python_forward: ClassVar[bool] = False
+    # True for methods that read a transformer's attention (``_attention.py``): refused, with
+    # one line, on a model without attention.
+    needs_attention: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any] | None = None, *, instance_name: str | None = None):
         self.instance_name = instance_name or self.name
@@ -107,6 +110,7 @@ class Explainer:
             "display_name": cls.display_name or cls.name,
             "needs_gradients": cls.needs_gradients,
             "needs_python_forward": cls.needs_python_forward,
+            "needs_attention": cls.needs_attention,
             "signed": cls.signed,
             "paper": cls.paper,
             "params": params_schema(cls.Params),
@@ -120,6 +124,12 @@ class Explainer:
         a parameter changes it (Grad-CAM with ``relu=False``). A run also measures it: the
         manifest's ``signed`` is true when any stored map has a negative value."""
         return bool(type(self).signed)
+
+    @property
+    def resolved(self) -> dict | None:
+        """What this instance resolved on the model it explains (a CAM layer and its grid, the
+        attention modules found…), recorded in the run's manifest; None when nothing was."""
+        return None
 
     def error(self, message: str) -> ExplainerError:
         """An :class:`ExplainerError` whose message starts with this instance's name."""
