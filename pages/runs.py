@@ -47,6 +47,8 @@ def run_list():
                 c[1].progress(r.progress, text=r.status_text)
             elif r.error:
                 (c[1].error if r.status == "unreadable" else c[1].warning)(r.error)
+            if r.warnings:  # explainers that break their own axiom: their scores describe broken maps
+                c[1].markdown(":orange-badge[:material/warning: axioms]", help="\n\n".join(r.warnings))
             samples = f"{r.done_samples}/{r.total_samples}" if r.total_samples else "–"
             c[2].markdown(f"{r.model or '–'}  \n{samples} samples")
             c[3].markdown(f"{', '.join(r.explainers) or '–'}  \n{', '.join(r.metrics) or '–'}")

@@ -5,6 +5,7 @@ import streamlit as st
 from pages._common import active_run, refresh_while_running, remember, require_frame, restore
 from xai_core.dashboard import fields as F
 from xai_core.dashboard import query as Q
+from xai_core.dashboard.notes import legend_note
 from xai_core.dashboard.overlay import DIVERGING_CMAPS, POLARITIES, SCALES, SEQUENTIAL_CMAPS, OverlayStyle, legend
 from xai_core.dashboard.render import detail_maps, detail_pictures
 from xai_core.errors import XaiError
@@ -133,9 +134,13 @@ def _breakable(name: str) -> str:
 
 
 def _legend(col, e: str, values) -> None:
-    lg = legend(style, values, signed_maps=bool(t.explainer_meta(e).get("signed", True)))
+    meta = t.explainer_meta(e)
+    lg = legend(style, values, signed_maps=bool(meta.get("signed", True)))
     col.image(lg.bar, width="stretch")
     col.caption(lg.ends, help=lg.text)
+    note = legend_note(meta)  # e.g. the layer and token grid a CAM read on a ViT
+    if note:
+        col.caption(note)
 
 
 @st.dialog("Image detail", width="large")

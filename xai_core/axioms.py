@@ -95,10 +95,14 @@ def warnings(summary: dict, explainers: list[dict] | None = None) -> dict[str, l
     meta = {str(e.get("name")): e for e in (explainers or []) if isinstance(e, dict)}
     out: dict[str, list[str]] = {}
     for e, per_key in (summary or {}).items():
+        if not isinstance(per_key, dict):
+            continue
         for key, s in per_key.items():
             ax = AXIOMS.get(key)
             if ax is None or not isinstance(s, dict) or not s.get("violations"):
                 continue
+            if not all(isinstance(s.get(k), (int, float)) for k in ("share", "median", "worst")):
+                continue  # a hand-edited or damaged manifest: nothing trustworthy to say
             why = _reason(key, meta.get(e))
             line = (f"{e}: {ax.name} violated on {s['share']:.0%} of maps (median {ax.fmt(s['median'])}, worst "
                     f"{ax.fmt(s['worst'])}; threshold {ax.fmt(ax.threshold)})" + (f" — {why}" if why else ""))

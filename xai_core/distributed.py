@@ -45,7 +45,7 @@ from tqdm import tqdm
 from .axioms import run_diagnostics
 from .config import RunConfig
 from .data import open_dataset
-from .engine import RunContext, check_capabilities, compute_part, part_indices, sanity_checks
+from .engine import RunContext, check_capabilities, check_localisation, compute_part, part_indices, sanity_checks
 from .errors import ConfigError, XaiError
 from .models.loading import load_model
 from .runner import INTERRUPTED, as_xai_error, fail, final_progress, open_writer, owned
@@ -224,6 +224,7 @@ def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     out_dir = Path(out_dir).resolve()
     dataset = open_dataset(config.dataset)
     explainers, metrics = config.instantiate()
+    check_localisation(dataset, metrics, config)
     check_capabilities(None, config, explainers)  # before the manifest exists, as without Dask
     # The manifest needs no model: the driver stays light, workers load it.
     ctx = RunContext(config, dataset, None, explainers, metrics)

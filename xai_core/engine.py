@@ -37,6 +37,7 @@ class RunContext:
         dataset = open_dataset(config.dataset)
         model = load_model(config.model, num_classes=len(dataset.classes))
         explainers, metrics = config.instantiate()
+        check_localisation(dataset, metrics, config)
         check_capabilities(model, config, explainers)
         for e in explainers:  # e.g. DeepLIFT on TorchScript: refused before any work
             e.check_model(model)
@@ -51,6 +52,17 @@ class RunContext:
     @property
     def classes(self) -> list[str]:
         return list(self.dataset.classes)
+
+
+def check_localisation(dataset, metrics: list, config: RunConfig) -> None:
+    """Refuse localisation metrics on a dataset without a single box or mask: every score
+    would be n/a, and the run would look as if it had measured something."""
+    need = [m.instance_name for m in metrics if "masks" in m.needs]
+    if need and not getattr(dataset, "has_objects", True):
+        kind = "an image folder has none" if config.dataset.kind == "imagefolder" else "no item of it has one"
+        raise ConfigError(f"metrics {need} score maps against object boxes or masks, but dataset "
+                          f"{config.dataset.path!r} has none ({kind}); remove them, or use a manifest with `boxes` / "
+                          "`mask` (README, Bring your own model)")
 
 
 def check_capabilities(model, config: RunConfig, explainers: list) -> None:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .axioms import run_diagnostics
-from .config import RunConfig, config_from_dict
+from .config import RunConfig, resume_config  # noqa: F401  (resume_config: importable from here too)
 from .engine import RunContext, compute_part, part_indices, sanity_checks
 from .errors import ConfigError, SummaryError, XaiError
 from .models.loading import model_identity
@@ -32,7 +32,9 @@ def build_manifest(ctx: RunContext, n_parts: int) -> dict:
         "model": {**model_identity(cfg.model), "activation": cfg.model.activation,
                   "input_size": list(cfg.model.input_size), "fast_forward": ctx.fast_forward,
                   # detected when model.channels is unset; none in a Dask driver (workers load the model)
-                  "channels": getattr(ctx.model, "channels", None)},
+                  "channels": getattr(ctx.model, "channels", None),
+                  # which part of a dict/tuple output (or which of several outputs) is the logits, and why
+                  "output": getattr(ctx.model, "output_choice", None)},
         "dataset": ctx.dataset.identity(),
         "classes": ctx.classes,
         # `signed` is the instance's (Grad-CAM with relu: false is signed); RunWriter.finish
@@ -53,17 +55,6 @@ def _plain(params) -> dict:
     import dataclasses
 
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(params).items()}
-
-
-def resume_config(run_dir: str | Path) -> RunConfig:
-    """The configuration stored in a run, to finish it exactly as it was started."""
-    manifest = read_manifest(run_dir)
-    if "config" not in manifest:
-        raise SummaryError(f"{run_dir}: the manifest holds no configuration; cannot resume")
-    raw = dict(manifest["config"])
-    raw["explainers"] = [dict(p) for p in raw["explainers"]]
-    raw["metrics"] = [dict(p) for p in raw["metrics"]]
-    return config_from_dict(raw)
 
 
 def open_writer(ctx: RunContext, out_dir: Path, n_parts: int, *, resume: bool, overwrite: bool,

@@ -222,7 +222,8 @@ def test_every_metric_and_gradient_free_explainer_runs_on_an_onnx_model(toy_data
     fast = {"deletion_auc": {"steps": 4}, "insertion_auc": {"steps": 4}, "naive_faithfulness": {"chunks": 4},
             "road_morf": {"fractions": [0.5]}, "road_lerf": {"fractions": [0.5]},
             "max_sensitivity": {"samples": 2}, "avg_sensitivity": {"samples": 2}, "infidelity": {"samples": 2}}
-    explainers = [{"type": c.name, "params": dict(c.smoke_params)} for c in EXPLAINERS if not c.needs_gradients]
+    explainers = [{"type": c.name, "params": dict(c.smoke_params)} for c in EXPLAINERS
+                  if not (c.needs_gradients or c.needs_python_forward)]
     raw = toy_config(toy_data, tmp_path / "run", explainers=explainers,
                      metrics=[{"type": c.name, "params": fast.get(c.name, {})} for c in METRICS],
                      counterfactual={"enabled": True, "layers": 2}, dataset={"kind": "manifest", "path": str(toy_data),
