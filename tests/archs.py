@@ -316,3 +316,23 @@ def images(n: int = 2, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     low = torch.rand(n, 3, 4, 4, generator=g)
     return F.interpolate(low, size=(SIDE, SIDE), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def axiom_run(root, name: str = "axioms"):
+    """A complete run whose explainers break their axioms, for the diagnostics tests: the
+    ConvNeXt-like net (3 classes) on the toy squares, DeepLIFT allowed although its rules do not
+    cover LayerNorm, Integrated Gradients at 2 steps, the plain gradient and Grad-CAM (no axiom)."""
+    from toy import make_dataset, toy_config
+    from xai_core.config import config_from_dict
+    from xai_core.runner import run
+
+    data = make_dataset(root / "data", n=6)
+    model = {"factory": "archs:convnext", "factory_kwargs": {"classes": 3}, "activation": "sigmoid",
+             "input_size": [SIDE, SIDE], "mean": 0, "std": 1}
+    explainers = [{"type": "deeplift", "params": {"allow_unsupported": True}},
+                  {"type": "integrated_gradients", "params": {"steps": 2}}, "gradient", "gradcam"]
+    cfg = config_from_dict(toy_config(data, root / "logs" / name, model=model, explainers=explainers,
+                                      metrics=[{"type": "deletion_auc", "params": {"steps": 4}}, "sparseness"],
+                                      batch_size=3))
+    run(cfg, cfg.out, progress=False)
+    return root / "logs", cfg.out

@@ -51,7 +51,8 @@ def _additive(mask: torch.Tensor | None, dtype) -> torch.Tensor | None:
 def mha_forward(mha: nn.MultiheadAttention, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False, *, record=None):
     """``nn.MultiheadAttention.forward`` written out (eval mode: no dropout), calling
-    ``record(probs)`` with the (N, heads, L, S) softmax probabilities it then uses.
+    ``record(probs)`` with the (N, heads, L, S) softmax probabilities it then uses (or the
+    tensor ``record`` returns instead, when it returns one).
 
     Supports batch-first and sequence-first inputs, unbatched inputs, packed or separate
     q/k/v projections, boolean or additive ``attn_mask`` (L, S) / (N·heads, L, S),
@@ -91,8 +92,9 @@ def mha_forward(mha: nn.MultiheadAttention, query, key, value, key_padding_mask=
     if kp is not None:
         scores = scores + kp.view(n, 1, 1, ts)
     probs = scores.softmax(dim=-1)
-    if record is not None:
-        record(probs)
+    if record is not None:  # it may return a tensor to use instead (same values)
+        kept = record(probs)
+        probs = probs if kept is None else kept
     out = (probs @ v).transpose(1, 2).reshape(n, tq, e)
     out = mha.out_proj(out)
     if unbatched:
@@ -132,10 +134,15 @@ def attention_sources(net: nn.Module, modules: str = "") -> tuple[list[tuple[str
 class AttentionRecorder:
     """Context manager recording, in call order, every attention probability tensor
     (N, heads, T, S) that ``net`` computes inside it: ``.probs`` (list of tensors) and
-    ``.names`` (the module each came from). Use it around the forward pass only."""
+    ``.names`` (the module each came from). Use it around the forward pass only.
 
-    def __init__(self, net: nn.Module, modules: str = ""):
+    ``grad=True``: every recorded tensor is one ∂logit/∂A can be taken of — an attention that
+    does not depend on the input (fixed scores) gets a zero that requires grad added, which
+    changes neither its value nor any other gradient."""
+
+    def __init__(self, net: nn.Module, modules: str = "", *, grad: bool = False):
         self.mha, self.marked = attention_sources(net, modules)
+        self.grad = grad
         self.probs: list[torch.Tensor] = []
         self.names: list[str] = []
         self._stack: ExitStack | None = None
@@ -144,10 +151,13 @@ class AttentionRecorder:
     def found(self) -> bool:
         return bool(self.mha or self.marked)
 
-    def _keep(self, name: str, t) -> None:
+    def _keep(self, name: str, t):
         if isinstance(t, torch.Tensor):
+            if self.grad and not t.requires_grad:
+                t = t + torch.zeros_like(t).requires_grad_(True)
             self.probs.append(t)
             self.names.append(name)
+        return t
 
     def __enter__(self) -> "AttentionRecorder":
         self._stack = stack = ExitStack()
@@ -270,7 +280,7 @@ class AttentionExplainer(Explainer):
         info = self.structure(model, tuple(images.shape[1:]))
         if self.needs_gradients:  # ∂logit/∂A needs a graph; the parameters do not require grad
             images = images.detach().requires_grad_(True)
-        rec = AttentionRecorder(model.net, self.params.modules)
+        rec = AttentionRecorder(model.net, self.params.modules, grad=self.needs_gradients)
         with rec:
             logits = model(images)
         self._check_probs(rec, images.shape[0], tuple(images.shape[2:]), getattr(model, "patch_grid", None))

@@ -59,11 +59,11 @@ def first_tensor(out):
 
 
 def _aligned(h: int, w: int, image_hw: tuple[int, int]) -> bool:
-    """Does an h × w grid have the aspect ratio of the image (within 25 %)?"""
+    """Does an h × w grid have the aspect ratio of the image (within 15 %)?"""
     if h < 1 or w < 1:
         return False
     sy, sx = image_hw[0] / h, image_hw[1] / w
-    return abs(sy - sx) <= 0.25 * max(sy, sx)
+    return abs(sy - sx) <= 0.15 * max(sy, sx)
 
 
 def token_grid(tokens: int, image_hw: tuple[int, int], grid=None) -> tuple[int, tuple[int, int]] | None:
