@@ -12,7 +12,8 @@ the maps and the model's logits alone (so it reads the same on older code):
 * ``r(gradient)``: median Pearson correlation of the raw (C, H, W) attribution with the plain
   gradient — Guided Backprop and Deconvolution; near 1 means the rule changed nothing;
 * ``layer``: the layer the CAM family resolved by itself (and the map grid), or the error;
-* what the explainer did: ran, or refused (the first words of its one-line reason).
+* what the explainer did: ran, or refused (the first words of its one-line reason), and
+  whether the run-level diagnostic of ``xai_core/axioms.py`` flags its maps.
 
     python bench/architectures.py                  # trained for 300 steps each
     BENCH_ARCH_STEPS=0 python bench/architectures.py
@@ -42,6 +43,7 @@ STEPS = int(os.environ.get("BENCH_ARCH_STEPS", "300"))
 N_IMAGES = int(os.environ.get("BENCH_ARCH_IMAGES", "16"))
 METHODS = {  # name in the table → (registry type, params)
     "deeplift": ("deeplift", {}),
+    "deeplift_allowed": ("deeplift", {"allow_unsupported": True}),
     "ig_8": ("integrated_gradients", {"steps": 8}),
     "ig_64": ("integrated_gradients", {"steps": 64}),
     "guided_backprop": ("guided_backprop", {}),
@@ -87,18 +89,35 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
 
 
+def flag(exp, n: int) -> str:
+    """The run-level verdict of xai_core/axioms.py on these maps ("" where that module or the
+    figure does not exist: older versions)."""
+    try:
+        import pandas as pd
+
+        from xai_core.axioms import summarise, warnings
+    except ImportError:
+        return ""
+    rows = [(exp.instance_name, k, float(v)) for k, vals in exp.pair_diagnostics(n).items() for v in vals]
+    w = warnings(summarise(pd.DataFrame(rows, columns=["explainer", "key", "value"])))
+    return " — FLAGGED: " + w[exp.instance_name][0].split(": ", 1)[1] if w else " — not flagged"
+
+
 def measure(name: str, handle, x: torch.Tensor, t: torch.Tensor) -> str:
     kind, params = METHODS[name]
     if kind not in EXPLAINERS:
         return "(not in this version)"
-    exp = EXPLAINERS.get(kind)(params)
+    try:
+        exp = EXPLAINERS.get(kind)(params)
+    except XaiError:
+        return "(not in this version)"
     try:
         if kind in ("guided_backprop", "deconvolution"):
             raw = exp.rule_gradients(handle, x.clone(), t)
             xx = x.clone().requires_grad_(True)
             (plain,) = torch.autograd.grad(handle(xx).gather(1, t[:, None]).sum(), xx)
             r = pearson(raw, plain)
-            return f"r(gradient) median {r.median():.3f}, min {r.min():.3f}"
+            return f"r(gradient) median {r.median():.3f}, min {r.min():.3f}" + flag(exp, len(x))
         maps = exp.explain(handle, x, t)
     except XaiError as e:
         return "refused: " + str(e).split(": ", 2)[-1][:110]
@@ -108,7 +127,7 @@ def measure(name: str, handle, x: torch.Tensor, t: torch.Tensor) -> str:
         with torch.no_grad():
             gap = (handle(x) - handle(torch.zeros_like(x))).gather(1, t[:, None])[:, 0].double()
         err = (maps.flatten(1).sum(1).double() - gap).abs() / gap.abs().clamp_min(1e-6)
-        return f"completeness median {err.median():.2%}, worst {err.max():.2%}"
+        return f"completeness median {err.median():.2%}, worst {err.max():.2%}" + flag(exp, len(x))
     if kind == "gradcam":
         info = getattr(exp, "resolved", None)
         extra = f" ({info.get('layout')}, grid {info.get('grid')})" if isinstance(info, dict) else ""
