@@ -216,9 +216,9 @@ class AttentionExplainer(Explainer):
     # ---- structure, checked once per (network, input shape) -------------------------------
     def structure(self, model, image_shape: tuple[int, ...]) -> dict:
         key = (id(model.net), tuple(image_shape), getattr(model, "patch_grid", None))
-        cache = getattr(self, "_structure", None)
-        if cache is not None and cache[0] == key:
-            return cache[1]
+        return self.cached("_structure", key, lambda: self._probe(model, image_shape))
+
+    def _probe(self, model, image_shape: tuple[int, ...]) -> dict:
         rec = AttentionRecorder(model.net, self.params.modules)
         if not rec.found:
             raise self.error(
@@ -228,9 +228,7 @@ class AttentionExplainer(Explainer):
         x = probe_images(model.net, image_shape)
         with rec, torch.no_grad():
             model.module(x)
-        info = self._check_probs(rec, x.shape[0], tuple(image_shape[1:]), getattr(model, "patch_grid", None))
-        self._structure = (key, info)
-        return info
+        return self._check_probs(rec, x.shape[0], tuple(image_shape[1:]), getattr(model, "patch_grid", None))
 
     def _check_probs(self, rec: AttentionRecorder, batch: int, image_hw, grid) -> dict:
         if not rec.probs:
@@ -264,9 +262,9 @@ class AttentionExplainer(Explainer):
 
     def check_model(self, model) -> None:
         super().check_model(model)
-        size = getattr(model, "input_size", None)
-        if size is not None and getattr(model, "supports_gradients", True):
-            self.structure(model, (getattr(model, "channels", 3), *size))
+        shape = self.probe_shape(model)
+        if shape is not None:
+            self.structure(model, shape)
 
     @property
     def resolved(self) -> dict | None:

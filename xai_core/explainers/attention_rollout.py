@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from . import register
-from ._attention import TOKENS, AttentionExplainer, identity_like
+from ._attention import AttentionExplainer, identity_like
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -33,17 +31,13 @@ class AttentionRollout(AttentionExplainer):
     needs_gradients = False
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(AttentionExplainer.Params):
         head_fusion: str = "mean"
-        modules: str = ""
-        token: str = "auto"
 
         def check(self):
             if self.head_fusion not in HEAD_FUSIONS:
                 return f"head_fusion is {self.head_fusion!r}; expected one of {HEAD_FUSIONS}"
-            if self.token not in TOKENS:
-                return f"token is {self.token!r}; expected one of {TOKENS}"
-            return None
+            return super().check()
 
     def relevance(self, probs, logits, targets):
         fuse = {"mean": lambda a: a.mean(1), "max": lambda a: a.amax(1), "min": lambda a: a.amin(1)}[self.params.head_fusion]

@@ -198,6 +198,25 @@ class Explainer:
                 "gradient_shap, xrai) or only forward passes (occlusion, rise, lime, kernel_shap, anchors)"
             )
 
+    @staticmethod
+    def probe_shape(model) -> tuple[int, int, int] | None:
+        """(C, H, W) a probe pass of ``model`` takes, for checks that run the network up front
+        (a CAM's layer, DeepLIFT's rule coverage, the attention's structure); None for a
+        forward-only model or a handle without an input size."""
+        size = getattr(model, "input_size", None)
+        if size is None or not getattr(model, "supports_gradients", True):
+            return None
+        return (getattr(model, "channels", 3), *size)
+
+    def cached(self, slot: str, key, compute):
+        """``compute()``, kept in ``slot`` for as long as ``key`` (network, input shape…) is the
+        same: what a probe pass found is found once per model."""
+        cache = getattr(self, slot, None)
+        if cache is None or cache[0] != key:
+            cache = (key, compute())
+            setattr(self, slot, cache)
+        return cache[1]
+
     def check_pairs(self, model, images: torch.Tensor, targets) -> torch.Tensor:
         """``targets`` as a (P,) int64 tensor, after checking it matches ``images``."""
         targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)

@@ -56,19 +56,13 @@ class DeepLIFT(Explainer):
 
     def unsupported(self, model, image_shape: tuple[int, ...]) -> dict[str, list[str]]:
         """{kind: module names} the rules do not cover, from one probe pass (cached)."""
-        key = (id(model.net), tuple(image_shape))
-        cache = getattr(self, "_uncovered", None)
-        if cache is None or cache[0] != key:
-            found = uncovered_operations(model.module, model.net, probe_images(model.net, image_shape))
-            self._uncovered = cache = (key, found)
-        return cache[1]
+        return self.cached("_uncovered", (id(model.net), tuple(image_shape)), lambda: uncovered_operations(
+            model.module, model.net, probe_images(model.net, image_shape)))
 
     def check_model(self, model) -> None:
         super().check_model(model)
-        size = getattr(model, "input_size", None)
-        if size is None or not getattr(model, "supports_gradients", True):
-            return
-        found = self.unsupported(model, (getattr(model, "channels", 3), *size))
+        shape = self.probe_shape(model)
+        found = self.unsupported(model, shape) if shape is not None else {}
         if found and not self.params.allow_unsupported:
             raise self.error(
                 f"its Rescale rule does not cover {_listing(found)}, so its maps would break completeness "

@@ -49,26 +49,23 @@ class GradCAM(Explainer):
 
     def layer_choice(self, model, image_shape: tuple[int, ...]) -> LayerChoice:
         """The layer to read and its layout, resolved once per (network, input shape)."""
-        key = (id(model.net), tuple(image_shape))
-        cache = getattr(self, "_layer_cache", None)
-        if cache is None or cache[0] != key:
+        def resolve():
             grid = getattr(model, "patch_grid", None)
             try:
                 if self.params.layer:
-                    choice = layer_layout(model.net, resolve_layer(model.net, self.params.layer), tuple(image_shape),
-                                          grid, forward=model.module)
-                else:
-                    choice = last_spatial_layer(model.net, tuple(image_shape), grid, forward=model.module)
+                    return layer_layout(model.net, resolve_layer(model.net, self.params.layer), tuple(image_shape),
+                                        grid, forward=model.module)
+                return last_spatial_layer(model.net, tuple(image_shape), grid, forward=model.module)
             except ExplainerError as e:
                 raise self.error(str(e)) from e
-            self._layer_cache = cache = (key, choice)
-        return cache[1]
+
+        return self.cached("_layer_cache", (id(model.net), tuple(image_shape)), resolve)
 
     def check_model(self, model) -> None:
         super().check_model(model)
-        size = getattr(model, "input_size", None)
-        if size is not None and getattr(model, "supports_gradients", True):
-            self.layer_choice(model, (getattr(model, "channels", 3), *size))  # refuse a bad layer up front
+        shape = self.probe_shape(model)
+        if shape is not None:
+            self.layer_choice(model, shape)  # refuse a bad layer up front
 
     @property
     def resolved_layer(self) -> str | None:
