@@ -15,7 +15,7 @@ the maps and the model's logits alone (so it reads the same on older code):
 * what the explainer did: ran, or refused (the first words of its one-line reason), and
   whether the run-level diagnostic of ``xai_core/axioms.py`` flags its maps.
 
-    python bench/architectures.py                  # trained for 300 steps each
+    python bench/architectures.py                  # trained for 300 steps each (weights cached)
     BENCH_ARCH_STEPS=0 python bench/architectures.py
 """
 
@@ -40,6 +40,9 @@ from xai_core.explainers import EXPLAINERS  # noqa: E402
 from xai_core.models.handle import ClassifierHandle, PixelSpaceModel  # noqa: E402
 
 STEPS = int(os.environ.get("BENCH_ARCH_STEPS", "300"))
+# Trained weights are kept here (per architecture and step count) so that a second run — the
+# same figures on newer code — skips the training; training is deterministic (seeded, CPU).
+CACHE = Path(os.environ.get("BENCH_ARCH_CACHE", "/tmp/xai_bench_architectures"))
 N_IMAGES = int(os.environ.get("BENCH_ARCH_IMAGES", "16"))
 METHODS = {  # name in the table → (registry type, params)
     "deeplift": ("deeplift", {}),
@@ -137,6 +140,7 @@ def measure(name: str, handle, x: torch.Tensor, t: torch.Tensor) -> str:
 
 
 def main() -> None:
+    EXPLAINERS.names()  # import every method now: the code measured is the code at start
     torch.manual_seed(0)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     x_all, y_all = digits()
@@ -147,7 +151,14 @@ def main() -> None:
     for arch, factory in ARCHITECTURES.items():
         t0 = time.perf_counter()
         net = factory()
-        acc = train(net, x_train, y_train, STEPS)
+        cached = CACHE / f"{arch}-{STEPS}.pt"
+        if cached.is_file():
+            net.load_state_dict(torch.load(cached, weights_only=True))
+            acc = train(net, x_train, y_train, 0)
+        else:
+            acc = train(net, x_train, y_train, STEPS)
+            CACHE.mkdir(parents=True, exist_ok=True)
+            torch.save(net.state_dict(), cached)
         handle = ClassifierHandle(PixelSpaceModel(net, (0.5,) * 3, (0.5,) * 3), "softmax", (SIDE, SIDE), 10)
         with torch.no_grad():
             t = handle.predict(x_test).argmax(1)

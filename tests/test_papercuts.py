@@ -76,7 +76,7 @@ def test_channels_last_models_get_a_layout_and_a_hint(toy_data, tmp_path):
     raw = toy_config(toy_data, tmp_path / "o", model={"factory": "nets_layout:channels_last", "input_size": SIZE},
                      explainers=["gradient", "gradcam"], metrics=[])
     (tmp_path / "cfg" / "run.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(ModelError, match=r"failed on a \(1, 3, 32, 32\) NCHW input.*the network runs on "
+    with pytest.raises(ModelError, match=r"failed on a \(1, 3, 32, 32\) input.*the network runs on "
                                          r"channels-last \(N, H, W, C\) input: set model.layout: nhwc$"):
         load_model(load_config(tmp_path / "cfg" / "run.yaml").model, 3)
     cfg = load_config(tmp_path / "cfg" / "run.yaml", ["model.layout=nhwc"])

@@ -179,7 +179,7 @@ def test_non_onnx_file_wrong_shapes_and_bad_specs_stop_with_one_line(tmp_path):
         (ModelSpec(onnx=str(text), input_size=(SIZE, SIZE)), 3, "is not an ONNX file"),
         (ModelSpec(onnx=str(tmp_path / "missing.onnx"), input_size=(SIZE, SIZE)), 3, "does not exist"),
         (ModelSpec(onnx=str(fixed), input_size=(48, 48)), 3, r"has shape \[1, 3, 32, 32\]; expected \(N, 3, 48, 48\)"),
-        (ModelSpec(onnx=str(fixed), input_size=(SIZE, SIZE), mean=(0,), std=(1,)), 3, "expected \\(N, 1, 32, 32\\)"),
+        (ModelSpec(onnx=str(fixed), input_size=(SIZE, SIZE), mean=(0,), std=(1,), channels=1), 3, "expected \\(N, 1, 32, 32\\)"),
         (ModelSpec(onnx=str(fixed), input_size=(SIZE, SIZE)), 5, r"outputs shape \(2, 3\).*expected \(2, 5\)"),
     ]
     for spec, k, pattern in cases:

@@ -154,8 +154,8 @@ def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
     else:
         channels, e = errors[0]
         hint = "" if spec.channels else " (1 channel failed too)" if len(errors) > 1 else ""
-        shape = (1, channels, *size) if spec.layout == "nchw" else (1, *size, channels)
-        raise ModelError(f"model failed on a {shape} {spec.layout.upper()} input{hint}: {_short(e)}; "
+        what = f"(1, {channels}, {size[0]}, {size[1]})" + (" channels-last" if spec.layout == "nhwc" else "")
+        raise ModelError(f"model failed on a {what} input{hint}: {_short(e)}; "
                          + _layout_hint(net, spec, channels, size)) from e
     choice = choose_output(raw, spec.output, where=f"the model ({spec.factory or spec.torchscript})")
     module.output = choice.selector
