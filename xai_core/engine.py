@@ -15,9 +15,9 @@ import torch
 from .config import RunConfig
 from .errors import ConfigError, ModelError, XaiError
 from .data import open_dataset, object_mask, prepare_batch
-from .labels import select_labels
+from .labels import given_labels, select_labels
 from .metrics.base import MetricContext
-from .models.loading import load_model
+from .models.loading import load_model, model_identity
 
 
 @dataclass
@@ -31,18 +31,31 @@ class RunContext:
     metrics: list
     stats: dict = field(default_factory=lambda: {"explain_s": {}, "metric_s": {}, "analysis_s": {}})
     fast_forward: dict | None = None  # how forward-only passes run (manifest model.fast_forward)
+    model_ident: dict | None = None  # the manifest's model identity; None: from the configuration
 
     @classmethod
-    def build(cls, config: RunConfig) -> "RunContext":
-        dataset = open_dataset(config.dataset)
-        model = load_model(config.model, num_classes=len(dataset.classes))
+    def build(cls, config: RunConfig, *, network=None, dataset=None, model=None, progress=None) -> "RunContext":
+        """Load what ``config`` names. In-memory objects replace what it cannot load
+        (``xai_core.explain``, the explanation service): ``network`` an ``nn.Module`` (with
+        ``model.module`` set), ``dataset`` a :class:`~.data.memory.MemoryDataset`, ``model`` an
+        already loaded handle (shared by the service's configurations). ``progress``: a
+        :class:`~xai_core.progress.RunProgress` for the lines of the fast-path probe (None:
+        silent, as in a Dask worker)."""
+        dataset = dataset if dataset is not None else open_dataset(config.dataset)
+        if model is None:
+            model = load_model(config.model, num_classes=len(dataset.classes), network=network)
         explainers, metrics = config.instantiate()
         check_localisation(dataset, metrics, config)
         check_capabilities(model, config, explainers)
         for e in explainers:  # e.g. DeepLIFT on TorchScript: refused before any work
             e.check_model(model)
-        model, fast = _fast_forward(model, config, dataset)
-        return cls(config, dataset, model, explainers, metrics, fast_forward=fast)
+        model, fast = _fast_forward(model, config, dataset, progress)
+        return cls(config, dataset, model, explainers, metrics, fast_forward=fast,
+                   model_ident=model_identity(config.model, network))
+
+    def model_identity(self) -> dict:
+        """What the manifest records as the model's identity (and ``--resume`` compares)."""
+        return self.model_ident if self.model_ident is not None else model_identity(self.config.model)
 
     @property
     def fast_passes(self) -> int:
@@ -93,7 +106,7 @@ def check_capabilities(model, config: RunConfig, explainers: list) -> None:
                           "set sanity.enabled: false")
 
 
-def _fast_forward(model, config: RunConfig, dataset):
+def _fast_forward(model, config: RunConfig, dataset, progress=None):
     """(model, manifest record) for ``model.fast_forward`` (see :mod:`.models.fast`)."""
     if not model.supports_gradients:
         return model, {"mode": config.model.fast_forward, "backend": model.kind,
@@ -111,10 +124,24 @@ def _fast_forward(model, config: RunConfig, dataset):
         images = None
     if images is None:
         images = torch.rand(4, model.channels, *size, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
-    fast, info = enable_fast_forward(model, images, batch_size=config.explain_batch_size,
-                                     require_speedup=config.model.fast_forward == "auto")
+    with _probe_lines(progress) as done:
+        fast, info = enable_fast_forward(model, images, batch_size=config.explain_batch_size,
+                                         require_speedup=config.model.fast_forward == "auto")
+        done["done"] = "fast path: " + (f"ONNX Runtime serves the forward-only passes ({info.get('export')} export, "
+                                        f"max |logit difference| {info.get('max_abs_diff'):.2g})"
+                                        if info.get("backend") == "onnxruntime" else
+                                        f"staying on torch ({info.get('reason', 'no exact export')})") + "; probe {s}"
     info["mode"] = config.model.fast_forward
     return fast, info
+
+
+def _probe_lines(progress):
+    from contextlib import nullcontext
+
+    if progress is None:
+        return nullcontext({})
+    return progress.timed_line("fast path: exporting the model to ONNX and comparing it with torch on probe "
+                               "images (a one-off check at setup)…")
 
 
 def part_indices(n: int, batch_size: int) -> list[list[int]]:
@@ -136,18 +163,43 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
-    """Everything ``write_part`` needs for one part: column dicts and arrays."""
+def load_part(ctx: RunContext, indices: list[int]):
+    """Read and decode a part's items at the model's input size (a :class:`PreparedBatch`).
+
+    No model pass and no random numbers (a prefetch thread runs it ahead of
+    :func:`compute_part`, which seeds per part): only the dataset and the model's channels.
+    On a CUDA model the pixels are pinned, so that their copy to the device can overlap."""
+    cfg = ctx.config
+    batch = prepare_batch(ctx.dataset, indices, tuple(cfg.model.input_size), channels=ctx.model.channels,
+                          resize=cfg.dataset.resize)
+    if _on_cuda(ctx.model):
+        batch.pixels = batch.pixels.pin_memory()
+    return batch
+
+
+def _on_cuda(model) -> bool:
+    device = getattr(model, "device", None)  # model.device (issue 15): absent means the CPU
+    return device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available()
+
+
+def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, targets=None) -> dict:
+    """Everything ``write_part`` needs for one part: column dicts and arrays. ``batch``: the
+    part's :func:`load_part`, when it was read ahead (else it is read here). ``targets``: per
+    image, the labels to explain instead of the label policy's (an explanation request's), or
+    a function of the (N, K) probabilities returning them (a request's top-k)."""
     cfg = ctx.config
     # Seeded per part, so a resumed or distributed run reproduces the same numbers.
     seed_everything(cfg.seed * 1_000_003 + part)
     size = tuple(cfg.model.input_size)
-    batch = prepare_batch(ctx.dataset, indices, size, channels=ctx.model.channels,
-                          resize=cfg.dataset.resize)
+    if batch is None:
+        batch = load_part(ctx, indices)
     probs = ctx.model.predict(batch.pixels, batch_size=cfg.explain_batch_size).numpy()
     check_finite(probs, part, batch)
     gts = [s.labels for s in batch.samples]
-    chosen = select_labels(probs, gts, cfg.labels, ctx.model.activation)
+    if callable(targets):
+        targets = targets(probs)
+    chosen = (select_labels(probs, gts, cfg.labels, ctx.model.activation) if targets is None
+              else given_labels(probs, gts, targets, cfg.labels, ctx.model.activation))
 
     samples = {
         "sample_index": batch.indices,
@@ -300,9 +352,10 @@ def _pair_masks(batch, rows, size):
     return masks, has
 
 
-def sanity_checks(ctx: RunContext) -> dict | None:
+def sanity_checks(ctx: RunContext, progress=None) -> dict | None:
     """Cascading-randomisation check of every explainer on the first ``sanity.images`` items,
-    explaining each image's top class; stored in the manifest under ``sanity``."""
+    explaining each image's top class; stored in the manifest under ``sanity``. ``progress``:
+    a :class:`~xai_core.progress.RunProgress` for its bar (explainers × images)."""
     spec = ctx.config.sanity
     if not spec.enabled:
         return None
@@ -313,8 +366,16 @@ def sanity_checks(ctx: RunContext) -> dict | None:
                           channels=ctx.model.channels, resize=ctx.config.dataset.resize)
     targets = ctx.model.predict(batch.pixels).argmax(dim=1)
     out = {}
-    for exp in ctx.explainers:
-        seed_everything(ctx.config.seed)
-        out[exp.instance_name] = randomisation_check(ctx.model, exp, batch.pixels, targets, seed=ctx.config.seed,
-                                                     batch_size=ctx.config.explain_batch_size)
+    bar, step = (None, None) if progress is None else progress.sanity_bar([e.instance_name for e in ctx.explainers], n)
+    try:
+        for i, exp in enumerate(ctx.explainers):
+            if step is not None:
+                step(i, 0, 1)
+            seed_everything(ctx.config.seed)
+            out[exp.instance_name] = randomisation_check(
+                ctx.model, exp, batch.pixels, targets, seed=ctx.config.seed, batch_size=ctx.config.explain_batch_size,
+                progress=None if step is None else (lambda done, total, _i=i: step(_i, done, total)))
+    finally:
+        if bar is not None:
+            bar.close()
     return out

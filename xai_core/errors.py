@@ -39,3 +39,15 @@ class FormatVersionError(SummaryError):
 
 class RegistryError(XaiError):
     """A name is unknown to, or registered twice in, a registry."""
+
+
+class ServerUnreachable(ModelError):
+    """A model server (``model.url``, an explainer service's predictor) cannot be reached."""
+
+
+class ServerTimeout(ModelError):
+    """A model server did not answer in time."""
+
+
+class ServerFailed(ModelError):
+    """A model server answered with an HTTP error or a malformed answer."""

@@ -54,6 +54,10 @@ def _file_digest(path: Path) -> str:
 def load_network(spec: ModelSpec) -> nn.Module:
     """The user's network, in eval mode, without the pixel-space wrapper."""
     spec.validate()
+    if spec.module:
+        raise ModelError(f"model.module ({spec.module}) was an in-memory PyTorch module handed to xai_core.explain; "
+                         "a configuration cannot load it again: call xai_core.explain with the module (a rerun of "
+                         "the same call resumes the run), or use model.factory")
     if spec.torchscript:
         path = Path(spec.torchscript)
         if not path.is_file():
@@ -121,9 +125,10 @@ def _short(e: Exception) -> str:
     return f"{type(e).__name__}: {lines[-1] if lines else ''}"
 
 
-def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
+def load_model(spec: ModelSpec, num_classes: int, network: nn.Module | None = None) -> ClassifierHandle:
     """Build the :class:`ClassifierHandle` (an :class:`~.onnx.OnnxHandle` for ``onnx``, a
     :class:`~.remote.RemoteHandle` for ``url``) and check that it outputs ``num_classes`` logits.
+    ``network``: an in-memory module to wrap instead of loading one (``spec.module``).
 
     The input channels are ``spec.channels`` or, unset, detected: the first weight's guess,
     else the other of 1 / 3 if only that one runs."""
@@ -138,7 +143,11 @@ def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
     if spec.onnx:
         spec.validate()
         return load_onnx(spec, num_classes)
-    net = load_network(spec)
+    if network is not None:
+        spec.validate()
+        net = network.eval()
+    else:
+        net = load_network(spec)
     size = tuple(spec.input_size)
     guess = spec.channels or guess_channels(net)
     tries = [guess] if spec.channels else [guess, 4 - guess]
@@ -157,7 +166,7 @@ def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
         what = f"(1, {channels}, {size[0]}, {size[1]})" + (" channels-last" if spec.layout == "nhwc" else "")
         raise ModelError(f"model failed on a {what} input{hint}: {_short(e)}; "
                          + _layout_hint(net, spec, channels, size)) from e
-    choice = choose_output(raw, spec.output, where=f"the model ({spec.factory or spec.torchscript})")
+    choice = choose_output(raw, spec.output, where=f"the model ({spec.factory or spec.torchscript or spec.module})")
     module.output = choice.selector
     module.output_choice = choice.describe()
     out = pick(raw, choice.selector)
@@ -182,8 +191,23 @@ def _layout_hint(net: nn.Module, spec: ModelSpec, channels: int, size) -> str:
     return f"the network runs on {what} input: set model.layout: {other}"
 
 
-def model_identity(spec: ModelSpec) -> dict:
-    """What identifies the model in the summary manifest (reproducibility)."""
+def module_identity(net: nn.Module) -> dict:
+    """An in-memory module's class and a sha256 prefix of its state dict (names, dtypes,
+    shapes, values): a rerun of ``xai_core.explain`` with changed weights is told apart."""
+    h = hashlib.sha256()
+    for name, t in net.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    cls = type(net)
+    return {"module": f"{cls.__module__}.{cls.__qualname__}", "module_sha256": h.hexdigest()[:16]}
+
+
+def model_identity(spec: ModelSpec, network: nn.Module | None = None) -> dict:
+    """What identifies the model in the summary manifest (reproducibility); ``network``: the
+    in-memory module of ``spec.module``."""
+    if network is not None:
+        return module_identity(network)
     if spec.url:
         from .remote import remote_identity
 

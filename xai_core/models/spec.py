@@ -44,6 +44,9 @@ class ModelSpec:
         ``request_batch`` (images per request), ``binary_data`` (V2 binary tensors) apply to it
         only (see :mod:`.remote`).
     onnx: an ONNX file (normalised input → logits) run by ONNX Runtime; forward passes only.
+    module: set by ``xai_core.explain`` for an in-memory ``nn.Module``: its class, recorded for
+        the reader (the manifest's ``module_sha256`` identifies its weights); a configuration
+        file cannot load it.
     fast_forward: "auto" runs the forward-only passes of a PyTorch model through an ONNX
         Runtime export when it reproduces torch's logits and is faster on a probe here
         (:mod:`.fast`); "on" whenever it is exact; "off" keeps torch.
@@ -71,6 +74,7 @@ class ModelSpec:
     patch_grid: tuple[int, int] | None = None
     onnx: str | None = None
     fast_forward: str | bool = "auto"  # YAML reads bare `off`/`on` as false/true
+    module: str | None = None
 
     def __post_init__(self):
         if isinstance(self.fast_forward, bool):
@@ -88,7 +92,7 @@ class ModelSpec:
                                else tuple(self.factory_path))
 
     def validate(self) -> None:
-        if sum(bool(s) for s in (self.factory, self.torchscript, self.onnx, self.url)) != 1:
+        if sum(bool(s) for s in (self.factory, self.torchscript, self.onnx, self.url, self.module)) != 1:
             raise ModelError(
                 "model: give exactly one of `factory` (package.module:function), `torchscript` (file.pt), "
                 "`onnx` (file.onnx) or `url` (a served model)"
