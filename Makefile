@@ -8,6 +8,13 @@ DEMO_LIMIT ?= 64
 # The KServe ModelServer the tests serve the demo CNN from: its own venv, since kserve's pins
 # (numpy, pandas, protobuf, psutil) conflict with requirements.txt.
 KSERVE_VENV ?= .venv-kserve
+# The Seldon Core microservice and MLServer the served-model tests and bench/remote.py use: their own
+# venvs for the same reason (seldon-core pins numpy < 2, Flask 2.2, protobuf 3; mlserver its FastAPI).
+SELDON_VENV ?= .venv-seldon
+MLSERVER_VENV ?= .venv-mlserver
+SERVER_VENVS := $(KSERVE_VENV)/.installed $(SELDON_VENV)/.installed $(MLSERVER_VENV)/.installed
+SERVER_ENV = KSERVE_VENV=$(abspath $(KSERVE_VENV)) SELDON_VENV=$(abspath $(SELDON_VENV)) \
+	MLSERVER_VENV=$(abspath $(MLSERVER_VENV))
 
 .PHONY: setup demo demo-run serve test bench clean
 
@@ -25,6 +32,19 @@ $(KSERVE_VENV)/.installed: tests/models/kserve-requirements.txt
 	$(KSERVE_VENV)/bin/python -m pip install -q -r tests/models/kserve-requirements.txt
 	touch $@
 
+$(SELDON_VENV)/.installed: tests/models/seldon-requirements.txt
+	$(PYTHON) -m venv $(SELDON_VENV)
+	$(SELDON_VENV)/bin/python -m pip install -q -r tests/models/seldon-requirements.txt
+	# gunicorn 20.1 (seldon-core 1.18's pin) imports pkg_resources, which setuptools 81 removed; torch's
+	# metadata asks for setuptools >= 77, which it does not import at run time: pip warns, both work.
+	$(SELDON_VENV)/bin/python -m pip install -q --no-deps setuptools==69.5.1
+	touch $@
+
+$(MLSERVER_VENV)/.installed: tests/models/mlserver-requirements.txt
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install -q -r tests/models/mlserver-requirements.txt
+	touch $@
+
 demo-run: setup
 	$(VENV)/bin/xai-core demo --limit $(DEMO_LIMIT) --out $(LOGDIR)/demo
 
@@ -35,11 +55,11 @@ demo: demo-run
 serve: setup
 	$(VENV)/bin/xai-core serve --logdir $(LOGDIR) --port $(PORT) --host 127.0.0.1
 
-test: setup $(KSERVE_VENV)/.installed
-	KSERVE_VENV=$(abspath $(KSERVE_VENV)) $(PY) -m pytest -q tests
+test: setup $(SERVER_VENVS)
+	$(SERVER_ENV) $(PY) -m pytest -q tests
 
-bench: setup $(KSERVE_VENV)/.installed
-	KSERVE_VENV=$(abspath $(KSERVE_VENV)) $(PY) bench/run_all.py
+bench: setup $(SERVER_VENVS)
+	$(SERVER_ENV) $(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(KSERVE_VENV) data/demo summaries/demo .pytest_cache
+	rm -rf $(VENV) $(KSERVE_VENV) $(SELDON_VENV) $(MLSERVER_VENV) data/demo summaries/demo .pytest_cache

@@ -16,17 +16,43 @@ def demo_torchscript(tmp_path_factory) -> Path:
     return trace_demo_cnn(tmp_path_factory.mktemp("served") / "democnn.pt")
 
 
-@pytest.fixture(scope="session")
-def kserve(demo_torchscript, tmp_path_factory):
-    """A real KServe ModelServer on 127.0.0.1 serving the demo CNN (TorchScript), started once
-    per session. A missing server venv fails the tests, with the command that builds it."""
-    from served import ServerError, kserve_server
+def _server_fixture(start, model_file, tmp_path_factory, name: str):
+    """Yield the server ``start`` (a ``served.*_server``) runs; a missing venv or a server that does
+    not come up fails the tests with the command or log that explains it."""
+    from served import ServerError
 
     try:
-        with kserve_server(demo_torchscript, tmp_path_factory.mktemp("kserve") / "server.log") as served:
+        with start(model_file, tmp_path_factory.mktemp(name) / "server.log") as served:
             yield served
     except ServerError as e:
         pytest.fail(str(e))
+
+
+@pytest.fixture(scope="session")
+def kserve(demo_torchscript, tmp_path_factory):
+    """A real KServe ModelServer on 127.0.0.1 serving the demo CNN (TorchScript), started once
+    per session."""
+    from served import kserve_server
+
+    yield from _server_fixture(kserve_server, demo_torchscript, tmp_path_factory, "kserve")
+
+
+@pytest.fixture(scope="session")
+def seldon(demo_torchscript, tmp_path_factory):
+    """A real Seldon Core microservice (seldon-core's REST app in gunicorn) on 127.0.0.1 serving the
+    demo CNN, started once per session (``tests/models/seldon_server.py``)."""
+    from served import seldon_server
+
+    yield from _server_fixture(seldon_server, demo_torchscript, tmp_path_factory, "seldon")
+
+
+@pytest.fixture(scope="session")
+def mlserver(demo_torchscript, tmp_path_factory):
+    """A real MLServer 1.7 on 127.0.0.1 serving the demo CNN over V2, started once per session
+    (``tests/models/mlserver_server.py``)."""
+    from served import mlserver_server
+
+    yield from _server_fixture(mlserver_server, demo_torchscript, tmp_path_factory, "mlserver")
 
 
 @pytest.fixture

@@ -222,3 +222,20 @@ def test_import_stays_light():
             "print(sorted(n for n in ('explain', 'open_run', 'serve', 'Run') if n in dir(xai_core)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['Run', 'explain', 'open_run', 'serve']"
+
+
+def test_ranking_shows_the_numbers_of_the_comprehensive_page(toy_run, monkeypatch):
+    """What the dashboard's Comprehensive assessment page displays (AppTest) is Run.ranking()."""
+    from streamlit.testing.v1 import AppTest
+
+    r, _ = toy_run
+    monkeypatch.setenv("XAI_LOGDIR", str(r.path.parent))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=90)
+    at.query_params["run"] = r.path.name
+    at.run()
+    at.switch_page("pages/comprehensive.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = at.table[0].value
+    rank = r.ranking()
+    assert list(shown["explainer"]) == list(rank["explainer"])
+    np.testing.assert_allclose(shown["comprehensive"].astype(float), rank["comprehensive"], atol=5e-4)

@@ -13,7 +13,7 @@ from pathlib import Path
 from xai_core.explainers import EXPLAINERS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-HEADER = ("| explainer | PyTorch factory | TorchScript | ONNX | served (KServe) | CNN (ReLU6) | ViT | "
+HEADER = ("| explainer | PyTorch factory | TorchScript | ONNX | served (KServe, MLServer, Seldon) | CNN (ReLU6) | ViT | "
           "ViT (hand-written) | Swin-like | ConvNeXt-like |")
 ARCH_COLUMNS = {"CNN (ReLU6)": "cnn", "ViT": "vit", "ViT (hand-written)": "hand_vit", "Swin-like": "swin",
                 "ConvNeXt-like": "convnext"}

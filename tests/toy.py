@@ -139,3 +139,45 @@ class CummaxColourNet(ColourNet):
 
 def cummax_colour_net() -> nn.Module:
     return CummaxColourNet().eval()
+
+
+class _BackwardMemory(torch.autograd.Function):
+    """Identity whose backward runs out of "device memory" above ``limit`` images."""
+
+    @staticmethod
+    def forward(ctx, x, limit):
+        ctx.limit = limit
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        if g.shape[0] > ctx.limit:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (simulated): a backward pass of {g.shape[0]} "
+                                              f"images; {ctx.limit} fit")
+        return g, None
+
+
+class OomColourNet(ColourNet):
+    """ColourNet that runs out of memory the way a GPU does, on the CPU: its forward raises
+    ``torch.cuda.OutOfMemoryError`` (the class exists in CPU builds) above ``forward_limit``
+    images, and the backward pass of a gradient pass above ``backward_limit``. ``sizes`` logs
+    the batch sizes of the forward passes that ran."""
+
+    def __init__(self, forward_limit: int = 6, backward_limit: int = 1 << 30):
+        super().__init__()
+        self.forward_limit, self.backward_limit = forward_limit, backward_limit
+        self.sizes: list[int] = []
+
+    def forward(self, x):
+        if x.shape[0] > self.forward_limit:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (simulated): a forward pass of {x.shape[0]} "
+                                              f"images; {self.forward_limit} fit")
+        self.sizes.append(int(x.shape[0]))
+        out = super().forward(x)
+        if torch.is_grad_enabled() and out.requires_grad:  # every backward pass starts here
+            out = _BackwardMemory.apply(out, self.backward_limit)
+        return out
+
+
+def oom_colour_net(forward_limit: int = 6, backward_limit: int = 1 << 30) -> nn.Module:
+    return OomColourNet(forward_limit, backward_limit).eval()

@@ -100,6 +100,12 @@ def _cmd_inspect(args) -> int:
         if info.get("error"):
             print(f"error: {info['error']}")
         print("tags: " + ", ".join(f"{k}={v}" for k, v in info["tags"].items()))
+        if info.get("device"):
+            d = info["device"]
+            print(f"device: {d['resolved'] or 'per worker'}" + (f" ({d['name']})" if d.get("name") else "")
+                  + f", {d.get('precision') or 'fp32'}, batch {d.get('explain_batch_size') or '?'}"
+                  + (f", {d['forward_backoffs']} out-of-memory back-offs" if d.get("forward_backoffs") else "")
+                  + f" — {d['requested']}: {d.get('reason')}")
         if "verified" in info:
             v = info["verified"]
             print(f"verified {v['parts']} parts: every file matches its commit record"

@@ -86,7 +86,9 @@ class RunConfig:
     counterfactual: CounterfactualSpec = CounterfactualSpec()
     sanity: SanitySpec = SanitySpec()
     batch_size: int = 16
-    explain_batch_size: int = 64
+    # Pairs per explanation chunk and images per forward pass: "auto" is 64 on the CPU and the
+    # largest batch that fits (probed at start) on a GPU — models/batching.py.
+    explain_batch_size: int | str = "auto"
     seed: int = 0
     out: str = ""
     # intra-op CPU threads of torch and ONNX Runtime; None: $OMP_NUM_THREADS, else the cores
@@ -258,7 +260,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
             counterfactual=_section(raw, "counterfactual", CounterfactualSpec),
             sanity=_section(raw, "sanity", SanitySpec),
             batch_size=int(raw.get("batch_size", 16)),
-            explain_batch_size=int(raw.get("explain_batch_size", 64)),
+            explain_batch_size=_explain_batch(raw.get("explain_batch_size", "auto")),
             seed=int(raw.get("seed", 0)),
             out=str(rel(raw.get("out", "")) or ""),
             threads=raw.get("threads"),
@@ -267,6 +269,14 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
         raise ConfigError(f"invalid configuration: {e}") from e
     validate(cfg)
     return cfg
+
+
+def _explain_batch(value) -> int | str:
+    if value == "auto":
+        return value
+    if isinstance(value, str):
+        raise ConfigError(f"explain_batch_size is {value!r}; expected a positive integer or auto")
+    return int(value)
 
 
 def validate(cfg: RunConfig) -> None:
@@ -281,7 +291,7 @@ def validate(cfg: RunConfig) -> None:
     cfg.sanity.validate()
     if not cfg.explainers:
         raise ConfigError("explainers is empty; expected at least one (see `xai-core list explainers`)")
-    if cfg.batch_size < 1 or cfg.explain_batch_size < 1:
+    if cfg.batch_size < 1 or (cfg.explain_batch_size != "auto" and cfg.explain_batch_size < 1):
         raise ConfigError(f"batch_size {cfg.batch_size} / explain_batch_size {cfg.explain_batch_size}: expected ≥ 1")
     check_threads(cfg.threads)
     cfg.instantiate()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .blur import gaussian_blur
+from .devices import model_device, to_device, to_host
 from .errors import ExplainerError
 
 Box = tuple[int, int, int, int]  # (x_min, y_min, x_max, y_max), pixel edges, max exclusive
@@ -174,15 +175,15 @@ def hierarchical_occlusion(model, images: torch.Tensor, targets, *, threshold: f
     if not 0.0 < threshold < 1.0:
         raise ExplainerError(f"counterfactual: threshold is {threshold}; expected 0 < threshold < 1")
     n, _, h, w = images.shape
-    images = images.detach().float()
+    images = to_device(images.detach().float(), model_device(model))
     sides = layer_sides(h, w, layers, min_side)
     if not sides:
         raise ExplainerError(f"counterfactual: images of {h}×{w} px are too small for windows ≥ {min_side} px")
     sigma = default_blur_sigma(h, w) if blur_sigma is None else float(blur_sigma)
     blurred = gaussian_blur(images, sigma)
-    p_orig = (model.predict(images, batch_size=batch_size) if probs is None
-              else torch.as_tensor(probs, dtype=torch.float32)).cpu()
-    p_blur = model.predict(blurred, batch_size=batch_size).cpu()
+    p_orig = to_host(model.predict(images, batch_size=batch_size) if probs is None
+                     else torch.as_tensor(probs, dtype=torch.float32))
+    p_blur = to_host(model.predict(blurred, batch_size=batch_size))
 
     results: list[list[Counterfactual | None]] = [[None] * len(t) for t in targets]
     searches: list[tuple[int, int, _Search]] = []
@@ -248,13 +249,15 @@ def hierarchical_occlusion(model, images: torch.Tensor, targets, *, threshold: f
 
 def _evaluate(model, images, blurred, recipes, batch_size) -> torch.Tensor:
     """Probabilities (R, K) of each recipe's composite: ``blurred[image]`` with ``boxes``
-    pasted back from ``images[image]``; built chunk by chunk, never all at once."""
+    pasted back from ``images[image]``; built chunk by chunk, never all at once. The window
+    masks are drawn on the host and moved per chunk; the probabilities come back once per
+    greedy step, after its last pass (the search is host code)."""
     h, w = images.shape[2:]
     out = []
     for s in range(0, len(recipes), batch_size):
         chunk = recipes[s:s + batch_size]
         idx = torch.as_tensor([r[0] for r in chunk])
-        m = torch.stack([windows_mask((h, w), r[1]) for r in chunk]).unsqueeze(1).to(images.device)
+        m = to_device(torch.stack([windows_mask((h, w), r[1]) for r in chunk]).unsqueeze(1), images.device)
         x = torch.where(m, images[idx], blurred[idx])
-        out.append(model.probs(x).float().cpu())
-    return torch.cat(out)
+        out.append(model.probs(x).float())
+    return to_host(torch.cat(out))

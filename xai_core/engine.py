@@ -13,11 +13,13 @@ import numpy as np
 import torch
 
 from .config import RunConfig
+from .devices import model_device, to_device, to_host
 from .errors import ConfigError, ModelError, XaiError
 from .data import open_dataset, object_mask, prepare_batch
 from .labels import given_labels, select_labels
 from .metrics.base import MetricContext
-from .models.loading import load_model, model_identity
+from .models.batching import CPU_BATCH
+from .models.loading import device_record, load_model, model_identity
 
 
 @dataclass
@@ -32,6 +34,13 @@ class RunContext:
     stats: dict = field(default_factory=lambda: {"explain_s": {}, "metric_s": {}, "analysis_s": {}})
     fast_forward: dict | None = None  # how forward-only passes run (manifest model.fast_forward)
     model_ident: dict | None = None  # the manifest's model identity; None: from the configuration
+    device: dict | None = None  # manifest model.device: requested, resolved, name, reason
+    batch_size: int | None = None  # explain_batch_size resolved ("auto": the CPU's 64, a GPU's probe)
+
+    def __post_init__(self):
+        if self.batch_size is None:  # a context built without a model (the Dask driver)
+            b = self.config.explain_batch_size
+            self.batch_size = CPU_BATCH if b == "auto" else int(b)
 
     @classmethod
     def build(cls, config: RunConfig, *, network=None, dataset=None, model=None, progress=None) -> "RunContext":
@@ -42,6 +51,7 @@ class RunContext:
         :class:`~xai_core.progress.RunProgress` for the lines of the fast-path probe (None:
         silent, as in a Dask worker)."""
         dataset = dataset if dataset is not None else open_dataset(config.dataset)
+        device = device_record(config.model)  # an unavailable device stops here, before any work
         if model is None:
             model = load_model(config.model, num_classes=len(dataset.classes), network=network)
         explainers, metrics = config.instantiate()
@@ -49,13 +59,31 @@ class RunContext:
         check_capabilities(model, config, explainers)
         for e in explainers:  # e.g. DeepLIFT on TorchScript: refused before any work
             e.check_model(model)
-        model, fast = _fast_forward(model, config, dataset, progress)
-        return cls(config, dataset, model, explainers, metrics, fast_forward=fast,
-                   model_ident=model_identity(config.model, network))
+        batch = _explain_batch(model, config, dataset)
+        model, fast = _fast_forward(model, config, dataset, batch, progress)
+        ident = model_identity(config.model, network)
+        if getattr(model, "transport", None):  # a served model: binary tensors or JSON (manifest model.transport)
+            ident["transport"] = dict(model.transport)
+        return cls(config, dataset, model, explainers, metrics, fast_forward=fast, model_ident=ident,
+                   device=device, batch_size=batch)
 
     def model_identity(self) -> dict:
         """What the manifest records as the model's identity (and ``--resume`` compares)."""
         return self.model_ident if self.model_ident is not None else model_identity(self.config.model)
+
+    def model_record(self) -> dict:
+        """The manifest's ``model`` entries this process decided: device, precision, batches
+        (a context without a model — the Dask driver — records what was asked for)."""
+        if self.model is None:
+            return {"device": {"requested": self.config.model.device, "resolved": None,
+                               "reason": "resolved by each worker, where the model runs"},
+                    "precision": self.config.model.precision,
+                    "batches": {"explain_batch_size": self.config.explain_batch_size, "resolved": None}}
+        batches = getattr(self.model, "batches", None)
+        return {"device": self.device, "precision": getattr(self.model, "precision", self.config.model.precision),
+                "batches": {"explain_batch_size": self.config.explain_batch_size, "resolved": self.batch_size,
+                            **({k: v for k, v in batches.record().items() if k != "explain_batch_size"}
+                               if batches is not None else {})}}
 
     @property
     def fast_passes(self) -> int:
@@ -106,26 +134,57 @@ def check_capabilities(model, config: RunConfig, explainers: list) -> None:
                           "set sanity.enabled: false")
 
 
-def _fast_forward(model, config: RunConfig, dataset, progress=None):
+def _sample_images(model, config: RunConfig, dataset) -> torch.Tensor:
+    """Up to 8 of the run's first images (host pixels) for the start-up probes; random ones
+    when they cannot be read (a bad image fails its own part later, with the manifest written)."""
+    size = tuple(config.model.input_size)
+    n = min(len(dataset), 8)
+    try:
+        images = prepare_batch(dataset, list(range(n)), size, channels=model.channels,
+                               resize=config.dataset.resize).pixels if n else None
+    except XaiError:
+        images = None
+    if images is None:
+        images = torch.rand(4, model.channels, *size, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    return images
+
+
+def _explain_batch(model, config: RunConfig, dataset) -> int:
+    """``explain_batch_size`` as a number: as configured; ``auto`` is 64 on the CPU (every
+    run's batch before devices existed) and, on a GPU, the largest forward batch that fits
+    and still pays (:func:`.models.batching.probe_batch`, recorded in the manifest)."""
+    if config.explain_batch_size != "auto":
+        return int(config.explain_batch_size)
+    device = getattr(model, "device", None)
+    if device is None or device.type == "cpu" or getattr(model, "batches", None) is None:
+        return CPU_BATCH
+    from .devices import to_device
+    from .models.batching import probe_batch
+
+    images = to_device(_sample_images(model, config, dataset), device)
+    batch, record = probe_batch(model._forward_only, images, device)
+    model.batches.probe, model.batches.chosen = record, batch
+    return batch
+
+
+def _fast_forward(model, config: RunConfig, dataset, batch_size: int, progress=None):
     """(model, manifest record) for ``model.fast_forward`` (see :mod:`.models.fast`)."""
     if not model.supports_gradients:
         return model, {"mode": config.model.fast_forward, "backend": model.kind,
                        "reason": f"the model itself is served by {model.kind}"}
     if config.model.fast_forward == "off":
         return model, {"mode": "off", "backend": "torch"}
+    if model.device.type != "cpu":  # ONNX Runtime runs here on its CPU provider
+        return model, {"mode": config.model.fast_forward, "backend": "torch",
+                       "reason": f"the model runs on {model.device}: ONNX Runtime's CPU provider is no match for it"}
+    if model.precision != "fp32":
+        return model, {"mode": config.model.fast_forward, "backend": "torch",
+                       "reason": f"model.precision is {model.precision}: forward passes run under torch autocast"}
     from .models.fast import enable_fast_forward
 
-    size = tuple(config.model.input_size)
-    n = min(len(dataset), 8)
-    try:
-        images = prepare_batch(dataset, list(range(n)), size, channels=model.channels,
-                               resize=config.dataset.resize).pixels if n else None
-    except XaiError:  # a bad image fails its own part later, with the run's manifest written
-        images = None
-    if images is None:
-        images = torch.rand(4, model.channels, *size, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    images = _sample_images(model, config, dataset)
     with _probe_lines(progress) as done:
-        fast, info = enable_fast_forward(model, images, batch_size=config.explain_batch_size,
+        fast, info = enable_fast_forward(model, images, batch_size=batch_size,
                                          require_speedup=config.model.fast_forward == "auto")
         done["done"] = "fast path: " + (f"ONNX Runtime serves the forward-only passes ({info.get('export')} export, "
                                         f"max |logit difference| {info.get('max_abs_diff'):.2g})"
@@ -191,9 +250,14 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
     # Seeded per part, so a resumed or distributed run reproduces the same numbers.
     seed_everything(cfg.seed * 1_000_003 + part)
     size = tuple(cfg.model.input_size)
+    bs = ctx.batch_size
     if batch is None:
         batch = load_part(ctx, indices)
-    probs = ctx.model.predict(batch.pixels, batch_size=cfg.explain_batch_size).numpy()
+    # The part's pixels cross to the model's device once; maps and scores come back once per
+    # explainer and metric (xai_core/devices.py).
+    pixels = to_device(batch.pixels, model_device(ctx.model))
+    probs_t = ctx.model.predict(pixels, batch_size=bs)
+    probs = to_host(probs_t).numpy()
     check_finite(probs, part, batch)
     gts = [s.labels for s in batch.samples]
     if callable(targets):
@@ -215,7 +279,7 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
     }
     rows = [(i, r) for i, labs in enumerate(chosen) for r in labs]
     t0 = time.perf_counter()
-    unc = _uncertainty(ctx, part, batch.pixels, probs)
+    unc = _uncertainty(ctx, part, pixels, probs)
     _add_time(ctx, "analysis_s", "uncertainty", t0, unc is not None)
     labels = {
         "sample_index": [batch.indices[i] for i, _ in rows],
@@ -233,10 +297,9 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
             labels[col] = [float(arr[i, r.label]) for i, r in rows]
     pair_img = torch.as_tensor([i for i, _ in rows], dtype=torch.long)
     pair_tgt = torch.as_tensor([r.label for _, r in rows], dtype=torch.long)
-    pair_x = batch.pixels[pair_img] if rows else batch.pixels[:0]
+    pair_x = pixels[pair_img] if rows else pixels[:0]
     # The batch's probabilities, computed once above: metrics that start from p(x) reuse them
     # instead of pushing every pair through the model again.
-    probs_t = torch.from_numpy(probs)
     pair_probs = probs_t[pair_img]
     masks, has_mask = _pair_masks(batch, rows, size)
     is_gt = np.array([r.is_gt for _, r in rows], dtype=bool)
@@ -246,9 +309,9 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
     details = {k: [] for k in ("sample_index", "label", "explainer", "key", "value")}
     for exp in ctx.explainers:
         t0 = time.perf_counter()
-        grouped = exp.explain_grouped(ctx.model, batch.pixels, [[r.label for r in labs] for labs in chosen],
-                                      batch_size=cfg.explain_batch_size)
-        maps = torch.cat(grouped) if grouped else torch.zeros(0, *size)
+        grouped = exp.explain_grouped(ctx.model, pixels, [[r.label for r in labs] for labs in chosen],
+                                      batch_size=bs)
+        maps = to_host(torch.cat(grouped)) if grouped else torch.zeros(0, *size)
         ctx.stats["explain_s"][exp.instance_name] = ctx.stats["explain_s"].get(exp.instance_name, 0.0) + time.perf_counter() - t0
         saliency[exp.instance_name] = maps.numpy().astype(np.float32)
         per_map = dict(exp.pair_diagnostics(len(rows)))  # e.g. anchor precision, IG completeness
@@ -262,20 +325,20 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
             details["value"] += vals.tolist()
 
         def explain_fn(x, t, _exp=exp):
-            return _exp.explain(ctx.model, x, t, batch_size=cfg.explain_batch_size)
+            return _exp.explain(ctx.model, x, t, batch_size=bs)
 
         for met in ctx.metrics:
             t0 = time.perf_counter()
             if met.label_agnostic:
-                mctx = MetricContext(ctx.model, batch.pixels, torch.as_tensor(probs.argmax(1)), None,
-                                     explain=explain_fn, batch_size=cfg.explain_batch_size, seed=cfg.seed,
+                mctx = MetricContext(ctx.model, pixels, torch.as_tensor(probs.argmax(1)), None,
+                                     explain=explain_fn, batch_size=bs, seed=cfg.seed,
                                      probs=probs_t)
                 raw = np.asarray(met.evaluate(mctx), dtype=np.float64)
                 idx, labs = batch.indices, [-1] * len(indices)
             else:
                 mctx = MetricContext(ctx.model, pair_x, pair_tgt, maps, masks=masks, has_mask=has_mask,
                                      is_ground_truth=is_gt, explain=explain_fn,
-                                     batch_size=cfg.explain_batch_size, seed=cfg.seed, probs=pair_probs)
+                                     batch_size=bs, seed=cfg.seed, probs=pair_probs)
                 raw = np.asarray(met.evaluate(mctx), dtype=np.float64) if rows else np.zeros(0)
                 idx, labs = labels["sample_index"], labels["label"]
             ctx.stats["metric_s"][met.instance_name] = ctx.stats["metric_s"].get(met.instance_name, 0.0) + time.perf_counter() - t0
@@ -288,7 +351,7 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
             scores["score"] += norm.tolist()
 
     t0 = time.perf_counter()
-    counterfactuals = _counterfactuals(ctx, batch, chosen, probs)
+    counterfactuals = _counterfactuals(ctx, batch, pixels, chosen, probs)
     _add_time(ctx, "analysis_s", "counterfactual", t0, counterfactuals is not None)
     return {"samples": samples, "labels": labels, "scores": scores, "images": batch.display,
             "saliency": saliency, "counterfactuals": counterfactuals,
@@ -311,11 +374,11 @@ def _uncertainty(ctx: RunContext, part: int, pixels: torch.Tensor, probs: np.nda
 
     return mc_dropout(ctx.model, pixels, passes=spec.passes, dropout=spec.dropout,
                       tta_shift=spec.tta_shift, tta_noise=spec.tta_noise,
-                      seed=ctx.config.seed * 1_000_003 + part, batch_size=ctx.config.explain_batch_size,
+                      seed=ctx.config.seed * 1_000_003 + part, batch_size=ctx.batch_size,
                       probs=probs)
 
 
-def _counterfactuals(ctx: RunContext, batch, chosen, probs: np.ndarray) -> dict | None:
+def _counterfactuals(ctx: RunContext, batch, pixels: torch.Tensor, chosen, probs: np.ndarray) -> dict | None:
     """Rows of the counterfactuals table for labels above the threshold (None when off)."""
     spec, cfg = ctx.config.counterfactual, ctx.config
     if not spec.enabled:
@@ -324,8 +387,8 @@ def _counterfactuals(ctx: RunContext, batch, chosen, probs: np.ndarray) -> dict 
 
     keep = cfg.labels.keep_threshold
     targets = [[r.label for r in labs if r.prob >= keep] for labs in chosen]
-    found = hierarchical_occlusion(ctx.model, batch.pixels, targets, threshold=keep,
-                                   layers=spec.layers, batch_size=cfg.explain_batch_size,
+    found = hierarchical_occlusion(ctx.model, pixels, targets, threshold=keep,
+                                   layers=spec.layers, batch_size=ctx.batch_size,
                                    probs=torch.from_numpy(probs))
     out = {k: [] for k in ("sample_index", "label", "layer", "side", "prob", "boxes")}
     for i, per_image in enumerate(found):
@@ -364,7 +427,8 @@ def sanity_checks(ctx: RunContext, progress=None) -> dict | None:
     n = min(spec.images, len(ctx.dataset))
     batch = prepare_batch(ctx.dataset, list(range(n)), tuple(ctx.config.model.input_size),
                           channels=ctx.model.channels, resize=ctx.config.dataset.resize)
-    targets = ctx.model.predict(batch.pixels).argmax(dim=1)
+    pixels = to_device(batch.pixels, model_device(ctx.model))
+    targets = ctx.model.predict(pixels).argmax(dim=1)
     out = {}
     bar, step = (None, None) if progress is None else progress.sanity_bar([e.instance_name for e in ctx.explainers], n)
     try:
@@ -373,7 +437,7 @@ def sanity_checks(ctx: RunContext, progress=None) -> dict | None:
                 step(i, 0, 1)
             seed_everything(ctx.config.seed)
             out[exp.instance_name] = randomisation_check(
-                ctx.model, exp, batch.pixels, targets, seed=ctx.config.seed, batch_size=ctx.config.explain_batch_size,
+                ctx.model, exp, pixels, targets, seed=ctx.config.seed, batch_size=ctx.batch_size,
                 progress=None if step is None else (lambda done, total, _i=i: step(_i, done, total)))
     finally:
         if bar is not None:

@@ -56,6 +56,7 @@ def inspect_run(run_dir: str | Path) -> dict:
         "warnings": [w for ws in run_warnings({**man, "diagnostics": diagnostics}).values() for w in ws],
         "resolved": resolved,
         "resolved_text": {e: resolved_text(v) for e, v in resolved.items() if resolved_text(v)},
+        "device": _device_summary(man.get("model") or {}),
     }
 
 
@@ -80,3 +81,15 @@ def resolved_text(resolved: dict | None) -> str:
     if resolved.get("unsupported"):
         return "allowed although its rules do not cover " + ", ".join(resolved["unsupported"])
     return ""
+
+
+def _device_summary(model: dict) -> dict | None:
+    """Where the run's passes ran (manifest ``model.device``, ``precision``, ``batches``); None
+    for runs written before devices were recorded."""
+    dev = model.get("device")
+    if not isinstance(dev, dict):
+        return None
+    batches = model.get("batches") if isinstance(model.get("batches"), dict) else {}
+    return {"requested": dev.get("requested"), "resolved": dev.get("resolved"), "name": dev.get("name"),
+            "reason": dev.get("reason"), "precision": model.get("precision"),
+            "explain_batch_size": batches.get("resolved"), "forward_backoffs": batches.get("forward_backoffs")}

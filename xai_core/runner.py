@@ -34,7 +34,8 @@ def build_manifest(ctx: RunContext, n_parts: int) -> dict:
                   # detected when model.channels is unset; none in a Dask driver (workers load the model)
                   "channels": getattr(ctx.model, "channels", None),
                   # which part of a dict/tuple output (or which of several outputs) is the logits, and why
-                  "output": getattr(ctx.model, "output_choice", None)},
+                  "output": getattr(ctx.model, "output_choice", None),
+                  **ctx.model_record()},  # device, precision, batch sizes (issue 15)
         "dataset": ctx.dataset.identity(),
         "classes": ctx.classes,
         # `signed` is the instance's (Grad-CAM with relu: false is signed); RunWriter.finish
@@ -155,7 +156,7 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
         batches = part_indices(len(ctx.dataset), config.batch_size)
         with owned(out_dir):
             writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
-            writer.manifest["model"]["fast_forward"] = ctx.fast_forward  # decided again when resuming
+            writer.manifest["model"].update(fast_forward=ctx.fast_forward, **ctx.model_record())  # decided again when resuming
             return _run_parts(ctx, writer, out_dir, batches, report, stop_after_parts,
                               pipelined=pipelined, threads=threads)
 
@@ -218,6 +219,7 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, repor
     finally:
         bar.close()
     wall = time.perf_counter() - t0
+    writer.manifest["model"]["batches"] = ctx.model_record()["batches"]  # with the run's OOM back-offs
     timing = {
         "seconds": round(wall, 3),
         "images_per_s": round(n_new / wall, 3) if wall > 0 and n_new else None,

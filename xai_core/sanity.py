@@ -21,6 +21,7 @@ lists, bool or null).
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from typing import Callable, Sequence
 
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .devices import module_device, to_host
 from .errors import MetricError
 from .metrics._stats import constant_rows, spearman_rows
 from .models.handle import ClassifierHandle
@@ -51,7 +53,7 @@ def parameterised_layers(net: nn.Module, input_shape: tuple[int, ...]) -> list[s
     try:
         handles = [m.register_forward_hook(hook) for m in owners]
         with torch.no_grad():
-            net(torch.zeros(1, *input_shape))
+            net(torch.zeros(1, *input_shape, device=module_device(net)))
     except (RuntimeError, AttributeError, NotImplementedError):
         seen = list(owners)
     finally:
@@ -63,7 +65,23 @@ def parameterised_layers(net: nn.Module, input_shape: tuple[int, ...]) -> list[s
 def _reinitialise(module: nn.Module, gen: torch.Generator) -> None:
     """Re-initialise ``module``'s own parameters: its ``reset_parameters`` (the framework's
     initialiser; for normalisation layers this also resets the running statistics), else a
-    normal draw with each parameter's own standard deviation."""
+    normal draw with each parameter's own standard deviation.
+
+    A module on an accelerator is re-initialised on a host copy and copied back: the draws
+    come from the CPU generators either way, so a GPU run randomises to the very weights of
+    a CPU run (the device's own generator would draw others)."""
+    if module_device(module).type == "cpu":
+        _reinitialise_here(module, gen)
+        return
+    host = copy.deepcopy(module).to("cpu")
+    _reinitialise_here(host, gen)
+    with torch.no_grad():
+        for dst, src in zip(itertools.chain(module.parameters(), module.buffers()),
+                            itertools.chain(host.parameters(), host.buffers())):
+            dst.copy_(src)
+
+
+def _reinitialise_here(module: nn.Module, gen: torch.Generator) -> None:
     with torch.no_grad():
         if hasattr(module, "reset_parameters"):
             with torch.random.fork_rng(devices=[]):
@@ -120,7 +138,8 @@ def randomisation_check(model: ClassifierHandle, explainer, images: torch.Tensor
         raise MetricError(f"randomisation check: threshold is {threshold}; expected 0 < threshold ≤ 1")
     work = copy.deepcopy(model.module)
     handle = ClassifierHandle(module=work, activation=model.activation, input_size=tuple(model.input_size),
-                              num_classes=model.num_classes)
+                              num_classes=model.num_classes, channels=getattr(model, "channels", 3),
+                              precision=getattr(model, "precision", "fp32"))
     modules = dict(work.net.named_modules())
     if layers is None:
         names = parameterised_layers(work.net, tuple(images.shape[1:]))[::-1]
@@ -136,10 +155,13 @@ def randomisation_check(model: ClassifierHandle, explainer, images: torch.Tensor
     bounds = [round(i * len(names) / n_steps) for i in range(n_steps + 1)]
     groups = [names[bounds[i]: bounds[i + 1]] for i in range(n_steps)]
 
+    device = module_device(work)
+    forked = [device.index or 0] if device.type == "cuda" else []  # torch.manual_seed seeds the GPU too
+
     def explain(h: ClassifierHandle) -> np.ndarray:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=forked):
             torch.manual_seed(seed)
-            maps = explainer.explain(h, images, targets, batch_size=batch_size)
+            maps = to_host(explainer.explain(h, images, targets, batch_size=batch_size))
         return maps.reshape(maps.shape[0], -1).double().numpy()
 
     report = progress or (lambda done, total: None)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .devices import model_device, to_device, to_host
 from .errors import ModelError
 
 # Below this the standard deviation is treated as zero: float32 probabilities cannot resolve
@@ -166,10 +167,10 @@ def _augment(x: torch.Tensor, shift: int, noise: float, gen: torch.Generator) ->
     if shift > 0:
         n, _, h, w = x.shape
         pad = F.pad(x, (shift, shift, shift, shift), mode="replicate")
-        off = torch.randint(0, 2 * shift + 1, (n, 2), generator=gen)
+        off = torch.randint(0, 2 * shift + 1, (n, 2), generator=gen)  # host draws: host offsets
         x = torch.stack([pad[i, :, oy:oy + h, ox:ox + w] for i, (oy, ox) in enumerate(off.tolist())])
     if noise > 0:
-        x = (x + noise * torch.randn(x.shape, generator=gen).to(x.device)).clamp(0.0, 1.0)
+        x = (x + noise * to_device(torch.randn(x.shape, generator=gen), x.device)).clamp(0.0, 1.0)
     return x
 
 
@@ -202,6 +203,7 @@ def mc_dropout(model, images: torch.Tensor, *, passes: int = 10, dropout: float 
     n = int(images.shape[0])
     k = model.num_classes
     start = model.passes
+    images = to_device(images, model_device(model))
     if probs is None:
         det = model.predict(images, batch_size=batch_size)
     else:
@@ -226,15 +228,15 @@ def mc_dropout(model, images: torch.Tensor, *, passes: int = 10, dropout: float 
                 # Index r = pass · N + image: replicate the batch without materialising it.
                 idx = torch.arange(s, min(s + batch_size, total)) % n
                 x = _augment(images[idx], tta_shift, tta_noise, gen)
-                out.append(model.probs(x).float().cpu())
-    samples = torch.cat(out).view(passes, n, k).double()
+                out.append(model.probs(x).float())  # stays on the device until the last pass
+    samples = to_host(torch.cat(out)).view(passes, n, k).double()
     mean = samples.mean(0).numpy()
     std = samples.std(0, unbiased=False).numpy()
     # "Better than MindInsight" (which fits around the deterministic p): the MC mean and
     # variance of values in [0, 1] always admit a Beta fit, the deterministic p does not
     # whenever std² > p(1 − p) — exactly the confident predictions (p near 0 or 1).
     lo, hi = beta_interval(mean, std, level)
-    return UncertaintyResult(prob=_f32(det.cpu().numpy()), mean=_f32(mean), std=_f32(std), lo=_f32(lo),
+    return UncertaintyResult(prob=_f32(to_host(det).numpy()), mean=_f32(mean), std=_f32(std), lo=_f32(lo),
                              hi=_f32(hi), level=level, passes=passes, model_passes=model.passes - start,
                              dropout=desc)
 

@@ -12,8 +12,8 @@ from archs import SIDE, convnext, hand_vit, images, mobilenet, swin, vit
 from handles import make_handle
 from xai_core.errors import ExplainerError
 from xai_core.explainers import EXPLAINERS
-from xai_core.explainers._layers import (LayerCapture, SpatialLayout, infer_layout, last_spatial_layer, no_fast_path,
-                                         resolve_layer, token_grid)
+from xai_core.explainers._layers import (LayerCapture, SpatialLayout, attention_probs_flag, infer_layout,
+                                         last_spatial_layer, no_fast_path, resolve_layer, token_grid)
 
 
 def handle(net, grid=None):
@@ -43,7 +43,8 @@ def test_layouts_of_module_outputs():
     assert infer_layout(torch.zeros(8, 16, 32), 2, img) is None          # attention inside 4 windows per image
     assert infer_layout(torch.zeros(2, 32), 2, img) is None              # a vector
     attn = torch.softmax(torch.randn(2, 4, 17, 17), -1)
-    assert infer_layout(attn, 2, img) is None                            # token × token probabilities, not a map
+    assert bool(attention_probs_flag(attn)) and not bool(attention_probs_flag(torch.rand(2, 4, 17, 17) + 1))
+    assert infer_layout(attn, 2, img, attention=True) is None            # token × token probabilities, not a map
     t = torch.randn(2, 17, 32)
     torch.testing.assert_close(SpatialLayout("tokens", (4, 4), 1).to_nchw(t),
                                t[:, 1:].reshape(2, 4, 4, 32).permute(0, 3, 1, 2))  # pytorch-grad-cam's reshape_transform

@@ -1,6 +1,7 @@
-"""Helpers shared by the served-model tests, their KServe fixture (``conftest.py``) and
-``bench/remote.py``: a real KServe ModelServer on 127.0.0.1 in its own venv (kserve's pins
-conflict with ours; ``make .venv-kserve/.installed`` builds it, ``make test`` does)."""
+"""Helpers shared by the served-model tests, their fixtures (``tests/conftest.py``) and
+``bench/remote.py``: real model servers on 127.0.0.1, each in its own venv (their pins conflict
+with ours; ``make test`` builds them): a KServe ModelServer (``.venv-kserve``), a Seldon Core
+microservice (``.venv-seldon``) and MLServer (``.venv-mlserver``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 KSERVE_VENV = Path(os.environ.get("KSERVE_VENV") or ROOT / ".venv-kserve")
+SELDON_VENV = Path(os.environ.get("SELDON_VENV") or ROOT / ".venv-seldon")
+MLSERVER_VENV = Path(os.environ.get("MLSERVER_VENV") or ROOT / ".venv-mlserver")
 SERVER = Path(__file__).with_name("kserve_server.py")
 MODEL = "democnn"
 
@@ -32,6 +35,8 @@ class Served:
     pid: int
 
     def url(self, protocol: str, name: str = MODEL) -> str:
+        if protocol == "seldon":
+            return f"{self.base}/api/v1.0/predictions"
         return (f"{self.base}/v1/models/{name}:predict" if protocol == "v1"
                 else f"{self.base}/v2/models/{name}/infer")
 
@@ -41,41 +46,65 @@ class ServerError(RuntimeError):
 
 
 @contextmanager
-def kserve_server(model_file: Path, log_path: Path, *, ready_s: float = 120.0):
-    """Start ``kserve_server.py`` serving ``model_file`` (TorchScript) as ``MODEL`` and
-    ``MODEL-probs`` on a free loopback port; yield a :class:`Served`; stop it on exit."""
-    python = KSERVE_VENV / "bin" / "python"
-    if not (KSERVE_VENV / ".installed").is_file():
-        raise ServerError(f"the KServe test server's venv {KSERVE_VENV} is missing; build it with "
-                          f"`make {KSERVE_VENV.name}/.installed` (`make test` does), or set KSERVE_VENV")
+def model_server(what: str, venv: Path, script: str, args: list[str], ready_path: str, log_path: Path, *,
+                 ready_s: float = 120.0):
+    """Start ``script`` (beside this file) with ``venv``'s Python on a free loopback port (given as
+    ``--port``); yield a :class:`Served` once ``GET ready_path`` answers; stop it on exit."""
+    python = venv / "bin" / "python"
+    if not (venv / ".installed").is_file():
+        raise ServerError(f"the {what} test server's venv {venv} is missing; build it with "
+                          f"`make {venv.name}/.installed` (`make test` does)")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(python), str(SERVER), "--model-file", str(model_file),
-                                 "--port", str(port), "--name", MODEL],
-                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+        proc = subprocess.Popen([str(python), str(Path(__file__).with_name(script)), *args, "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(log_path.parent))
     served = Served(f"http://127.0.0.1:{port}", proc.pid)
     try:
-        deadline = time.monotonic() + ready_s  # imports of torch + kserve on a loaded 2-core machine
+        deadline = time.monotonic() + ready_s  # imports of torch + the server on a loaded 2-core machine
         while True:
             if proc.poll() is not None:
-                raise ServerError(f"the KServe server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+                raise ServerError(f"the {what} server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
             try:
-                if requests.get(f"{served.base}/v2/models/{MODEL}/ready", timeout=2).ok:
+                if requests.get(f"{served.base}{ready_path}", timeout=2).ok:
                     break
             except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
-                raise ServerError(f"the KServe server was not ready within {ready_s:g} s:\n{log_path.read_text()[-3000:]}")
+                raise ServerError(f"the {what} server was not ready within {ready_s:g} s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.25)
         yield served
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM (as a service manager would), then SIGKILL after ``timeout`` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def kserve_server(model_file: Path, log_path: Path, *, ready_s: float = 120.0):
+    """``kserve_server.py`` serving ``model_file`` (TorchScript) as ``MODEL`` and ``MODEL-probs``."""
+    return model_server("KServe", KSERVE_VENV, "kserve_server.py", ["--model-file", str(model_file), "--name", MODEL],
+                        f"/v2/models/{MODEL}/ready", log_path, ready_s=ready_s)
+
+
+def seldon_server(model_file: Path, log_path: Path, *, ready_s: float = 120.0):
+    """``seldon_server.py``: a Seldon Core microservice; its endpoint is ``/api/v1.0/predictions``."""
+    return model_server("Seldon", SELDON_VENV, "seldon_server.py", ["--model-file", str(model_file)],
+                        "/health/ping", log_path, ready_s=ready_s)
+
+
+def mlserver_server(model_file: Path, log_path: Path, *, ready_s: float = 120.0):
+    """``mlserver_server.py``: MLServer serving ``MODEL`` over V2 (``/v2/models/MODEL/infer``)."""
+    return model_server("MLServer", MLSERVER_VENV, "mlserver_server.py", ["--model-file", str(model_file),
+                                                                         "--name", MODEL],
+                        f"/v2/models/{MODEL}/ready", log_path, ready_s=ready_s)
 
 
 def trace_demo_cnn(path: Path) -> Path:

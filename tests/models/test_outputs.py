@@ -134,7 +134,7 @@ def test_output_setting_is_type_checked_and_v1_refuses_it():
     with pytest.raises(ConfigError, match=r"model.output is -1; expected a key or output name"):
         config_from_dict({"model": {"factory": "toy:colour_net", "output": -1}, "dataset": {"path": "m.jsonl"},
                           "explainers": ["gradient"]})
-    with pytest.raises(ModelError, match="a V1 server answers one `predictions` list"):
+    with pytest.raises(ModelError, match="a V1 or Seldon server answers one list of scores"):
         ModelSpec(url="http://127.0.0.1:1/v1/models/m:predict", output="logits").validate()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from served import MODEL
+from served import MODEL, stop
 from xai_core.demo import MEAN, STD
 
 SIZE = 64
@@ -50,9 +50,4 @@ def running_service(args: list[str], log: Path, *, ready_s: float = 90.0):
             time.sleep(0.25)
         yield base, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)

@@ -280,7 +280,14 @@ class AttentionExplainer(Explainer):
             images = images.detach().requires_grad_(True)
         rec = AttentionRecorder(model.net, self.params.modules, grad=self.needs_gradients)
         with rec:
-            logits = model(images)
+            if self.needs_gradients:
+                logits = model(images)
+            else:
+                # One pass of the whole chunk, never cut in pieces by the handle's forward-only
+                # batching (each layer must be recorded once for every image); an out-of-memory
+                # error is retried by explain() on half the pairs instead.
+                logits = model.module(images)
+                model.passes += int(images.shape[0])
         self._check_probs(rec, images.shape[0], tuple(images.shape[2:]), getattr(model, "patch_grid", None))
         r = self.relevance(rec.probs, logits, targets)
         return r[:, 0] if info["token"] == "cls" else r.mean(dim=1)

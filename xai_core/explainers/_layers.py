@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..devices import module_device, to_host
 from ..errors import ExplainerError
 
 LAYOUTS = ("nchw", "nhwc", "tokens", "tokens_tnc")
@@ -119,24 +120,26 @@ class SpatialLayout:
         return f"{h}×{w} {'channels-last ' if self.kind == 'nhwc' else ''}map"
 
 
-def is_attention_probs(t: torch.Tensor) -> bool:
-    """Is ``t`` (N, heads, T, T) softmax attention — non-negative rows summing to 1? Such a
-    tensor is a token-to-token matrix, not a T × T map."""
+def attention_probs_flag(t: torch.Tensor) -> torch.Tensor | None:
+    """A 0-d bool tensor, on ``t``'s device: is ``t`` (N, heads, T, T) softmax attention —
+    non-negative rows summing to 1, a token-to-token matrix rather than a T × T map? None when
+    its shape already says no. (Read on the host once per probe, with the probe's other flags.)"""
     if t.ndim != 4 or t.shape[2] != t.shape[3] or t.shape[2] < 2:
-        return False
+        return None
     with torch.no_grad():
-        return bool((t >= 0).all()) and torch.allclose(t.sum(-1), torch.ones((), dtype=t.dtype, device=t.device),
-                                                        atol=1e-4)
+        return (t >= 0).all() & ((t.sum(-1) - 1).abs() <= 1e-4).all()
 
 
-def infer_layout(t, batch: int, image_hw: tuple[int, int], grid=None) -> SpatialLayout | None:
+def infer_layout(t, batch: int, image_hw: tuple[int, int], grid=None, *, attention: bool = False) -> SpatialLayout | None:
     """The layout of one module output ``t`` for a batch of ``batch`` images, or None when it
-    has no spatial reading (a vector, attention over windows, a batch-less tensor)."""
+    has no spatial reading (a vector, attention over windows, a batch-less tensor; attention
+    probabilities when ``attention`` says ``t`` is one, :func:`attention_probs_flag`). From
+    shapes only: no device round trip."""
     if not isinstance(t, torch.Tensor) or not t.is_floating_point():
         return None
     if t.ndim == 4 and t.shape[0] == batch:
         _, a, b, c = t.shape
-        if is_attention_probs(t):
+        if attention:
             return None
         nchw = b > 1 and c > 1
         if a > 1 and b > 1 and _aligned(a, b, image_hw) and not _aligned(b, c, image_hw):
@@ -177,17 +180,11 @@ class LayerChoice:
         return out
 
 
-def _device(net: nn.Module) -> torch.device:
-    for t in (*net.parameters(), *net.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
 def probe_images(net: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
     """(2, C, H, W) fixed pseudo-random images in [0.25, 0.75] on the network's device (not
     zeros: a black image can leave every ReLU of a layer dead, hence zero gradients)."""
     g = torch.Generator().manual_seed(0)
-    return (torch.rand(PROBE_BATCH, *input_shape, generator=g) * 0.5 + 0.25).to(_device(net))
+    return (torch.rand(PROBE_BATCH, *input_shape, generator=g) * 0.5 + 0.25).to(module_device(net))
 
 
 def resolve_layer(net: nn.Module, name: str) -> LayerChoice:
@@ -279,7 +276,9 @@ def last_spatial_layer(net: nn.Module, input_shape: tuple[int, ...], grid=None, 
         return choice(m, k, lay)
     top = logits.detach().argmax(1, keepdim=True)
     grads = torch.autograd.grad(logits.gather(1, top).sum(), [f[2] for f in cands], allow_unused=True)
-    live = [f for f, g in zip(cands, grads) if g is not None and bool(f[3].to_nchw(g).abs().amax() > 0)]
+    reach = [(f, f[3].to_nchw(g).abs().amax() > 0) for f, g in zip(cands, grads) if g is not None]
+    flags = to_host(torch.stack([r for _, r in reach])).tolist() if reach else []  # one crossing
+    live = [f for (f, _), ok in zip(reach, flags) if ok]
     if not live:
         return choice(m, k, lay)
     blocks = [f for f in live if _is_block(names.get(f[0], ""), modules)]
@@ -289,21 +288,38 @@ def last_spatial_layer(net: nn.Module, input_shape: tuple[int, ...], grid=None, 
 
 def layer_layout(net: nn.Module, choice: LayerChoice, input_shape: tuple[int, ...], grid=None,
                  forward=None) -> LayerChoice:
-    """``choice`` with its ``layout`` read off a probe pass (for layers named by the user)."""
-    with LayerCapture(choice) as cap, no_fast_path(), torch.no_grad():
-        (forward or net)(probe_images(net, input_shape))
+    """``choice`` with its ``layout`` read off a probe pass (for layers named by the user),
+    refused with one line when its output is attention probabilities, has no spatial reading,
+    or — tokens — its patch tokens do not reach the logits (a class-token head after it)."""
+    x = probe_images(net, input_shape)
+    with LayerCapture(choice) as cap, no_fast_path(), torch.enable_grad():
+        out = (forward or net)(x.requires_grad_(True))
     t = first_tensor(cap.output)
+    if t is None:
+        raise ExplainerError(f"layer {choice.name!r} returned {type(cap.output).__name__}; expected a tensor")
+    flags = []  # read on the host in one crossing
+    attn = attention_probs_flag(t)
+    if attn is not None:
+        flags.append(attn)
     lay = infer_layout(t, PROBE_BATCH, tuple(input_shape[1:]), grid)
-    if lay is None and t is not None and is_attention_probs(t):
+    if lay is not None and lay.kind.startswith("tokens") and t.requires_grad and isinstance(out, torch.Tensor):
+        (g,) = torch.autograd.grad(out.gather(1, out.detach().argmax(1, keepdim=True)).sum(), t, allow_unused=True)
+        if g is not None:
+            flags += [lay.to_nchw(g).abs().amax() > 0, g.abs().amax() > 0]
+    values = to_host(torch.stack(flags)).tolist() if flags else []
+    if attn is not None and values.pop(0):
         raise ExplainerError(f"layer {choice.name!r} returns attention probabilities {tuple(t.shape)} "
                              "(token × token, not a map); name a block instead, or use attention_rollout / "
                              "attention_relevance")
     if lay is None:
-        shape = tuple(t.shape) if t is not None else type(cap.output).__name__
         raise ExplainerError(
-            f"layer {choice.name!r} returned {shape} for {PROBE_BATCH} images; expected a (N, C, h, w) map, a "
+            f"layer {choice.name!r} returned {tuple(t.shape)} for {PROBE_BATCH} images; expected a (N, C, h, w) map, a "
             "channels-last (N, h, w, C) map or tokens (N, T, C) / (T, N, C) whose patch part forms a grid "
             "(set model.patch_grid: [h, w] for a non-square grid)")
+    if values and not values[0] and values[1]:
+        raise ExplainerError(
+            f"layer {choice.name!r}: its patch tokens do not reach the logits (zero gradient; the head reads only the "
+            "class token after this layer); choose an earlier block, or leave `layer` empty")
     return LayerChoice(choice.name, choice.module, choice.call, lay)
 
 

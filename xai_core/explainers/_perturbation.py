@@ -13,9 +13,21 @@ from typing import ClassVar, Sequence
 
 import torch
 
-from .base import Explainer, image_digest
+from .base import Explainer, image_digest, model_device, to_device, to_host
 
 OUTPUTS = ("prob", "logit")
+
+
+def solve(a: torch.Tensor, b: torch.Tensor, infos: list | None = None) -> torch.Tensor:
+    """``torch.linalg.solve(a, b)``; given ``infos`` (a list), the singularity check is deferred:
+    the solution comes from ``solve_ex`` and its error code is appended, for one check after
+    the last pass of a call (:meth:`PerturbationExplainer.check_solves`) — on a device each
+    check waits for it."""
+    if infos is None:
+        return torch.linalg.solve(a, b)
+    out, info = torch.linalg.solve_ex(a, b)
+    infos.append(info.reshape(-1))
+    return out
 
 
 def check_output(output: str) -> str | None:
@@ -53,15 +65,24 @@ class PerturbationExplainer(Explainer):
     def region_scores(self, model, image: torch.Tensor, segments: torch.Tensor, keep: torch.Tensor,
                       fill: float) -> torch.Tensor:
         """Scores (n, K) of ``image`` (C, H, W) with the regions where ``keep`` (n, S) is 0 set
-        to ``fill``; ``segments`` (H, W) int64 region labels 0 … S−1."""
+        to ``fill``; ``segments`` (H, W) int64 region labels 0 … S−1. ``keep`` and
+        ``segments`` may be host tensors (drawn on the CPU): they move to the image's device
+        once."""
+        keep, segments = to_device(keep, image.device), to_device(segments, image.device)
         outs = []
         for i in range(0, keep.shape[0], self.forward_batch):
             m = keep[i: i + self.forward_batch].float()[:, segments].unsqueeze(1)  # (B, 1, H, W)
             outs.append(self.scores(model, image * m + fill * (1.0 - m)))
         return torch.cat(outs)
 
+    def check_solves(self, infos: list, what: str) -> None:
+        """Raise when any deferred :func:`solve` of this call met a singular system."""
+        if infos and bool(torch.cat(infos).any()):
+            raise self.error(f"the {what} system is singular; expected a regularised (positive definite) one — "
+                             "raise the ridge penalty or the number of samples")
+
     def attribute(self, model, images, targets):
-        return torch.cat(self.attribute_grouped(model, images, [[int(t)] for t in targets]))
+        return torch.cat(self.attribute_grouped(model, images, [[t] for t in to_host(targets).tolist()]))
 
     # ---- entry points ----------------------------------------------------------------------
     def explain(self, model, images: torch.Tensor, targets, *, batch_size: int = 32) -> torch.Tensor:
@@ -70,8 +91,9 @@ class PerturbationExplainer(Explainer):
         slot: dict[bytes, int] = {}
         firsts: list[int] = []
         members: list[list[tuple[int, int]]] = []  # per unique image: (target, pair index)
+        host = to_host(images.detach())  # one copy, to group the pairs by content on the host
         for p, t in enumerate(targets.tolist()):
-            key = image_digest(images[p])
+            key = image_digest(host[p])
             if key not in slot:
                 slot[key] = len(firsts)
                 firsts.append(p)
@@ -79,7 +101,7 @@ class PerturbationExplainer(Explainer):
             members[slot[key]].append((t, p))
         grouped = self.explain_grouped(model, images[firsts], [[t for t, _ in m] for m in members],
                                        batch_size=batch_size)
-        out = torch.empty(images.shape[0], *images.shape[2:])
+        out = torch.empty(images.shape[0], *images.shape[2:], device=images.device)
         for maps, m in zip(grouped, members):
             for j, (_, p) in enumerate(m):
                 out[p] = maps[j]
@@ -98,13 +120,17 @@ class PerturbationExplainer(Explainer):
             raise self.error(f"target classes {bad} out of range; expected 0 … {k - 1}")
         self.reset_diagnostics()
         self.forward_batch = max(1, int(batch_size))
+        home = images.device
+        x = to_device(images.detach(), model_device(model))
+        self._host = self.host_copy(images)
         with torch.no_grad():
             # Standard layout, as in Explainer.explain (channels-last takes other kernels).
-            maps = self.attribute_grouped(model, images.detach().contiguous(), lists)
+            maps = self.attribute_grouped(model, x.contiguous(), lists)
+        self._host = None
         size = tuple(images.shape[2:])
         out = []
         for m, t in zip(maps, lists):
             if tuple(m.shape) != (len(t), *size):
                 raise self.error(f"produced maps {tuple(m.shape)}; expected {(len(t), *size)}")
-            out.append(m.float())
+            out.append(to_device(m.float(), home))
         return out

@@ -145,7 +145,7 @@ class _MaxPoolRescale(torch.autograd.Function):
         flat_in = x.shape[2] * x.shape[3]
 
         def scatter(index, values):
-            out = torch.zeros(index.shape[0], c, flat_in, dtype=g.dtype)
+            out = torch.zeros(index.shape[0], c, flat_in, dtype=g.dtype, device=g.device)
             # scatter_add, not max_unpool: overlapping windows (3×3 stride 2) must accumulate.
             return out.scatter_add_(2, index.reshape(index.shape[0], c, -1), values.reshape(index.shape[0], c, -1))
 

@@ -13,7 +13,7 @@ from ..counterfactual import default_blur_sigma
 from . import register
 from ._anchor_search import _Pool, _lucb_beta, kl_lower, kl_upper
 from ._segments import SUPERPIXELS, superpixels
-from .base import Explainer, image_digest
+from .base import Explainer, image_digest, model_device, to_device, to_host
 
 FILLS = ("blur", "mean", "constant")
 # Accept an anchor when its mean precision ≥ `precision` and its lower confidence bound is
@@ -82,6 +82,7 @@ class Anchors(Explainer):
                 return "draw_size, beam_size and max_passes must be ≥ 1 and initial_samples ≥ 0"
             return None
 
+    uses_host_pixels = True  # superpixels and the sample streams' seeds come from the content
     # Registry-driven tests and smoke runs: every code path, a few hundred passes at most.
     smoke_params = {"max_passes": 200, "initial_samples": 16, "draw_size": 8}
 
@@ -114,8 +115,10 @@ class Anchors(Explainer):
             return torch.full_like(image, self.params.fill_value)
         s = torch.as_tensor(seg, device=image.device).view(-1)
         flat = image.reshape(image.shape[0], -1)
-        sums = torch.zeros(image.shape[0], int(s.max()) + 1, device=image.device).index_add_(1, s, flat)
-        return (sums / torch.bincount(s).clamp(min=1))[:, s].view_as(image)
+        n = int(seg.max()) + 1  # sizes from the host segmentation: no device round trip
+        sums = torch.zeros(image.shape[0], n, device=image.device).index_add_(1, s, flat)
+        counts = to_device(torch.from_numpy(np.bincount(np.asarray(seg).reshape(-1), minlength=n)), image.device)
+        return (sums / counts.clamp(min=1))[:, s].view_as(image)
 
     # ---- the search of one (image, label): a generator of sample requests ----------------
     def search(self, pool: _Pool, label: int, decision: bool):
@@ -244,11 +247,12 @@ class Anchors(Explainer):
         if flat and (min(flat) < 0 or max(flat) >= model.num_classes):
             raise self.error(f"target classes {sorted(set(flat))} out of range; expected 0 … {model.num_classes - 1}")
         n_img, _, h, w = images.shape
-        segs = [self.segment(images[i]) for i in range(n_img)]
+        host = self.host_pixels(images)  # superpixels and seeds are host work, on one copy
+        segs = [self.segment(host[i]) for i in range(n_img)]
         fills = [self.fill_image(images[i], segs[i]) for i in range(n_img)]
         # Streams seeded by content: an image's anchor does not depend on its batch neighbours.
         pools = [_Pool(int(segs[i].max()) + 1, model.num_classes, P.seed,
-                       int.from_bytes(image_digest(images[i]), "little"), P.p_replace) for i in range(n_img)]
+                       int.from_bytes(image_digest(host[i]), "little"), P.p_replace) for i in range(n_img)]
         decided = _decisions(model.predict(images, batch_size=batch_size), model.activation)
         searches = {(i, j): self.search(pools[i], int(lab), bool(decided[i, int(lab)]))
                     for i, labs in enumerate(targets) for j, lab in enumerate(labs)}
@@ -271,7 +275,7 @@ class Anchors(Explainer):
                 d = {**details[(i, j)], "image_passes": 1 + pools[i].passes}
                 out[j] = torch.from_numpy(np.isin(segs[i], d["anchor"]).astype(np.float32))
                 self.last_details.append(d)
-            maps.append(out)
+            maps.append(to_device(out, images.device))
         new = self.last_details[len(self.last_details) - len(flat):]
         for key in ("precision", "precision_lb", "coverage", "passes", "found"):
             self.record(key, torch.tensor([float(d[key]) for d in new]))
@@ -294,16 +298,13 @@ class Anchors(Explainer):
             want[(i, anchor)] = max(want.get((i, anchor), 0), length)
         drawn = [(i, a, pools[i].draw(a, n)) for (i, a), n in want.items()]
         drawn = [d for d in drawn if d[2].shape[0]]
-        total = sum(z.shape[0] for _, _, z in drawn)
-        preds = np.zeros((total, model.num_classes), bool)
         seg_t = [torch.as_tensor(s, device=images.device) for s in segs]
-        buf, done = [], 0
+        buf, decided = [], []
 
         def flush():
-            nonlocal buf, done
-            x = torch.cat(buf)
-            preds[done:done + x.shape[0]] = _decisions(model.probs(x), model.activation)
-            buf, done = [], done + x.shape[0]
+            nonlocal buf
+            decided.append(_decide(model.probs(torch.cat(buf)), model.activation))  # stays on the device
+            buf = []
 
         for i, _, z in drawn:
             start = 0
@@ -316,6 +317,8 @@ class Anchors(Explainer):
                     flush()
         if buf:
             flush()
+        # One crossing per round of the search: the bandit reads the decisions on the host.
+        preds = to_host(torch.cat(decided)).numpy() if decided else np.zeros((0, model.num_classes), bool)
         offset = 0
         for i, a, z in drawn:
             pools[i].extend(a, z, preds[offset:offset + z.shape[0]])
@@ -328,22 +331,32 @@ class Anchors(Explainer):
         ``last_details`` then holds one dict per (image, label), in order."""
         self.reset_diagnostics()
         self.last_details, self.last_segments = [], []
-        return self.run(model, images.detach(), targets, batch_size=max(batch_size, 1))
+        x = to_device(images.detach(), model_device(model))
+        self._host = self.host_copy(images)
+        maps = self.run(model, x, targets, batch_size=max(batch_size, 1))
+        self._host = None
+        return [to_device(m, images.device) for m in maps]
 
     def explain(self, model, images, targets, *, batch_size: int = 32) -> torch.Tensor:
         self.last_details, self.last_segments = [], []
         return super().explain(model, images, targets, batch_size=batch_size)
 
     def attribute(self, model, images, targets):
-        maps = self.run(model, images, [[int(t)] for t in targets], batch_size=self.forward_batch)
-        return torch.cat(maps) if maps else torch.zeros(0, *images.shape[2:])
+        maps = self.run(model, images, [[t] for t in to_host(targets).tolist()], batch_size=self.forward_batch)
+        return torch.cat(maps) if maps else torch.zeros(0, *images.shape[2:], device=images.device)
+
+
+def _decide(probs: torch.Tensor, activation: str) -> torch.Tensor:
+    """(S, K) bool, where ``probs`` is: class predicted — p > 0.5 (sigmoid) or the argmax
+    (softmax)."""
+    p = probs.detach().float()
+    if activation == "softmax":
+        out = torch.zeros_like(p, dtype=torch.bool)
+        out[torch.arange(p.shape[0], device=p.device), p.argmax(1)] = True
+        return out
+    return p > 0.5
 
 
 def _decisions(probs: torch.Tensor, activation: str) -> np.ndarray:
-    """(S, K) bool: class predicted — p > 0.5 (sigmoid) or the argmax (softmax)."""
-    p = probs.detach().float().cpu()
-    if activation == "softmax":
-        out = torch.zeros_like(p, dtype=torch.bool)
-        out[torch.arange(p.shape[0]), p.argmax(1)] = True
-        return out.numpy()
-    return (p > 0.5).numpy()
+    """:func:`_decide` as a host array."""
+    return to_host(_decide(probs, activation)).numpy()

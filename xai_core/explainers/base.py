@@ -8,6 +8,10 @@ Also the two helpers every method shares:
   stochastic methods too;
 * :func:`scaled` — parameter defaults given at 224 px (the size of the papers' ImageNet
   experiments), resolved from the input size at call time when a parameter is 0 ("auto").
+
+and, re-exported from :mod:`xai_core.devices`, the device helpers every method uses
+(:func:`to_device`, :func:`to_host`, :func:`model_device`; the rule is in
+:class:`Explainer`'s docstring).
 """
 
 from __future__ import annotations
@@ -17,8 +21,13 @@ from typing import Any, ClassVar, Sequence
 
 import torch
 
+from ..devices import model_device, to_device, to_host
 from ..errors import ExplainerError
+from ..models.batching import backoff_rows, is_oom, release, single_image_oom
 from ..params import NoParams, build_params, params_schema
+
+__all__ = ["Explainer", "REFERENCE_SIDE", "image_digest", "pair_generator", "scaled", "sample_chunks",
+           "model_device", "to_device", "to_host"]
 
 #: The image side at which the recommended defaults of ANCHORS.md are stated.
 REFERENCE_SIDE = 224
@@ -26,7 +35,9 @@ REFERENCE_SIDE = 224
 
 def image_digest(image: torch.Tensor) -> bytes:
     """8-byte digest of an image's exact float32 values (C, H, W): the same pixels give the same
-    digest wherever the image sits in a batch."""
+    digest wherever the image sits in a batch, and on every device (a copy to the device keeps
+    every bit). Give it a host image (:meth:`Explainer.host_pixels`): a device image is copied
+    back here, which waits for the device."""
     arr = image.detach().to("cpu", torch.float32).contiguous().numpy()
     return hashlib.blake2b(arr.tobytes(), digest_size=8).digest()
 
@@ -59,6 +70,12 @@ def sample_chunks(n_pairs: int, n_samples: int, rows: int):
         yield r // n_samples, r % n_samples
 
 
+def _slice(host: tuple, i: int, n: int) -> tuple:
+    """(host pixels or None, host targets) of pairs i … i + n."""
+    pixels, targets = host
+    return (None if pixels is None else pixels[i: i + n], targets[i: i + n])
+
+
 class Explainer:
     """Base class of every saliency method.
 
@@ -77,6 +94,28 @@ class Explainer:
     ``diagnostics`` holds figures of the last call that a run may want to report, e.g.
     ``{"completeness_error": 0.004}`` for path methods (mean relative error of
     Σ attributions = F(x) − F(x')).
+
+    **Devices** (``model.device``; :mod:`xai_core.devices`). ``explain`` and
+    ``explain_grouped`` move the pixels to the model's device once (``model_device(model)``)
+    and hand :meth:`attribute` device tensors (images and targets); maps are returned on the
+    device the caller's images came from. A method must keep to three rules, which a test
+    runs every registered explainer through on a simulated device
+    (``tests/test_device_rules.py``):
+
+    1. build every model input on the device — tensors it creates take
+       ``device=images.device``; random draws come from the seeded CPU generators of
+       :func:`pair_generator` (the same numbers on every device) and move with
+       :func:`to_device`;
+    2. keep model outputs on the device until the last pass: no ``.item()``, ``.cpu()``,
+       ``.tolist()``, ``.numpy()``, ``float()``/``int()``/``bool()`` of a device tensor inside a
+       loop of passes (each waits for the device; :func:`to_host` once at the end);
+    3. read image content on the host through :meth:`host_pixels` — the host copy taken once
+       per call when the class sets ``uses_host_pixels`` (seeding by content, superpixels):
+       never ``image.cpu()`` per image.
+
+    Out-of-memory on the device: a chunk of pairs whose gradient passes do not fit is retried
+    in halves, with half the model inputs per pass, down to one; forward-only passes are cut
+    by the model handle itself (:mod:`xai_core.models.batching`).
     """
 
     name: ClassVar[str] = ""
@@ -97,11 +136,17 @@ class Explainer:
     # True for methods that read a transformer's attention (``_attention.py``): refused, with
     # one line, on a model without attention.
     needs_attention: ClassVar[bool] = False
+    # True for methods that read image content on the host (seeded by content, segmented on
+    # the CPU): explain takes one host copy of the pixels per call for host_pixels().
+    uses_host_pixels: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any] | None = None, *, instance_name: str | None = None):
         self.instance_name = instance_name or self.name
         self.params = build_params(self.Params, params, f"explainer {self.instance_name!r} ({self.name})")
         self._diag_pairs: dict[str, list[torch.Tensor]] = {}
+        self._host: torch.Tensor | None = None
+        self._host_targets: list[int] | None = None
+        self._fit: tuple[int, int] | None = None  # (pairs, rows) that fitted after an OOM
 
     @classmethod
     def metadata(cls) -> dict[str, Any]:
@@ -140,12 +185,36 @@ class Explainer:
 
     def record(self, key: str, values: torch.Tensor) -> None:
         """Keep per-pair ``values`` of this call, in call order (see :attr:`diagnostics` and
-        :meth:`pair_diagnostics`)."""
-        self._diag_pairs.setdefault(key, []).append(values.detach().double().reshape(-1).cpu())
+        :meth:`pair_diagnostics`). They stay where they are computed (the device) until read."""
+        self._diag_pairs.setdefault(key, []).append(values.detach().double().reshape(-1))
 
     def _recorded(self, key: str) -> torch.Tensor:
         chunks = self._diag_pairs.get(key, [])
-        return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.float64)
+        return to_host(torch.cat(chunks)) if chunks else torch.zeros(0, dtype=torch.float64)
+
+    # ---- host copies ---------------------------------------------------------------------
+    def host_copy(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The host copy of a call's ``images`` that :meth:`host_pixels` will serve (one
+        device → host copy per call, made before the first pass), or None when the method
+        reads no image content on the host."""
+        return to_host(images.detach()) if self.uses_host_pixels else None
+
+    def host_pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` (N, C, H, W) — the call's current chunk — on the host: the copy taken by
+        ``explain`` when it is of these images, else a copy made now (a direct call)."""
+        host = self._host
+        if host is not None and host.shape == images.shape and host.device.type == "cpu":
+            return host
+        return to_host(images.detach())
+
+    def host_targets(self, targets: torch.Tensor) -> list[int]:
+        """``targets`` — the current chunk's — as host ints, from the copy ``explain`` kept (no
+        device round trip); Captum reads a single target with ``.item()`` otherwise, on every
+        pass."""
+        kept = self._host_targets
+        if kept is not None and len(kept) == targets.shape[0]:
+            return list(kept)
+        return to_host(targets).tolist()
 
     @property
     def diagnostics(self) -> dict[str, float]:
@@ -218,8 +287,9 @@ class Explainer:
         return cache[1]
 
     def check_pairs(self, model, images: torch.Tensor, targets) -> torch.Tensor:
-        """``targets`` as a (P,) int64 tensor, after checking it matches ``images``."""
-        targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
+        """``targets`` as a (P,) int64 host tensor, after checking it matches ``images`` (device
+        targets cross once, before any pass: the range check and the host copy need them)."""
+        targets = to_host(torch.as_tensor(targets, dtype=torch.long)).reshape(-1)
         if images.ndim != 4 or images.shape[0] != targets.shape[0]:
             raise self.error(
                 f"images {tuple(images.shape)} and targets {tuple(targets.shape)} do not match; "
@@ -236,30 +306,69 @@ class Explainer:
 
         images: (P, C, H, W) float32 in [0, 1]; targets: (P,) class indices; batch_size: pairs
         per chunk (methods that expand a pair into many model inputs chunk those by it too).
-        Returns (P, H, W) float32 on the raw scale of the method, sign kept.
+        Returns (P, H, W) float32 on the raw scale of the method, sign kept, on the device of
+        ``images`` (computed on the model's device).
         """
         targets = self.check_pairs(model, images, targets)
         self.check_model(model)
         self.reset_diagnostics()
+        device = model_device(model)
+        home = images.device
+        # Host copies first (of the caller's images: no copy when they are host images), then
+        # the one move to the device.
+        host = (self.host_copy(images), to_host(targets).tolist())
+        images, targets = to_device(images, device), to_device(targets, device)
         # Methods that expand a pair into many model inputs (steps, samples) read this as
         # "images per forward pass" so that memory stays bounded by the caller's choice.
-        self.forward_batch = max(1, int(batch_size))
+        batch_size = max(1, int(batch_size))
+        self.forward_batch = batch_size
+        pairs = batch_size
+        if self._fit is not None:  # an earlier chunk ran out of device memory at this size
+            pairs, self.forward_batch = min(pairs, self._fit[0]), min(batch_size, self._fit[1])
         out = []
-        for i in range(0, images.shape[0], batch_size):
-            x, t = images[i: i + batch_size], targets[i: i + batch_size]
-            # A fresh copy in the standard layout: images permuted from HWC arrays are
-            # channels-last, which takes other convolution kernels (other float rounding) and
-            # would make a map depend on how its batch was assembled.
-            x = x.detach().clone(memory_format=torch.contiguous_format)
-            with torch.enable_grad() if self.needs_gradients else torch.no_grad():
-                a = self.attribute(model, x, t)
-            a = self.reduce(a.detach()).float()
-            if a.shape != (x.shape[0], *x.shape[2:]):
-                raise self.error(f"produced maps {tuple(a.shape)}; expected {(x.shape[0], *x.shape[2:])}")
-            out.append(a)
+        for i in range(0, images.shape[0], pairs):
+            out.append(self._attribute_fitting(model, images[i: i + pairs], targets[i: i + pairs],
+                                               _slice(host, i, pairs)))
+        self._host = self._host_targets = None
         if not out:
-            return torch.zeros(0, *images.shape[2:])
-        return torch.cat(out)
+            return torch.zeros(0, *images.shape[2:], device=home)
+        return to_device(torch.cat(out), home)
+
+    def _attribute_chunk(self, model, x: torch.Tensor, t: torch.Tensor, host) -> torch.Tensor:
+        # A fresh copy in the standard layout: images permuted from HWC arrays are
+        # channels-last, which takes other convolution kernels (other float rounding) and
+        # would make a map depend on how its batch was assembled.
+        x = x.detach().clone(memory_format=torch.contiguous_format)
+        self._host, self._host_targets = host
+        with torch.enable_grad() if self.needs_gradients else torch.no_grad():
+            a = self.attribute(model, x, t)
+        a = self.reduce(a.detach()).float()
+        if a.shape != (x.shape[0], *x.shape[2:]):
+            raise self.error(f"produced maps {tuple(a.shape)}; expected {(x.shape[0], *x.shape[2:])}")
+        return a
+
+    def _attribute_fitting(self, model, x: torch.Tensor, t: torch.Tensor, host) -> torch.Tensor:
+        """:meth:`_attribute_chunk`, retried in halves (and with fewer model inputs per pass)
+        while the device runs out of memory; the size that fitted is kept for later chunks."""
+        kept = {k: len(v) for k, v in self._diag_pairs.items()}
+        try:
+            return self._attribute_chunk(model, x, t, host)
+        except Exception as e:  # only an OOM is retried; its traceback is dropped first
+            if not is_oom(e):
+                raise
+        for k in list(self._diag_pairs):  # drop what the failed attempt recorded
+            del self._diag_pairs[k][kept.get(k, 0):]
+        device = model_device(model)
+        release(device)
+        smaller = backoff_rows(int(x.shape[0]), self.forward_batch)
+        if smaller is None:
+            raise single_image_oom(device, x.shape[1:], f"{self.instance_name} ({self.name})")
+        pairs, self.forward_batch = smaller
+        self._fit = (pairs, self.forward_batch)
+        if getattr(model, "batches", None) is not None:
+            model.batches.note_gradient(self.instance_name, pairs, self.forward_batch)
+        return torch.cat([self._attribute_fitting(model, x[i: i + pairs], t[i: i + pairs], _slice(host, i, pairs))
+                          for i in range(0, x.shape[0], pairs)])
 
     def explain_grouped(self, model, images: torch.Tensor, targets: Sequence[Sequence[int]], *,
                         batch_size: int = 32) -> list[torch.Tensor]:

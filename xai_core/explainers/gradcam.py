@@ -95,10 +95,6 @@ class GradCAM(Explainer):
         except (RuntimeError, IndexError) as e:
             raise self.error(f"layer {choice.name!r} returned {tuple(act.shape)}; expected {lay.text()} "
                              f"as in the probe pass ({str(e).splitlines()[0]})") from e
-        if lay.kind.startswith("tokens") and not grad_map.any() and grad.any():
-            raise self.error(
-                f"layer {choice.name!r}: its patch tokens do not reach the logits (zero gradient; the head reads "
-                "only the class token after this layer); choose an earlier block, or leave `layer` empty")
         return act_map, grad_map
 
     def channel_weights(self, act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

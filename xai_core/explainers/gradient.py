@@ -25,4 +25,4 @@ class Gradient(Explainer):
     def attribute(self, model, images, targets):
         images.requires_grad_(True)
         model.passes += images.shape[0]
-        return Saliency(model.module).attribute(images, target=targets, abs=False)
+        return Saliency(model.module).attribute(images, target=self.host_targets(targets), abs=False)

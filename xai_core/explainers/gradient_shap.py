@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from . import register
-from .base import Explainer, pair_generator, sample_chunks
+from .base import Explainer, pair_generator, sample_chunks, to_device
 
 BASELINES = ("black", "white", "black_white", "uniform")
 
@@ -59,16 +59,22 @@ class GradientSHAP(Explainer):
             base = torch.tensor(levels)[pick].view(-1, 1, 1, 1).expand(shape)
         return base, alpha, eps
 
+    uses_host_pixels = True  # the draws are seeded by the image's content
+
     def attribute(self, model, images, targets):
         p = self.params
         draws = {}
+        host = self.host_pixels(images)
+        dev = images.device
         out = torch.zeros_like(images)
         for pi, si in sample_chunks(images.shape[0], p.samples, self.forward_batch):
             for j in pi.unique().tolist():
-                draws.setdefault(j, self.draws(images[j]))
-            base = torch.stack([draws[j][0][s] for j, s in zip(pi.tolist(), si.tolist())])
-            alpha = torch.stack([draws[j][1][s] for j, s in zip(pi.tolist(), si.tolist())]).view(-1, 1, 1, 1)
-            eps = torch.stack([draws[j][2][s] for j, s in zip(pi.tolist(), si.tolist())])
+                draws.setdefault(j, self.draws(host[j]))
+            # Drawn and gathered on the host, moved once per pass (pi, si are host indices).
+            base = to_device(torch.stack([draws[j][0][s] for j, s in zip(pi.tolist(), si.tolist())]), dev)
+            alpha = to_device(torch.stack([draws[j][1][s] for j, s in zip(pi.tolist(), si.tolist())]), dev).view(-1, 1, 1, 1)
+            eps = to_device(torch.stack([draws[j][2][s] for j, s in zip(pi.tolist(), si.tolist())]), dev)
+            pi = to_device(pi, dev)
             diff = images[pi] + eps - base
             x = (base + alpha * diff).requires_grad_(True)
             logits = model(x)

@@ -24,4 +24,4 @@ class GradientXInput(Explainer):
     def attribute(self, model, images, targets):
         images.requires_grad_(True)
         model.passes += images.shape[0]
-        return InputXGradient(model.module).attribute(images, target=targets)
+        return InputXGradient(model.module).attribute(images, target=self.host_targets(targets))

@@ -17,10 +17,12 @@ def integrated_gradients(model, images, targets, baseline: float, steps: int, me
     completeness error (P,) = |Σ attr − (F(x) − F(x'))| / |F(x) − F(x')|).
 
     ``rows``: model inputs per forward pass (Captum's internal batch), at least P.
+    ``targets``: host ints (a list), so that Captum never reads a device tensor per pass.
     """
     base = torch.full_like(images, baseline)
     attr, delta = CaptumIG(model.module).attribute(
-        images, baselines=base, target=targets, n_steps=steps, method=method,
+        images, baselines=base, target=targets.tolist() if isinstance(targets, torch.Tensor) else list(targets),
+        n_steps=steps, method=method,
         internal_batch_size=max(rows, images.shape[0]), return_convergence_delta=True,
     )
     # Captum's delta = Σ attr − (F(x) − F(x')), from its own two end-point passes.
@@ -65,7 +67,7 @@ class IntegratedGradients(Explainer):
 
     def attribute(self, model, images, targets):
         p = self.params
-        attr, err = integrated_gradients(model, images, targets, p.baseline, p.steps, p.method,
+        attr, err = integrated_gradients(model, images, self.host_targets(targets), p.baseline, p.steps, p.method,
                                          p.internal_batch_size or self.forward_batch)
         self.record("completeness_error", err)
         return attr

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from . import register
-from ._perturbation import PerturbationExplainer, check_output
+from ._perturbation import PerturbationExplainer, check_output, solve
 from ._segments import check_superpixel_params, superpixels
-from .base import pair_generator
+from .base import pair_generator, to_device
 
 
 def shapley_coalitions(n_features: int, n_samples: int, g: torch.Generator) -> torch.Tensor:
@@ -56,8 +56,10 @@ class KernelSHAP(PerturbationExplainer):
         def check(self):
             return check_superpixel_params(self.samples, self.segmentation, self.segments) or check_output(self.output)
 
-    def shapley_values(self, z: torch.Tensor, y: torch.Tensor, full: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
-        """φ (M, L) from coalitions z (n, M), their scores y (n, L) and the end points (L,)."""
+    def shapley_values(self, z: torch.Tensor, y: torch.Tensor, full: torch.Tensor, empty: torch.Tensor,
+                       infos: list | None = None) -> torch.Tensor:
+        """φ (M, L) from coalitions z (n, M), their scores y (n, L) and the end points (L,);
+        ``infos``: defer the singularity check (see :func:`._perturbation.solve`)."""
         m = z.shape[1]
         delta = full - empty
         if m == 1:
@@ -66,23 +68,28 @@ class KernelSHAP(PerturbationExplainer):
         a = z[:, :-1] - z[:, -1:]
         b = y - empty - z[:, -1:] * delta
         gram = a.T @ a
-        gram += 1e-8 * (gram.diagonal().mean() + 1.0) * torch.eye(m - 1, dtype=gram.dtype)
-        head = torch.linalg.solve(gram, a.T @ b)
+        gram += 1e-8 * (gram.diagonal().mean() + 1.0) * torch.eye(m - 1, dtype=gram.dtype, device=gram.device)
+        head = solve(gram, a.T @ b, infos)
         return torch.cat([head, (delta - head.sum(0)).view(1, -1)])
+
+    uses_host_pixels = True  # superpixels and the seed come from the image's content
 
     def attribute_grouped(self, model, images, targets):
         p = self.params
-        out = []
-        for img, labels in zip(images, targets):
+        out, infos = [], []
+        for img, host, labels in zip(images, self.host_pixels(images), targets):
             if not labels:
-                out.append(torch.zeros(0, *img.shape[1:]))
+                out.append(torch.zeros(0, *img.shape[1:], device=img.device))
                 continue
-            seg = torch.from_numpy(superpixels(img, p.segmentation, p.segments))
+            seg = torch.from_numpy(superpixels(host, p.segmentation, p.segments))
             m = int(seg.max()) + 1
-            g = pair_generator(p.seed, img)
+            g = pair_generator(p.seed, host)
             z = shapley_coalitions(m, p.samples, g) if m > 1 else torch.zeros(0, 1, dtype=torch.float64)
             ends = torch.stack([torch.ones(m), torch.zeros(m)]).double()
-            y = self.region_scores(model, img, seg, torch.cat([ends, z]), p.fill)[:, torch.as_tensor(labels)].double()
-            phi = self.shapley_values(z, y[2:], y[0], y[1])  # (M, L)
+            keep = torch.cat([ends, z])  # drawn on the host; region_scores moves it once
+            seg, z = to_device(seg, img.device), to_device(z, img.device)
+            y = self.region_scores(model, img, seg, keep, p.fill)[:, torch.as_tensor(labels, device=img.device)].double()
+            phi = self.shapley_values(z, y[2:], y[0], y[1], infos)  # (M, L)
             out.append(phi.T[:, seg].float())
+        self.check_solves(infos, "Shapley regression")
         return out

@@ -7,22 +7,24 @@ from dataclasses import dataclass
 import torch
 
 from . import register
-from ._perturbation import PerturbationExplainer, check_output
+from ._perturbation import PerturbationExplainer, check_output, solve
 from ._segments import check_superpixel_params, superpixels
-from .base import pair_generator
+from .base import pair_generator, to_device
 
 
-def weighted_ridge(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, alpha: float) -> torch.Tensor:
+def weighted_ridge(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, alpha: float,
+                   infos: list | None = None) -> torch.Tensor:
     """Coefficients (S, L) of y (n, L) ≈ b + x (n, S) β with sample weights (n,), L2 penalty
     ``alpha`` and an unpenalised intercept — scikit-learn's ``Ridge(alpha).fit(x, y, weight)``,
-    which LIME uses, in closed form for all labels at once. float64."""
+    which LIME uses, in closed form for all labels at once. float64. ``infos``: defer the
+    singularity check (see :func:`._perturbation.solve`)."""
     w = weight / weight.sum()
     xc = x - (w @ x)
     yc = y - (w @ y)
     sw = weight.sqrt().view(-1, 1)
     xs, ys = xc * sw, yc * sw
-    gram = xs.T @ xs + alpha * torch.eye(x.shape[1], dtype=x.dtype)
-    return torch.linalg.solve(gram, xs.T @ ys)
+    gram = xs.T @ xs + alpha * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    return solve(gram, xs.T @ ys, infos)
 
 
 @register
@@ -59,22 +61,26 @@ class LIME(PerturbationExplainer):
                 return f"kernel_width is {self.kernel_width} and ridge {self.ridge}; expected kernel_width > 0, ridge ≥ 0"
             return check_superpixel_params(self.samples, self.segmentation, self.segments) or check_output(self.output)
 
+    uses_host_pixels = True  # superpixels and the seed come from the image's content
+
     def attribute_grouped(self, model, images, targets):
         p = self.params
-        out = []
-        for img, labels in zip(images, targets):
+        out, infos = [], []
+        for img, host, labels in zip(images, self.host_pixels(images), targets):
             if not labels:
-                out.append(torch.zeros(0, *img.shape[1:]))
+                out.append(torch.zeros(0, *img.shape[1:], device=img.device))
                 continue
-            seg = torch.from_numpy(superpixels(img, p.segmentation, p.segments))
+            seg = torch.from_numpy(superpixels(host, p.segmentation, p.segments))
             n_seg = int(seg.max()) + 1
-            g = pair_generator(p.seed, img)
+            g = pair_generator(p.seed, host)
             z = torch.randint(0, 2, (p.samples, n_seg), generator=g).double()
             z[0] = 1.0
-            y = self.region_scores(model, img, seg, z, p.fill)[:, torch.as_tensor(labels)].double()
+            seg, z = to_device(seg, img.device), to_device(z, img.device)
+            y = self.region_scores(model, img, seg, z, p.fill)[:, torch.as_tensor(labels, device=img.device)].double()
             on = z.sum(1)
             cos = on / (on.sqrt() * n_seg ** 0.5).clamp_min(1e-12)
             weight = torch.exp(-((1.0 - cos) ** 2) / p.kernel_width ** 2).sqrt()
-            coef = weighted_ridge(z, y, weight, p.ridge)  # (S, L)
+            coef = weighted_ridge(z, y, weight, p.ridge, infos)  # (S, L)
             out.append(coef.T[:, seg].float())
+        self.check_solves(infos, "ridge regression")
         return out

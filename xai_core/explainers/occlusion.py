@@ -74,12 +74,12 @@ class Occlusion(PerturbationExplainer):
         out = []
         for img, labels in zip(images, targets):
             if not labels:
-                out.append(torch.zeros(0, h, w))
+                out.append(torch.zeros(0, h, w, device=img.device))
                 continue
-            lab = torch.as_tensor(labels)
+            lab = torch.as_tensor(labels, device=img.device)
             base = self.scores(model, img[None])[0, lab]
-            total = torch.zeros(len(labels), h, w)
-            count = torch.zeros(h, w)
+            total = torch.zeros(len(labels), h, w, device=img.device)
+            count = torch.zeros(h, w, device=img.device)
             for i in range(0, len(boxes), self.forward_batch):
                 chunk = boxes[i: i + self.forward_batch]
                 x = img.expand(len(chunk), c, h, w).clone()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from . import register
-from .base import Explainer, pair_generator
+from .base import Explainer, pair_generator, to_device, to_host
 
 
 @register
@@ -28,9 +28,12 @@ class RandomMap(Explainer):
     class Params:
         seed: int = 0
 
+    uses_host_pixels = True  # seeded by the image's content
+
     def attribute(self, model, images, targets):
+        host = self.host_pixels(images)
         out = torch.empty(images.shape[0], *images.shape[2:])
-        for i in range(images.shape[0]):
-            g = pair_generator(self.params.seed, images[i], int(targets[i]))
+        for i, t in enumerate(to_host(targets).tolist()):
+            g = pair_generator(self.params.seed, host[i], t)
             out[i] = torch.rand(images.shape[2:], generator=g)
-        return out
+        return to_device(out, images.device)

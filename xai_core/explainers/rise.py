@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from . import register
 from ._perturbation import PerturbationExplainer, check_output
+from .base import to_device
 
 MASK_CHUNK = 256  # masks generated at a time; fixed so that masks never depend on batch size
 
@@ -80,12 +81,14 @@ class RISE(PerturbationExplainer):
         n, c, h, w = images.shape
         grid = p.grid or auto_grid(min(h, w))
         todo = [i for i, t in enumerate(targets) if t]
-        lab = {i: torch.as_tensor(targets[i]) for i in todo}
-        weighted = {i: torch.zeros(len(targets[i]), h * w, dtype=torch.float64) for i in todo}
-        score_sum = {i: torch.zeros(len(targets[i]), dtype=torch.float64) for i in todo}
-        mask_sum = torch.zeros(h * w, dtype=torch.float64)
+        dev = images.device
+        lab = {i: torch.as_tensor(targets[i], device=dev) for i in todo}
+        weighted = {i: torch.zeros(len(targets[i]), h * w, dtype=torch.float64, device=dev) for i in todo}
+        score_sum = {i: torch.zeros(len(targets[i]), dtype=torch.float64, device=dev) for i in todo}
+        mask_sum = torch.zeros(h * w, dtype=torch.float64, device=dev)
         for k, start in enumerate(range(0, p.masks, MASK_CHUNK)):
-            masks = rise_masks(p.seed, k, min(MASK_CHUNK, p.masks - start), h, w, grid, p.keep)
+            # Drawn on the CPU (the same masks on every device), moved once per chunk.
+            masks = to_device(rise_masks(p.seed, k, min(MASK_CHUNK, p.masks - start), h, w, grid, p.keep), dev)
             flat = masks.view(masks.shape[0], -1).double()
             mask_sum += flat.sum(0)
             for i in todo:
@@ -96,7 +99,7 @@ class RISE(PerturbationExplainer):
         out = []
         for i, t in enumerate(targets):
             if not t:
-                out.append(torch.zeros(0, h, w))
+                out.append(torch.zeros(0, h, w, device=dev))
                 continue
             sal = weighted[i]
             if p.center:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from . import register
-from .base import Explainer, pair_generator, sample_chunks
+from .base import Explainer, pair_generator, sample_chunks, to_device
 
 
 @register
@@ -42,16 +42,22 @@ class SmoothGrad(Explainer):
                 return f"noise is {self.noise}; expected ≥ 0 (a fraction of the input range)"
             return None
 
+    uses_host_pixels = True  # the noise is seeded by the image's content
+
     def attribute(self, model, images, targets):
         p = self.params
         noise = {}
+        host = self.host_pixels(images)
         out = torch.zeros_like(images)
         for pi, si in sample_chunks(images.shape[0], p.samples, self.forward_batch):
             for j in pi.unique().tolist():
                 if j not in noise:
-                    g = pair_generator(p.seed, images[j])
+                    g = pair_generator(p.seed, host[j])
                     noise[j] = torch.randn((p.samples, *images.shape[1:]), generator=g) * p.noise
-            x = (images[pi] + torch.stack([noise[j][s] for j, s in zip(pi.tolist(), si.tolist())]))
+            # Drawn and gathered on the host, moved once per pass (pi, si are host indices).
+            eps = torch.stack([noise[j][s] for j, s in zip(pi.tolist(), si.tolist())])
+            pi = to_device(pi, images.device)
+            x = images[pi] + to_device(eps, images.device)
             x.requires_grad_(True)
             logits = model(x)
             (grad,) = torch.autograd.grad(logits.gather(1, targets[pi].view(-1, 1)).sum(), x)

@@ -10,7 +10,7 @@ import torch
 
 from . import register
 from ._segments import FELZENSZWALB_SCALES, felzenszwalb_regions
-from .base import Explainer, image_digest, scaled
+from .base import Explainer, image_digest, scaled, to_device, to_host
 from .integrated_gradients import integrated_gradients
 
 
@@ -100,22 +100,29 @@ class XRAI(Explainer):
                 cache.popitem(last=False)
         return cache[key]
 
+    uses_host_pixels = True  # the Felzenszwalb regions are computed on the host
+
     def attribute(self, model, images, targets):
         p = self.params
         rows = self.forward_batch
-        attr = torch.empty(images.shape[0], *images.shape[2:])
+        attr = []
+        labels = self.host_targets(targets)
         for i in range(images.shape[0]):
             # One pair per IG call: the greedy ranking is discontinuous, so it must not see
             # the float noise of different batch compositions (a batch equals per-image calls).
-            x, t = images[i: i + 1], targets[i: i + 1]
+            x, t = images[i: i + 1], labels[i: i + 1]
             black, err_b = integrated_gradients(model, x, t, 0.0, p.steps, "gausslegendre", rows)
             white, err_w = integrated_gradients(model, x, t, 1.0, p.steps, "gausslegendre", rows)
             self.record("completeness_error", torch.cat([err_b, err_w]))
-            attr[i] = ((black + white) / 2).detach().amax(dim=1)[0]
+            attr.append(((black + white) / 2).detach().amax(dim=1)[0])
+        if not attr:
+            return torch.zeros(0, *images.shape[2:], device=images.device)
+        attr = to_host(torch.stack(attr))  # every IG pass done: the greedy ranking is host code
+        host = self.host_pixels(images)
         _, h, w = attr.shape
         min_diff = max(1, round(50 * h * w / 224 ** 2))
         out = torch.empty_like(attr)
         for i in range(attr.shape[0]):
             a = attr[i].double().numpy().ravel()
-            out[i] = torch.from_numpy(xrai_map(a, self.regions(images[i]), min_diff, p.area_threshold)).view(h, w)
-        return out
+            out[i] = torch.from_numpy(xrai_map(a, self.regions(host[i]), min_diff, p.area_threshold)).view(h, w)
+        return to_device(out, images.device)

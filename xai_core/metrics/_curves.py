@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..blur import gaussian_blur
+from ..devices import to_device, to_host
 
 
 def pixel_order(saliency: torch.Tensor, seed: int) -> torch.Tensor:
@@ -36,20 +37,24 @@ def reference_images(images: torch.Tensor, mode: str, fill: float, blur_sigma: f
 
 
 @torch.no_grad()
+def device_target_probs(model, images: torch.Tensor, targets: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """p(target | image) for (P, C, H, W) images, in chunks: (P,) float64 on the images'
+    device (nothing crosses to the host), P forward passes."""
+    out = [model.probs(images[i: i + batch_size]).gather(1, targets[i: i + batch_size].view(-1, 1)).view(-1).double()
+           for i in range(0, images.shape[0], batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64, device=images.device)
+
+
 def target_probs(model, images: torch.Tensor, targets: torch.Tensor, batch_size: int) -> np.ndarray:
-    """p(target | image) for (P, C, H, W) images, in chunks: (P,) float64, P forward passes."""
-    out = np.empty(images.shape[0])
-    for i in range(0, images.shape[0], batch_size):
-        p = model.probs(images[i: i + batch_size])
-        out[i: i + batch_size] = p.gather(1, targets[i: i + batch_size].view(-1, 1)).view(-1).double().numpy()
-    return out
+    """:func:`device_target_probs` on the host: (P,) float64."""
+    return to_host(device_target_probs(model, images, targets, batch_size)).numpy()
 
 
 def clean_probs(ctx) -> np.ndarray:
     """p(target | x) of the unperturbed pairs: from ``ctx.probs`` when given (no pass),
     else P forward passes."""
     if ctx.probs is not None:
-        return ctx.probs.gather(1, ctx.targets.view(-1, 1)).view(-1).double().numpy()
+        return to_host(ctx.probs.gather(1, ctx.targets.view(-1, 1)).view(-1).double()).numpy()
     return target_probs(ctx.model, ctx.images, ctx.targets, ctx.batch_size)
 
 
@@ -61,10 +66,12 @@ def ranked_replacement_probs(model, source: torch.Tensor, dest: torch.Tensor, or
     """Probability of ``targets`` on images where the pixels ranked in [lo[k], hi[k]) of
     ``order`` come from ``dest`` and all others from ``source``.
 
-    source, dest: (P, C, H, W); order: (P, H·W) pixel indices; lo, hi: (K,) int64 rank
-    bounds. Returns (P, K) float64. Steps that move no pixel equal ``source`` and steps that
-    move every pixel equal ``dest``: when ``known_source`` / ``known_dest`` ((P,) probabilities)
-    are given those steps cost no forward pass.
+    source, dest: (P, C, H, W) on the model's device; order: (P, H·W) pixel indices and lo,
+    hi: (K,) int64 rank bounds, on the host. Returns (P, K) float64 on the host. Steps that
+    move no pixel equal ``source`` and steps that move every pixel equal ``dest``: when
+    ``known_source`` / ``known_dest`` ((P,) probabilities) are given those steps cost no
+    forward pass. The ranks move to the device once; every step image is composed there and
+    the probabilities come back once, after the last pass.
     """
     p, c, h, w = source.shape
     n_pix = h * w
@@ -85,18 +92,21 @@ def ranked_replacement_probs(model, source: torch.Tensor, dest: torch.Tensor, or
     # rank[p, pixel] = position of the pixel in the order.
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(n_pix).expand(p, -1).contiguous())
+    dev = source.device
+    rank, lo_d, hi_d, ks_d = (to_device(t, dev) for t in (rank, lo, hi, ks))
+    targets = to_device(targets, dev)
     flat_src, flat_dst = source.reshape(p, c, -1), dest.reshape(p, c, -1)
     n_k = ks.numel()
     total = p * n_k
-    flat_out = torch.empty(total, dtype=torch.float64)
+    flat_out = torch.empty(total, dtype=torch.float64, device=dev)
     for start in range(0, total, batch_size):
-        ids = torch.arange(start, min(start + batch_size, total))
-        pi, ki = ids // n_k, ks[ids % n_k]
+        ids = torch.arange(start, min(start + batch_size, total), device=dev)
+        pi, ki = ids // n_k, ks_d[ids % n_k]
         r = rank[pi]
-        moved = ((r >= lo[ki].unsqueeze(1)) & (r < hi[ki].unsqueeze(1))).unsqueeze(1)  # (B, 1, HW)
+        moved = ((r >= lo_d[ki].unsqueeze(1)) & (r < hi_d[ki].unsqueeze(1))).unsqueeze(1)  # (B, 1, HW)
         x = torch.where(moved, flat_dst[pi], flat_src[pi]).reshape(-1, c, h, w)
         flat_out[ids] = model.probs(x).gather(1, targets[pi].view(-1, 1)).view(-1).double()
-    out[:, ks.numpy()] = flat_out.view(p, n_k).numpy()
+    out[:, ks.numpy()] = to_host(flat_out.view(p, n_k)).numpy()
     return out
 
 

@@ -17,7 +17,8 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import splu
 
-from ._curves import pixel_order, target_probs
+from ..devices import to_device, to_host
+from ._curves import device_target_probs, pixel_order
 from .base import Metric, finite_maps
 
 NEIGHBOURS = (((1, 1), 1 / 12), ((0, 1), 1 / 6), ((-1, 1), 1 / 12), ((1, -1), 1 / 12),
@@ -113,15 +114,19 @@ class RoadMetric(Metric):
         fracs = [float(f) for f in self.params.fractions]
         gen = ctx.generator()
         out = np.empty((p_count, len(fracs)))
-        # One model batch at a time: impute ``batch_size`` images, then one forward call.
+        # One model batch at a time: impute ``batch_size`` images (sparse solves on the host
+        # copy), then one forward call on the device; the probabilities come back once.
         items = [(i, j) for i in range(p_count) for j in range(len(fracs))]
+        host, dev = ctx.host_images(), ctx.images.device
+        probs = []
         for start in range(0, len(items), ctx.batch_size):
             chunk = items[start: start + ctx.batch_size]
             pi = torch.as_tensor([i for i, _ in chunk])
             removed = torch.stack([self.removed(rank[i], fracs[j], n_pix) for i, j in chunk]).view(-1, h, w)
-            x = noisy_linear_impute(ctx.images[pi], removed, self.params.noise, gen)
-            probs = target_probs(ctx.model, x, ctx.targets[pi], len(chunk))
-            for (i, j), v in zip(chunk, probs):
+            x = noisy_linear_impute(host[pi], removed, self.params.noise, gen)
+            probs.append(device_target_probs(ctx.model, to_device(x, dev), ctx.targets[to_device(pi, dev)], len(chunk)))
+        if probs:
+            for (i, j), v in zip(items, to_host(torch.cat(probs)).numpy()):
                 out[i, j] = v
         return out
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..devices import to_device, to_host
 from ..errors import MetricError
 from .base import Metric, finite_maps
 
@@ -26,21 +27,24 @@ def relative_sensitivities(ctx, radius: float, samples: int) -> np.ndarray:
     if ctx.explain is None:
         raise MetricError("sensitivity metrics need ctx.explain to recompute maps; the context has none")
     p = len(ctx)
+    dev = ctx.images.device
     base = ctx.saliency.float()
     denom = torch.linalg.vector_norm(base.reshape(p, -1), dim=1)
     denom = torch.where(denom == 0, torch.ones_like(denom), denom)
+    base, denom = to_device(base, dev), to_device(denom, dev)
     gen = ctx.generator()
     per_call = max(1, ctx.batch_size // samples)
-    out = np.empty((p, samples))
+    out = []
     for start in range(0, p, per_call):
         sl = slice(start, min(start + per_call, p))
         x = torch.repeat_interleave(ctx.images[sl], samples, dim=0)
-        x = x + torch.empty(x.shape, dtype=x.dtype).uniform_(-radius, radius, generator=gen)
+        # δ is drawn on the host (Captum's draw, the same on every device) and moved.
+        x = x + to_device(torch.empty(x.shape, dtype=x.dtype).uniform_(-radius, radius, generator=gen), dev)
         maps = ctx.explain(x, torch.repeat_interleave(ctx.targets[sl], samples)).float()
         diff = torch.repeat_interleave(base[sl], samples, dim=0) - maps
         norm = torch.linalg.vector_norm(diff.reshape(diff.shape[0], -1), dim=1)
-        out[sl] = (norm / torch.repeat_interleave(denom[sl], samples)).view(-1, samples).double().numpy()
-    return out
+        out.append((norm / torch.repeat_interleave(denom[sl], samples)).view(-1, samples).double())
+    return to_host(torch.cat(out)).numpy() if out else np.empty((p, samples))
 
 
 class SensitivityMetric(Metric):

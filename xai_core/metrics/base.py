@@ -8,6 +8,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 
+from ..devices import model_device, to_device, to_host
 from ..params import NoParams, build_params, params_schema
 
 CATEGORIES = ("faithfulness", "localization", "robustness", "complexity", "sensitivity", "randomisation")
@@ -27,6 +28,12 @@ class MetricContext:
     p(target | x) use it instead of spending one forward pass per pair. ``seed`` seeds every
     random draw of a metric (through a private ``torch.Generator``, so the global RNG is
     neither read nor advanced).
+
+    Devices (:mod:`xai_core.devices`): ``images``, ``targets`` and ``probs`` are moved to the
+    model's device here, once; ``saliency`` (and ``masks``) live on the host, where map-only
+    metrics compute. A metric that queries the model builds its inputs on the device, keeps
+    the outputs there while its passes run and brings them back once (``to_host``), as the
+    explainers do (rules in :class:`~xai_core.explainers.base.Explainer`).
     """
 
     model: Any
@@ -41,8 +48,23 @@ class MetricContext:
     seed: int = 0
     probs: torch.Tensor | None = None
 
+    def __post_init__(self):
+        device = model_device(self.model)
+        self.images = to_device(self.images, device)
+        self.targets = to_device(torch.as_tensor(self.targets, dtype=torch.long), device)
+        if self.probs is not None:
+            self.probs = to_device(torch.as_tensor(self.probs), device)
+        if self.saliency is not None:
+            self.saliency = to_host(self.saliency)
+
     def __len__(self) -> int:
         return int(self.targets.shape[0])
+
+    def host_images(self) -> torch.Tensor:
+        """``images`` on the host, copied once (for host algorithms: ROAD's sparse solves)."""
+        if getattr(self, "_host_images", None) is None:
+            self._host_images = to_host(self.images)
+        return self._host_images
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator seeded with ``seed + offset``; it draws the same numbers as the

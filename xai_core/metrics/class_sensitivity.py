@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..devices import to_host
 from ..errors import MetricError
 from . import register
 from ._stats import pearson_rows
@@ -47,7 +48,7 @@ class ClassSensitivity(Metric):
             probs = ctx.model.predict(ctx.images, batch_size=ctx.batch_size)
         top = ctx.targets  # the engine passes the argmax class of each image
         bottom = probs.argmin(dim=1)
-        maps = ctx.explain(torch.cat([ctx.images, ctx.images]), torch.cat([top, bottom]))
+        maps = to_host(ctx.explain(torch.cat([ctx.images, ctx.images]), torch.cat([top, bottom])))
         a = maps[:n].reshape(n, -1).double().numpy()
         b = maps[n:].reshape(n, -1).double().numpy()
         out = pearson_rows(a, b)

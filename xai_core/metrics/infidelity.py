@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..devices import to_device, to_host
 from . import register
 from .base import Metric, finite_maps
 
@@ -62,7 +63,7 @@ class Infidelity(Metric):
             return None
 
     def _outputs(self, model, x: torch.Tensor, targets: torch.Tensor, batch_size: int) -> torch.Tensor:
-        out = torch.empty(x.shape[0])
+        out = torch.empty(x.shape[0], device=x.device)
         with torch.no_grad():
             for i in range(0, x.shape[0], batch_size):
                 y = model(x[i: i + batch_size])
@@ -82,15 +83,15 @@ class Infidelity(Metric):
         p, n = len(ctx), self.params.samples
         if p == 0:
             return np.zeros(0)
-        pert = self.perturbations(ctx)
+        pert = self.perturbations(ctx)  # drawn on the host; Iᵀ S is computed there too
         targets = torch.repeat_interleave(ctx.targets, n)
-        x = torch.repeat_interleave(ctx.images, n, dim=0) - pert
+        x = torch.repeat_interleave(ctx.images, n, dim=0) - to_device(pert, ctx.images.device)
         f_pert = self._outputs(ctx.model, x, targets, ctx.batch_size)
         if self.params.output == "prob" and ctx.probs is not None:
             f_x = ctx.probs.gather(1, ctx.targets.view(-1, 1)).view(-1).float()
         else:
             f_x = self._outputs(ctx.model, ctx.images, ctx.targets, ctx.batch_size)
-        diff = (torch.repeat_interleave(f_x, n) - f_pert).double().view(p, n)
+        diff = to_host((torch.repeat_interleave(f_x, n) - f_pert).double().view(p, n))  # after the last pass
         sal = ctx.saliency.double().reshape(p, 1, -1)
         proj = (pert.double().view(p, n, -1) * sal).sum(dim=2)  # Iᵀ S, (P, n)
         a, b, c = (proj * proj).mean(1), (proj * diff).mean(1), (diff * diff).mean(1)

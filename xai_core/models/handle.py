@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from ..devices import CPU, autocast, to_device, to_host
 from ..errors import ModelError
+from .batching import PassBatches
 from .outputs import pick
 from .spec import ACTIVATIONS  # noqa: F401  (importable from here too)
 
@@ -65,7 +67,7 @@ class _Probabilities:
     def predict(self, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
         """Probabilities (N, K) without gradients, in chunks of ``batch_size``."""
         out = [self.probs(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, self.num_classes)
+        return torch.cat(out) if out else torch.zeros(0, self.num_classes, device=self.device)
 
 
 @dataclass
@@ -77,6 +79,12 @@ class ClassifierHandle(_Probabilities):
     ``activation`` is "sigmoid" (multi-label: each class independent) or "softmax"
     (single-label). Forward passes are counted in ``passes`` (images pushed through the
     network), which the benchmarks report.
+
+    The module's device is the handle's :attr:`device`: inputs are moved there (a no-op when
+    they are already there, as the engine arranges). ``precision`` ("fp32", "bf16", "fp16")
+    is the autocast dtype of forward-only passes; a pass whose input requires grad runs in
+    float32 and whole (its graph cannot be cut), while forward-only calls are cut into
+    pieces when the device runs out of memory (``batches``, :mod:`.batching`).
     """
 
     module: PixelSpaceModel
@@ -85,6 +93,8 @@ class ClassifierHandle(_Probabilities):
     num_classes: int
     passes: int = 0
     channels: int = 3
+    precision: str = "fp32"
+    batches: PassBatches = field(default_factory=PassBatches)
     supports_gradients = True  # class attribute, not a field: see ForwardOnlyHandle
     kind = "pytorch"
 
@@ -96,6 +106,11 @@ class ClassifierHandle(_Probabilities):
         self.module.eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights are (the pixel-space wrapper's buffers follow them)."""
+        return self.module.mean.device
 
     @property
     def net(self) -> nn.Module:
@@ -117,9 +132,19 @@ class ClassifierHandle(_Probabilities):
         return any(isinstance(m, torch.jit.ScriptModule) for m in self.net.modules())
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) → (N, K) logits; keeps the graph if ``x`` requires grad."""
+        """(N, C, H, W) → (N, K) logits on :attr:`device`; keeps the graph if ``x`` requires grad."""
+        x = to_device(x, self.device)
+        if torch.is_grad_enabled() and x.requires_grad:
+            out = self.module(x)
+            self.passes += int(x.shape[0])
+            return out
+        return self.batches.forward(self._forward_only, x, self.device)
+
+    def _forward_only(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast(self.precision, self.device):
+            out = self.module(x)
         self.passes += int(x.shape[0])
-        return self.module(x)
+        return out.float() if self.precision != "fp32" else out
 
 
 class ForwardOnlyHandle(_Probabilities):
@@ -136,6 +161,9 @@ class ForwardOnlyHandle(_Probabilities):
 
     supports_gradients = False
     kind = "forward-only"
+    device = CPU  # inputs cross to numpy here; the runtime (ONNX Runtime, a server) is elsewhere
+    precision = "fp32"
+    batches = None
     patch_grid = None
     output_choice: dict | None = None  # set by handles with several named outputs (ONNX, V2)
 
@@ -161,5 +189,5 @@ class ForwardOnlyHandle(_Probabilities):
         if x.requires_grad:
             raise ModelError(f"this model is served by {self.kind}: gradients are unavailable")
         self.passes += int(x.shape[0])
-        out = self._forward(x.detach().to(torch.float32).contiguous().numpy())
+        out = self._forward(to_host(x.detach()).to(torch.float32).contiguous().numpy())
         return torch.from_numpy(out.astype("float32", copy=False))

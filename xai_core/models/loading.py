@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..devices import check_precision, resolve_device
 from ..errors import ModelError
 from .handle import ClassifierHandle, PixelSpaceModel
 from .onnx import load_onnx, refuse_onnx_file
@@ -110,12 +111,12 @@ def _per_channel(values: tuple[float, ...], channels: int, what: str) -> tuple[f
                      f"channel{'s' if channels > 1 else ''}; expected {channels} value{'s' if channels > 1 else ''} (or one)")
 
 
-def _probe(module: nn.Module, channels: int, size):
+def _probe(module: nn.Module, channels: int, size, device: torch.device):
     """The raw output (a tensor, dict, tuple…) of one black image, before ``model.output``."""
     output, module.output = module.output, None
     try:
         with torch.no_grad():
-            return module(torch.zeros(1, channels, *size))
+            return module(torch.zeros(1, channels, *size, device=device))
     finally:
         module.output = output
 
@@ -143,20 +144,29 @@ def load_model(spec: ModelSpec, num_classes: int, network: nn.Module | None = No
     if spec.onnx:
         spec.validate()
         return load_onnx(spec, num_classes)
+    device, _ = resolve_device(spec.device)  # an unavailable device stops here, before any work
+    check_precision(spec.precision, device)
+    if device.type == "cuda":
+        # True float32 on the GPU: cuDNN would otherwise run float32 convolutions in TF32 (10-bit
+        # mantissa) on Ampere and later, and maps would move with the GPU generation.
+        # Reduced precision is asked for explicitly (model.precision).
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     if network is not None:
         spec.validate()
         net = network.eval()
     else:
         net = load_network(spec)
+    net = net.to(device)
     size = tuple(spec.input_size)
     guess = spec.channels or guess_channels(net)
     tries = [guess] if spec.channels else [guess, 4 - guess]
     errors = []
     for channels in tries:
         module = PixelSpaceModel(net, _per_channel(spec.mean, channels, "mean"), _per_channel(spec.std, channels, "std"),
-                                 layout=spec.layout, patch_grid=spec.patch_grid)
+                                 layout=spec.layout, patch_grid=spec.patch_grid).to(device)
         try:
-            raw = _probe(module, channels, size)
+            raw = _probe(module, channels, size, device)
             break
         except Exception as e:  # a wrong channel count raises deep inside the user's network
             errors.append((channels, e))
@@ -165,7 +175,7 @@ def load_model(spec: ModelSpec, num_classes: int, network: nn.Module | None = No
         hint = "" if spec.channels else " (1 channel failed too)" if len(errors) > 1 else ""
         what = f"(1, {channels}, {size[0]}, {size[1]})" + (" channels-last" if spec.layout == "nhwc" else "")
         raise ModelError(f"model failed on a {what} input{hint}: {_short(e)}; "
-                         + _layout_hint(net, spec, channels, size)) from e
+                         + _layout_hint(net, spec, channels, size, device)) from e
     choice = choose_output(raw, spec.output, where=f"the model ({spec.factory or spec.torchscript or spec.module})")
     module.output = choice.selector
     module.output_choice = choice.describe()
@@ -175,16 +185,28 @@ def load_model(spec: ModelSpec, num_classes: int, network: nn.Module | None = No
             f"model outputs shape {tuple(out.shape)}; expected (N, {num_classes}) logits, one per class of the dataset"
         )
     return ClassifierHandle(module=module, activation=spec.activation, input_size=size,
-                            num_classes=num_classes, channels=channels)
+                            num_classes=num_classes, channels=channels, precision=spec.precision)
 
 
-def _layout_hint(net: nn.Module, spec: ModelSpec, channels: int, size) -> str:
+def device_record(spec: ModelSpec) -> dict:
+    """What the manifest records under ``model.device``: requested, resolved, the device's
+    name and why (a forward-only model runs on the CPU, or on its server)."""
+    if spec.onnx or spec.url:
+        from ..devices import CPU, device_name
+
+        where = "ONNX Runtime's CPU provider" if spec.onnx else "a served model: the server chooses its device"
+        return {"requested": spec.device, "resolved": "cpu", "name": device_name(CPU) if spec.onnx else None,
+                "reason": where}
+    return resolve_device(spec.device)[1]
+
+
+def _layout_hint(net: nn.Module, spec: ModelSpec, channels: int, size, device: torch.device) -> str:
     """What to check after a failed probe: the other layout when the network runs on it."""
     other = "nhwc" if spec.layout == "nchw" else "nchw"
     module = PixelSpaceModel(net, _per_channel(spec.mean, channels, "mean"), _per_channel(spec.std, channels, "std"),
-                             layout=other)
+                             layout=other).to(device)
     try:
-        _probe(module, channels, size)
+        _probe(module, channels, size, device)
     except Exception:
         return "check model.input_size, model.channels and model.layout (nchw | nhwc)"
     what = "channels-last (N, H, W, C)" if other == "nhwc" else "channels-first (N, C, H, W)"

@@ -1,11 +1,14 @@
-"""A classifier served over HTTP: KServe V1 or the Open Inference Protocol V2.
+"""A classifier served over HTTP: KServe V1, the Open Inference Protocol V2, or Seldon's protocol.
 
 V1 (KServe, TensorFlow Serving): ``POST …/v1/models/NAME:predict`` with
 ``{"instances": [image, …]}`` → ``{"predictions": [[score, …], …]}``.
 V2 (KServe, Seldon MLServer, NVIDIA Triton): ``POST …/v2/models/NAME/infer`` with
 ``{"id", "inputs": [{"name", "shape": [N, C, H, W], "datatype": "FP32", "data": [...]}]}`` →
 ``{"outputs": [{"name", "shape": [N, K], "datatype", "data": [...]}]}`` (``model.output``
-names the output; unset: the only one, or the only one named logits/scores/output); ``GET …/v2/models/NAME`` gives the metadata recorded in the summary manifest, and the
+names the output; unset: the only one, or the only one named logits/scores/output); Seldon
+Core's microservices (``POST …/api/v1.0/predictions``): ``{"data": {"ndarray": [...]}}`` →
+``{"data": {"ndarray": [[score, …], …]}}`` (or ``{"data": {"tensor": {"shape", "values"}}}``).
+``GET …/v2/models/NAME`` gives the metadata recorded in the summary manifest, and the
 input's name. With ``binary_data`` the V2 tensors travel as raw little-endian bytes after the
 JSON header (the binary tensor extension of KServe and Triton; ``Inference-Header-Content-Length``),
 which spares the JSON encoding of every pixel.
@@ -13,7 +16,9 @@ which spares the JSON encoding of every pixel.
 Images go out as (N, C, H, W) float32 after the user's mean/std, in requests of
 ``request_batch`` images. Connection errors, HTTP 5xx and 429 are retried with exponential
 backoff (``backoff`` · 2^attempt seconds, or the server's ``Retry-After``); 4xx and read
-time-outs are not (the same request would fail again, or keep a busy server busier).
+time-outs are not (the same request would fail again, or keep a busy server busier), nor an
+HTTP 500 that repeats with the same error text. A server refusing binary tensors at the first
+request gets JSON instead (recorded as the manifest's ``model.transport``).
 Every failure is one :class:`ModelError` line naming the URL.
 """
 
@@ -32,25 +37,26 @@ from ..errors import ModelError, ServerFailed, ServerTimeout, ServerUnreachable
 from .handle import ForwardOnlyHandle
 from .outputs import choose_named
 
-PROTOCOLS = ("auto", "v1", "v2")
+PROTOCOLS = ("auto", "v1", "v2", "seldon")
 OUTPUTS = ("logits", "probabilities")
-KINDS = {"v1": "remote (KServe V1)", "v2": "remote (V2)"}
+KINDS = {"v1": "remote (KServe V1)", "v2": "remote (V2)", "seldon": "remote (Seldon)"}
 # V2 binary tensor extension (KServe, Triton): datatypes a classifier's output may come in.
 _DTYPES = {"FP32": "<f4", "FP64": "<f8", "FP16": "<f2"}
 _HEADER_LENGTH = "Inference-Header-Content-Length"
 _V1_PATH = re.compile(r"/v1/models/[^/]+:predict$")
 _V2_PATH = re.compile(r"/v2/models/[^/]+(/versions/[^/]+)?/infer$")
+_SELDON_PATH = re.compile(r"/api/v(0\.1|1\.0)/predictions$")
 # Probabilities are clipped before the inverse activation, so 0 and 1 give finite logits.
 _PROB_EPS = 1e-7
 _MAX_RETRY_AFTER_S = 30.0
 
 
 def detect_protocol(url: str, protocol: str = "auto") -> str:
-    """"v1" or "v2" for ``url``: explicit ``protocol`` wins, else the URL path decides."""
+    """"v1", "v2" or "seldon" for ``url``: explicit ``protocol`` wins, else the URL path decides."""
     parts = urlsplit(url or "")
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ModelError(f"model.url is {url!r}; expected http://host:port/v1/models/NAME:predict "
-                         "or http://host:port/v2/models/NAME/infer")
+        raise ModelError(f"model.url is {url!r}; expected http://host:port/v1/models/NAME:predict, "
+                         "http://host:port/v2/models/NAME/infer or http://host:port/api/v1.0/predictions")
     if protocol not in PROTOCOLS:
         raise ModelError(f"model.protocol is {protocol!r}; expected one of {PROTOCOLS}")
     if protocol != "auto":
@@ -59,9 +65,11 @@ def detect_protocol(url: str, protocol: str = "auto") -> str:
         return "v1"
     if _V2_PATH.search(parts.path):
         return "v2"
+    if _SELDON_PATH.search(parts.path):
+        return "seldon"
     raise ModelError(f"model.url {url!r}: cannot tell the protocol from the path; expected "
-                     ".../v1/models/NAME:predict (KServe V1) or .../v2/models/NAME/infer (V2), "
-                     "or set model.protocol: v1|v2")
+                     ".../v1/models/NAME:predict (KServe V1), .../v2/models/NAME/infer (V2) or "
+                     ".../api/v1.0/predictions (Seldon), or set model.protocol: v1|v2|seldon")
 
 
 def validate_remote(spec) -> None:
@@ -166,6 +174,9 @@ class RemoteHandle(ForwardOnlyHandle):
         self.requests = 0  # HTTP requests sent, retries included
         self.output = output  # model.output: which V2 output holds the scores (models/outputs.py)
         self.output_choice: dict | None = None
+        # How requests travel when binary tensors were asked for (manifest model.transport):
+        # {"binary_data": used or not, "requested": True, "reason": why JSON is used instead}.
+        self.transport: dict | None = {"binary_data": True, "requested": True} if self.binary_data else None
         self._session = requests.Session()
         self._input_name = "input-0"
         self.metadata = fetch_metadata(url, self.timeout, self._session) if self.protocol == "v2" else None
@@ -178,6 +189,7 @@ class RemoteHandle(ForwardOnlyHandle):
     def _post(self, payload: bytes, headers: dict | None = None) -> requests.Response:
         """POST with retries; returns a 2xx response or raises ModelError."""
         attempts = self.retries + 1
+        previous = None
         for attempt in range(attempts):
             last = attempt == attempts - 1
             self.requests += 1
@@ -198,10 +210,16 @@ class RemoteHandle(ForwardOnlyHandle):
             if r.ok:
                 return r
             retryable = r.status_code >= 500 or r.status_code == 429
-            if not retryable or last:
-                after = f" after {attempts} attempts" if retryable and attempts > 1 else ""
-                raise ServerFailed(f"model server {self.url} answered HTTP {r.status_code}{after}: "
-                                 f"{_server_error_text(r) or r.reason}")
+            answer = (r.status_code, _server_error_text(r) or r.reason)
+            # The same HTTP 500 twice is a request the server cannot serve (MLServer 1.7 failing to
+            # decode a binary body), not a passing failure: retrying it only delays the error.
+            # 502/503/504 and 429 (a model loading, a gateway, a busy server) keep their retries.
+            same = r.status_code == 500 and answer == previous
+            if not retryable or last or same:
+                after = (" twice with the same error" if same else
+                         f" after {attempts} attempts" if retryable and attempts > 1 else "")
+                raise ServerFailed(f"model server {self.url} answered HTTP {r.status_code}{after}: {answer[1]}")
+            previous = answer
             self._sleep(attempt, r.headers.get("Retry-After"))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -219,6 +237,8 @@ class RemoteHandle(ForwardOnlyHandle):
         headers = None
         if self.protocol == "v1":
             body = ('{"instances": %s}' % json_array(x)).encode()
+        elif self.protocol == "seldon":
+            body = ('{"data": {"ndarray": %s}}' % json_array(x)).encode()
         elif self.binary_data:
             raw = x.astype("<f4", copy=False).tobytes()
             head = json.dumps({"id": uuid.uuid4().hex, "parameters": {"binary_data_output": True},
@@ -229,12 +249,20 @@ class RemoteHandle(ForwardOnlyHandle):
             head = json.dumps({"name": self._input_name, "shape": list(x.shape), "datatype": "FP32"})
             body = ('{"id": %s, "inputs": [%s, "data": %s}]}' % (json.dumps(uuid.uuid4().hex), head[:-1],
                                                                  json_array(x.ravel()))).encode()
-        r = self._post(body, headers)
-        expected = ('{"predictions": [[K numbers] per image]}' if self.protocol == "v1"
-                    else '{"outputs": [{"shape": [N, K], "data": [N*K numbers]}]}')
+        try:
+            r = self._post(body, headers)
+        except ServerFailed as e:
+            if not self.binary_data:
+                raise
+            raise ServerFailed(f"{e}; the server may not support V2 binary tensors: set model.binary_data: false") from e
+        expected = {"v1": '{"predictions": [[K numbers] per image]}',
+                    "seldon": '{"data": {"ndarray": [[K numbers] per image]}} or {"data": {"tensor": {"shape", "values"}}}',
+                    "v2": '{"outputs": [{"shape": [N, K], "data": [N*K numbers]}]}'}[self.protocol]
         try:
             if self.protocol == "v1":
                 out = np.asarray(r.json()["predictions"], dtype=np.float32)
+            elif self.protocol == "seldon":
+                out = _seldon_output(r.json())
             else:
                 out = self._v2_output(r)
         except (ValueError, KeyError, IndexError, TypeError) as e:
@@ -285,6 +313,15 @@ class RemoteHandle(ForwardOnlyHandle):
         logits = np.log(p) - np.log1p(-p) if self.activation == "sigmoid" else np.log(p)
         return logits.astype(np.float32)
 
+def _seldon_output(body: dict) -> np.ndarray:
+    """The scores of a Seldon answer: ``data.ndarray`` or ``data.tensor`` (shape + flat values)."""
+    data = body["data"]
+    if "ndarray" in data:
+        return np.asarray(data["ndarray"], dtype=np.float32)
+    t = data["tensor"]
+    return np.asarray(t["values"], dtype=np.float32).reshape(t["shape"])
+
+
 def load_remote(spec, num_classes: int) -> RemoteHandle:
     """The :class:`RemoteHandle` of ``spec`` after a one-image probe of the output shape."""
     handle = RemoteHandle(spec.url, protocol=spec.protocol, activation=spec.activation,
@@ -293,7 +330,20 @@ def load_remote(spec, num_classes: int) -> RemoteHandle:
                           request_batch=spec.request_batch, binary_data=spec.binary_data,
                           output=getattr(spec, "output", None))
     probe = np.zeros((1, len(spec.mean), *spec.input_size), np.float32)
-    out = handle._forward(probe)  # not counted in ``passes``: it is a check, not work
+    try:
+        out = handle._forward(probe)  # not counted in ``passes``: it is a check, not work
+    except ServerFailed as e:
+        if not handle.binary_data:
+            raise
+        # Not every V2 server has the binary tensor extension (MLServer 1.7's REST server does
+        # not): when JSON works, the run uses JSON and the manifest says why.
+        handle.binary_data = False
+        try:
+            out = handle._forward(probe)
+        except ModelError:
+            raise e from None
+        handle.transport = {"binary_data": False, "requested": True,
+                            "reason": f"the server refused a binary request ({str(e.__cause__ or e)[:300]}); JSON used"}
     if not np.all(np.isfinite(out)):
         raise ModelError(f"model server {spec.url} returned non-finite outputs for a black image")
     return handle

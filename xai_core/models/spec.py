@@ -4,13 +4,32 @@ configuration is parsed and checked before anything heavy is imported, so that a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ..errors import ModelError
 
 ACTIVATIONS = ("sigmoid", "softmax")
+DEVICE_CHOICES = "auto | cpu | cuda | cuda:N"
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+PRECISION_NAMES = ("fp32", "bf16", "fp16")  # xai_core.devices.PRECISIONS maps them to dtypes
 FAST_FORWARD_MODES = ("auto", "on", "off")
 LAYOUTS = ("nchw", "nhwc")
+
+
+def check_device_name(value) -> str | None:
+    """The problem with ``model.device`` = ``value`` as a name (None when it is well formed);
+    whether that device exists is checked when the model is loaded
+    (:func:`xai_core.devices.resolve_device`)."""
+    if not isinstance(value, str) or not _DEVICE_RE.match(value):
+        return f"model.device is {value!r}; expected one of {DEVICE_CHOICES}"
+    return None
+
+
+def check_precision_name(value) -> str | None:
+    if value not in PRECISION_NAMES:
+        return f"model.precision is {value!r}; expected one of {' | '.join(PRECISION_NAMES)}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -39,8 +58,8 @@ class ModelSpec:
     patch_grid: [h, w] of a transformer's patch tokens, for layer and attention explainers
         when the grid is not square (unset: the square grid after a class/register prefix).
     url: a served model, ``http://host:port/v1/models/NAME:predict`` (KServe V1) or
-        ``…/v2/models/NAME/infer`` (Open Inference Protocol V2); ``protocol`` (auto|v1|v2),
-        ``outputs`` (logits|probabilities), ``timeout`` (s per request), ``retries`` and
+        ``…/v2/models/NAME/infer`` (Open Inference Protocol V2), ``…/api/v1.0/predictions``
+        (Seldon); ``protocol`` (auto|v1|v2|seldon), ``outputs`` (logits|probabilities), ``timeout`` (s per request), ``retries`` and
         ``request_batch`` (images per request), ``binary_data`` (V2 binary tensors) apply to it
         only (see :mod:`.remote`).
     onnx: an ONNX file (normalised input → logits) run by ONNX Runtime; forward passes only.
@@ -50,6 +69,10 @@ class ModelSpec:
     fast_forward: "auto" runs the forward-only passes of a PyTorch model through an ONNX
         Runtime export when it reproduces torch's logits and is faster on a probe here
         (:mod:`.fast`); "on" whenever it is exact; "off" keeps torch.
+    device: where a PyTorch model runs — "auto" (the first CUDA device torch sees, else the
+        CPU), "cpu", "cuda" or "cuda:N" (:func:`xai_core.devices.resolve_device`).
+    precision: "fp32", "bf16" or "fp16": the autocast dtype of forward-only passes (gradient
+        passes stay float32); fp16 needs a CUDA device.
     """
 
     factory: str | None = None
@@ -75,6 +98,8 @@ class ModelSpec:
     onnx: str | None = None
     fast_forward: str | bool = "auto"  # YAML reads bare `off`/`on` as false/true
     module: str | None = None
+    device: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self):
         if isinstance(self.fast_forward, bool):
@@ -105,11 +130,19 @@ class ModelSpec:
                 raise ModelError("model.layout: nhwc is not supported for a served model (model.url); "
                                  "the server receives (N, C, H, W) tensors")
             if self.output is not None and detect_protocol(self.url, self.protocol) != "v2":
-                raise ModelError(f"model.output is {self.output!r}, but a V1 server answers one `predictions` list; "
+                raise ModelError(f"model.output is {self.output!r}, but a V1 or Seldon server answers one list of scores; "
                                  "model.output names an output of a V2 server or an ONNX file, or a key of a "
                                  "Python model's dict/tuple output")
         if self.onnx and self.weights:
             raise ModelError("model.weights applies to model.factory; an ONNX file holds its own weights")
+        problem = check_device_name(self.device) or check_precision_name(self.precision)
+        if problem:
+            raise ModelError(problem)
+        if (self.onnx or self.url) and (self.device not in ("auto", "cpu") or self.precision != "fp32"):
+            runtime = "ONNX Runtime on the CPU" if self.onnx else "its server"
+            raise ModelError(f"model.device {self.device!r} / precision {self.precision!r} apply to PyTorch models; "
+                             f"{'an ONNX model' if self.onnx else 'a served model'} runs in {runtime}: "
+                             "leave device auto (or cpu) and precision fp32")
         if self.fast_forward not in FAST_FORWARD_MODES:
             raise ModelError(f"model.fast_forward is {self.fast_forward!r}; expected one of {FAST_FORWARD_MODES}")
         if self.activation not in ACTIVATIONS:

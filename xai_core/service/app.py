@@ -107,7 +107,8 @@ class Service:
         self._engines: dict[str, object] = {}
         self._logs: dict[str, object] = {}
         self._lock = threading.Lock()       # one explanation at a time (explainer objects hold state)
-        self._state = threading.Lock()
+        self._state = threading.Lock()      # the engines, logs and waiting count (held briefly)
+        self._connect = threading.Lock()    # making the predictor handle (a network probe)
         self._waiting = 0
         self.predictor_error: str | None = None
 
@@ -115,7 +116,7 @@ class Service:
     def predictor(self):
         """The served-model handle, made (one probe request) on first use; ModelError until the
         predictor answers."""
-        with self._state:
+        with self._connect:
             if self._handle is None:
                 from ..config import config_from_dict
                 from ..models.remote import load_remote
@@ -147,9 +148,11 @@ class Service:
             raise XaiError(f"these parameters cost {cost:,} model passes per image and label; the cap is "
                            f"{self.config.limits.max_passes:,}")
 
-    def _key(self, req: ExplainRequest) -> tuple[str, list]:
-        entries = [{**e, "params": {**e["params"], **req.params.get(e["name"], {})}}
-                   for e in self.entries if e["name"] in req.explainers]
+    def _key(self, req: ExplainRequest | None) -> tuple[str, list]:
+        """(configuration key, explainer entries) of a request (None: the service's own)."""
+        entries = self.entries if req is None else [
+            {**e, "params": {**e["params"], **req.params.get(e["name"], {})}}
+            for e in self.entries if e["name"] in req.explainers]
         text = json.dumps(entries, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:8], entries
 
@@ -176,7 +179,7 @@ class Service:
         from ..data.memory import Item
 
         key, entries = self._key(req)
-        default = [e["name"] for e in entries] == self.names and not any(req.params.values())
+        default = key == self._key(None)[0]  # the service's own explainers and parameters
         engine = self.engine(key, entries)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         tag = f"{stamp}-{uuid.uuid4().hex[:6]}"
@@ -298,8 +301,9 @@ def create_app(config: ServiceConfig):
             return bad
         try:
             body = await read_body(request)
-            req = parse_request(parse_json(body), explainers=service.names, classes=list(config.classes),
-                                limits=config.limits, param_checker=service.check_params)
+            req = await run_in_threadpool(  # decoding images is work: off the event loop
+                lambda: parse_request(parse_json(body), explainers=service.names, classes=list(config.classes),
+                                      limits=config.limits, param_checker=service.check_params))
         except BadRequest as e:
             return fail(str(e), e.status)
         with service._state:
