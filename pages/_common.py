@@ -354,3 +354,12 @@ def refresh_while_running(run: OpenRun, every_s: float = 3.0) -> None:
         st.caption(f"Run in progress: {run.tables.n_samples} samples so far; this page refreshes by itself.")
 
     _watch()
+
+
+def axiom_banner(warnings: dict[str, list[str]]) -> None:
+    """One warning box listing the explainers whose maps break their own method's axiom
+    (xai_core/axioms.py; thresholds in the README, "Axiom diagnostics"); nothing otherwise."""
+    lines = [ln for ls in warnings.values() for ln in ls]
+    if lines:
+        st.warning("Explanations that break their own method's axiom — their scores describe broken maps:\n\n"
+                   + "\n".join(f"- {ln}" for ln in lines), icon=":material/warning:")

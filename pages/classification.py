@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from pages._common import active_run, refresh_while_running, remember, require_frame, restore
+from pages._common import active_run, axiom_banner, refresh_while_running, remember, require_frame, restore
 from xai_core.dashboard import assessment as A
 from xai_core.dashboard import fields as F
+from xai_core.dashboard.notes import axiom_warnings
 from xai_core.dashboard.figures import class_heatmap_figure
 from xai_core.labels import TAGS
 
@@ -30,6 +31,7 @@ infos = A.scored_metric_infos(t)
 if not infos:
     st.info("This run has no evaluation scores; add metrics to its configuration to compare explainers per class.")
     st.stop()
+axiom_banner(axiom_warnings(t))
 key = (str(run.info.path), run.stamp)
 counts = _counts(t, key)
 by_count = counts[counts["explained"] > 0].sort_values("explained", ascending=False)["class"].tolist()

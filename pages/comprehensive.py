@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from pages._common import active_run, refresh_while_running, remember, require_frame, restore
+from pages._common import active_run, axiom_banner, refresh_while_running, remember, require_frame, restore
 from pages._report import report_buttons
 from xai_core.dashboard import assessment as A
 from xai_core.dashboard import fields as F
+from xai_core.dashboard import notes as N
 from xai_core.dashboard.figures import radar_figure, ranking_figure
 from xai_core.errors import XaiError
 from xai_core.labels import TAGS
@@ -50,9 +51,11 @@ with c_tags:
                         "FN label's object is one the model did not recognise. None selected: every tag")
 rows_filter = A.RowFilter(tuple(tags), tuple(loc))
 long = _long(t, (str(run.info.path), run.stamp), rows_filter)
+warnings = N.axiom_warnings(t)
+axiom_banner(warnings)
 try:
     norm = A.normalise_weights(weights)
-    table = A.assessment_table(t, long, weights)
+    table = A.assessment_table(t, long, weights, axioms=N.axiom_column(warnings, t.explainers) if warnings else None)
 except XaiError as e:
     remember(FIELDS)
     st.error(str(e))
@@ -68,7 +71,9 @@ if flagged:  # one line here (the ranking stays above the fold at 1440 × 900); 
 c_rank, c_radar = st.columns(2)
 with c_rank:
     st.markdown("**Ranking**")
-    st.plotly_chart(ranking_figure(A.comprehensive(long, weights)), key="cmp_rank", config={"displaylogo": False})
+    comp = A.comprehensive(long, weights)
+    st.plotly_chart(ranking_figure(comp, labels=N.marked(comp["explainer"], warnings)), key="cmp_rank",
+                    config={"displaylogo": False})
 with c_radar:
     st.markdown("**Radar**")
     if len(infos) >= 3:

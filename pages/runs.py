@@ -48,6 +48,8 @@ def run_list():
             elif r.error:
                 (c[0].error if r.status == "unreadable" else c[0].warning)(r.error)
             c[0].caption("updated " + (r.updated or "–").replace("T", " ").replace("+00:00", " UTC"))
+            if r.warnings:  # explainers that break their own axiom: their scores describe broken maps
+                c[0].markdown(":orange-badge[:material/warning: axioms]", help="\n\n".join(r.warnings))
             samples = f"{r.done_samples}/{r.total_samples}" if r.total_samples else "–"
             c[1].markdown(f"**model** {breakable(r.model or '–')}  \n**samples** {samples}")
             c[2].markdown(f"**explainers** {breakable(', '.join(r.explainers) or '–')}  \n"

@@ -10,6 +10,7 @@ from xai_core.dashboard import query as Q
 from xai_core.dashboard.assessment import metric_infos
 from xai_core.dashboard.overlay import (DISPLAYS, DIVERGING_CMAPS, POLARITIES, SCALES, SEQUENTIAL_CMAPS, OverlayStyle,
                                         legend)
+from xai_core.dashboard.notes import legend_note
 from xai_core.dashboard.render import detail_maps, detail_pictures
 from xai_core.errors import XaiError
 from xai_core.labels import TAGS
@@ -165,9 +166,13 @@ def _open_detail(pos: int, label: int | None) -> None:
 
 
 def _legend(col, e: str, values) -> None:
-    lg = legend(style, values, signed_maps=bool(t.explainer_meta(e).get("signed", True)))
+    meta = t.explainer_meta(e)
+    lg = legend(style, values, signed_maps=bool(meta.get("signed", True)))
     col.image(lg.bar, width="stretch")
     col.caption(lg.ends, help=lg.text)
+    note = legend_note(meta)  # e.g. the layer and token grid a CAM read on a ViT
+    if note:
+        col.caption(note)
 
 
 @st.dialog("Image detail", width="large")

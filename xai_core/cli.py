@@ -16,8 +16,9 @@ from .errors import XaiError
 
 
 def _cmd_run(args) -> int:
-    from .config import load_config
-    from .runner import resume_config, run
+    # The configuration is read and checked before torch is imported (runner → engine →
+    # torch): a wrong path or value answers in a fraction of a second.
+    from .config import load_config, resume_config
 
     if args.resume:
         if args.config:
@@ -50,6 +51,8 @@ def _cmd_run(args) -> int:
         out = cfg.out
         if not out:
             raise XaiError("no output directory: set `out:` in the config or pass --out DIR")
+    from .runner import run
+
     if args.workers or args.scheduler:
         from .distributed import run_distributed
 
@@ -94,6 +97,8 @@ def _cmd_inspect(args) -> int:
     else:
         print(f"{info['path']}: {info['status']}, format v{info['format_version']}, "
               f"{info['n_samples']} samples, {info['n_explained']} explained labels")
+        if info.get("error"):
+            print(f"error: {info['error']}")
         print("tags: " + ", ".join(f"{k}={v}" for k, v in info["tags"].items()))
         if info.get("device"):
             d = info["device"]
@@ -108,6 +113,10 @@ def _cmd_inspect(args) -> int:
         for e, row in info["scores"].items():
             cells = ", ".join(f"{m}={v:.3f}" if v is not None else f"{m}=n/a" for m, v in row.items())
             print(f"  {e}: {cells}")
+        for e, text in info.get("resolved_text", {}).items():
+            print(f"  {e}: {text}")
+        for line in info.get("warnings", []):
+            print(f"  WARNING {line}")
     return 0
 
 
@@ -343,7 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe raises here, not at interpreter exit
+        return rc
+    except BrokenPipeError:
+        # `xai-core list explainers | head`: the reader has gone, which is no error of ours. Point
+        # stdout at devnull so that Python's own flush at exit does not raise again (the
+        # recipe of Python's signal documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except XaiError as e:
         if os.environ.get("XAI_DEBUG"):  # the chained traceback, for bug reports
             traceback.print_exc()

@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 
 from .data.spec import DatasetSpec
-from .errors import ConfigError, XaiError
+from .errors import ConfigError, SummaryError, XaiError
 from .labels import LabelPolicy
-from .models.loading import ModelSpec
+from .models.spec import ModelSpec
 from .threads import check_threads
 
 
@@ -229,6 +229,13 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
         for k in ("weights", "torchscript", "onnx"):
             if v.get(k):
                 v[k] = rel(v[k])
+        path = v.get("factory_path")
+        if isinstance(path, str):
+            path = (path,)
+        if path:
+            v["factory_path"] = tuple(rel(d) for d in path)
+        elif v.get("factory") and base_dir is not None:
+            v["factory_path"] = (rel("."),)  # the factory's module is found beside the config file first
         return v
 
     def data_conv(v):
@@ -315,3 +322,16 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     for o in overrides:
         set_override(raw, o)
     return config_from_dict(raw, base_dir=path.parent)
+
+
+def resume_config(run_dir: str | Path) -> RunConfig:
+    """The configuration stored in a run, to finish it exactly as it was started."""
+    from .summary.reader import read_manifest
+
+    manifest = read_manifest(run_dir)
+    if "config" not in manifest:
+        raise SummaryError(f"{run_dir}: the manifest holds no configuration; cannot resume")
+    raw = dict(manifest["config"])
+    raw["explainers"] = [dict(p) for p in raw["explainers"]]
+    raw["metrics"] = [dict(p) for p in raw["metrics"]]
+    return config_from_dict(raw)

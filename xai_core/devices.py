@@ -29,33 +29,18 @@ On the CPU every crossing is a no-op (``Tensor.to`` returns the tensor itself), 
 from __future__ import annotations
 
 import platform
-import re
 from contextlib import nullcontext
 
 import torch
 
 from .errors import ModelError
+# The names are checked with the torch-free configuration (models/spec.py).
+from .models.spec import DEVICE_CHOICES, check_device_name, check_precision_name  # noqa: F401
 
-DEVICE_CHOICES = "auto | cpu | cuda | cuda:N"
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 CPU = torch.device("cpu")
 
 #: model.precision → the autocast dtype of forward-only passes (None: plain float32).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def check_device_name(value) -> str | None:
-    """The problem with ``model.device`` = ``value`` as a name (None when it is well formed);
-    whether that device exists is checked when the model is loaded (:func:`resolve_device`)."""
-    if not isinstance(value, str) or not _DEVICE_RE.match(value):
-        return f"model.device is {value!r}; expected one of {DEVICE_CHOICES}"
-    return None
-
-
-def check_precision_name(value) -> str | None:
-    if value not in PRECISIONS:
-        return f"model.precision is {value!r}; expected one of {' | '.join(PRECISIONS)}"
-    return None
 
 
 def cuda_count() -> int:

@@ -40,9 +40,11 @@ import threading
 import time
 from pathlib import Path
 
+from .axioms import run_diagnostics
 from .config import RunConfig
 from .data import open_dataset
-from .engine import RunContext, check_capabilities, compute_part, load_part, part_indices, sanity_checks
+from .engine import (RunContext, check_capabilities, check_localisation, compute_part, load_part, part_indices,
+                     sanity_checks)
 from .errors import ConfigError, XaiError
 from .models.loading import load_model
 from .pipeline import PartPipeline
@@ -245,6 +247,7 @@ def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = Fa
                                                getattr(config.model, "device", "auto"))
     dataset = open_dataset(config.dataset)
     explainers, metrics = config.instantiate()
+    check_localisation(dataset, metrics, config)
     check_capabilities(None, config, explainers)  # before the manifest exists, as without Dask
     # The manifest needs no model: the driver stays light, workers load it.
     ctx = RunContext(config, dataset, None, explainers, metrics)
@@ -345,7 +348,7 @@ def _drive(config, ctx, writer, out_dir, batches, plan, scheduler, report, shard
                                                   ("reading", totals["reading_s"]), ("writing", totals["writing_s"]))},
         "worker_gpus": sorted(totals["gpus"]),
     }
-    writer.finish("complete", timing=timing)
+    writer.finish("complete", diagnostics=run_diagnostics(out_dir), timing=timing)
     report.line(time_summary(timing, finishing=time.perf_counter() - t_finish))
     return out_dir
 

@@ -55,6 +55,7 @@ class RunContext:
         if model is None:
             model = load_model(config.model, num_classes=len(dataset.classes), network=network)
         explainers, metrics = config.instantiate()
+        check_localisation(dataset, metrics, config)
         check_capabilities(model, config, explainers)
         for e in explainers:  # e.g. DeepLIFT on TorchScript: refused before any work
             e.check_model(model)
@@ -94,6 +95,17 @@ class RunContext:
         return list(self.dataset.classes)
 
 
+def check_localisation(dataset, metrics: list, config: RunConfig) -> None:
+    """Refuse localisation metrics on a dataset without a single box or mask: every score
+    would be n/a, and the run would look as if it had measured something."""
+    need = [m.instance_name for m in metrics if "masks" in m.needs]
+    if need and not getattr(dataset, "has_objects", True):
+        kind = "an image folder has none" if config.dataset.kind == "imagefolder" else "no item of it has one"
+        raise ConfigError(f"metrics {need} score maps against object boxes or masks, but dataset "
+                          f"{config.dataset.path!r} has none ({kind}); remove them, or use a manifest with `boxes` / "
+                          "`mask` (README, Bring your own model)")
+
+
 def check_capabilities(model, config: RunConfig, explainers: list) -> None:
     """Refuse, before any work, what a forward-only model (ONNX, served) cannot do. ``model``
     None (the Dask driver, which loads no model) judges by the configuration alone."""
@@ -108,6 +120,11 @@ def check_capabilities(model, config: RunConfig, explainers: list) -> None:
     if grad:
         raise ConfigError(f"explainers {grad} need gradients, which a model served by {kind} cannot give; "
                           "use perturbation explainers (occlusion, rise, lime, kernel_shap, anchors, random)")
+    inside = [e.instance_name for e in explainers if e.needs_python_forward]
+    if inside:  # e.g. attention rollout: no gradient, but it reads the attention inside the forward pass
+        raise ConfigError(f"explainers {inside} read layers inside the PyTorch forward pass, which a model served by "
+                          f"{kind} does not expose; use perturbation explainers (occlusion, rise, lime, kernel_shap, "
+                          "anchors, random)")
     if config.uncertainty.enabled and config.uncertainty.dropout > 0:
         raise ConfigError(f"uncertainty (MC dropout) needs the PyTorch module, which a model served by {kind} lacks; "
                           "set uncertainty.dropout: 0 with tta_shift / tta_noise (test-time augmentation), "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .axioms import run_warnings, summarise
 from .labels import TAGS
 from .summary.reader import RunReader
 
@@ -30,6 +31,8 @@ def inspect_run(run_dir: str | Path) -> dict:
         raw_means.setdefault(e, {})[m] = _finite_mean(g["raw"])
         skipped.setdefault(e, {})[m] = int((~np.isfinite(g["raw"].to_numpy(dtype=float))).sum())
     man = r.manifest
+    diagnostics = man.get("diagnostics") if isinstance(man.get("diagnostics"), dict) else summarise(r.details())
+    resolved = {e["name"]: e["resolved"] for e in r.explainers if isinstance(e, dict) and e.get("resolved")}
     return {
         "path": str(Path(run_dir)),
         "format_version": man["format_version"],
@@ -47,8 +50,37 @@ def inspect_run(run_dir: str | Path) -> dict:
         "not_applicable": skipped,
         "progress": man.get("progress"),
         "timing": man.get("timing"),
+        # Axiom figures per explainer (median, worst, share of maps beyond the threshold) and
+        # the warnings they raise (xai_core/axioms.py); what each explainer resolved.
+        "diagnostics": diagnostics,
+        "warnings": [w for ws in run_warnings({**man, "diagnostics": diagnostics}).values() for w in ws],
+        "resolved": resolved,
+        "resolved_text": {e: resolved_text(v) for e, v in resolved.items() if resolved_text(v)},
         "device": _device_summary(man.get("model") or {}),
     }
+
+
+def resolved_text(resolved: dict | None) -> str:
+    """One line of what an explainer resolved on the model: "layer blocks.1 (1 + 4×4 tokens)",
+    "attention of 3 layers (blocks.0.attn.attn_drop, …), 1 + 4×4 tokens"; "" when nothing."""
+    if not isinstance(resolved, dict):
+        return ""
+    grid = resolved.get("grid")
+    grid_text = f"{grid[0]}×{grid[1]}" if isinstance(grid, (list, tuple)) and len(grid) == 2 else ""
+    prefix = resolved.get("prefix_tokens") or 0
+    if resolved.get("layer"):
+        layout = resolved.get("layout", "nchw")
+        what = (f"{prefix} + {grid_text} tokens" if prefix else f"{grid_text} tokens") if str(layout).startswith("tokens") \
+            else f"{grid_text} {'channels-last ' if layout == 'nhwc' else ''}map"
+        return f"layer {resolved['layer']} ({what})" if grid_text else f"layer {resolved['layer']}"
+    if resolved.get("modules"):
+        mods = list(resolved["modules"])
+        shown = ", ".join(mods[:2]) + (", …" if len(mods) > 2 else "")
+        tokens = f"{prefix} + {grid_text}" if prefix else grid_text
+        return f"attention of {len(mods)} layers ({shown}), {tokens} tokens, read at the {resolved.get('token')} token"
+    if resolved.get("unsupported"):
+        return "allowed although its rules do not cover " + ", ".join(resolved["unsupported"])
+    return ""
 
 
 def _device_summary(model: dict) -> dict | None:

@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
-from .config import RunConfig, config_from_dict
+from .axioms import run_diagnostics
+from .config import RunConfig, resume_config  # noqa: F401  (resume_config: importable from here too)
 from .engine import RunContext, compute_part, load_part, part_indices, sanity_checks
 from .errors import ConfigError, SummaryError, XaiError
 from .pipeline import PartPipeline
@@ -32,14 +33,18 @@ def build_manifest(ctx: RunContext, n_parts: int) -> dict:
                   "input_size": list(cfg.model.input_size), "fast_forward": ctx.fast_forward,
                   # detected when model.channels is unset; none in a Dask driver (workers load the model)
                   "channels": getattr(ctx.model, "channels", None),
+                  # which part of a dict/tuple output (or which of several outputs) is the logits, and why
+                  "output": getattr(ctx.model, "output_choice", None),
                   **ctx.model_record()},  # device, precision, batch sizes (issue 15)
         "dataset": ctx.dataset.identity(),
         "classes": ctx.classes,
         # `signed` is the instance's (Grad-CAM with relu: false is signed); RunWriter.finish
         # adds what the maps measured (has_negative) — FORMAT.md.
+        # `resolved`: what the instance found on the model (a CAM's layer and grid, the attention
+        # modules, DeepLIFT's unsupported operations); none in a Dask driver (no model loaded).
         "explainers": [{**type(e).metadata(), "type": e.name, "name": e.instance_name,
                         "signed": e.is_signed, "signed_declared": e.is_signed,
-                        "params": _plain(e.params)} for e in ctx.explainers],
+                        "params": _plain(e.params), "resolved": e.resolved} for e in ctx.explainers],
         "metrics": [{**type(m).metadata(), "type": m.name, "name": m.instance_name,
                      "params": _plain(m.params)} for m in ctx.metrics],
         "progress": {"total_samples": len(ctx.dataset), "done_samples": 0,
@@ -51,17 +56,6 @@ def _plain(params) -> dict:
     import dataclasses
 
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(params).items()}
-
-
-def resume_config(run_dir: str | Path) -> RunConfig:
-    """The configuration stored in a run, to finish it exactly as it was started."""
-    manifest = read_manifest(run_dir)
-    if "config" not in manifest:
-        raise SummaryError(f"{run_dir}: the manifest holds no configuration; cannot resume")
-    raw = dict(manifest["config"])
-    raw["explainers"] = [dict(p) for p in raw["explainers"]]
-    raw["metrics"] = [dict(p) for p in raw["metrics"]]
-    return config_from_dict(raw)
 
 
 def open_writer(ctx: RunContext, out_dir: Path, n_parts: int, *, resume: bool, overwrite: bool,
@@ -238,7 +232,7 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, repor
         "pipelined": pipelined,
         **where_the_time_went(ctx.stats, pipe.stats, pipelined, setup_s=setup_s, parts_s=parts_s, sanity_s=sanity_s),
     }
-    writer.finish("complete", timing=timing)
+    writer.finish("complete", diagnostics=run_diagnostics(out_dir), timing=timing)
     report.line(time_summary(timing, finishing=time.perf_counter() - t_finish))
     return out_dir
 

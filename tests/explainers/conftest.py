@@ -66,3 +66,18 @@ def resnet():
     from xai_core.models.zoo import resnet_small
 
     return make_handle(resnet_small(num_classes=10), size=32, classes=10)
+
+
+@pytest.fixture(scope="session")
+def vit_model():
+    """The ViT with hand-written attention of tests/archs.py (32 px, random weights)."""
+    from archs import SIDE, hand_vit
+
+    return make_handle(hand_vit(), size=SIDE, classes=10)
+
+
+@pytest.fixture(scope="session")
+def vit_images():
+    from archs import images
+
+    return images(3)

@@ -11,12 +11,14 @@ import json
 import pytest
 import torch
 
+from xai_core.errors import ExplainerError
 from xai_core.explainers import EXPLAINERS
 
 ALL = list(EXPLAINERS)
 REQUIRED = {"gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "gradient_shap",
             "deeplift", "deconvolution", "guided_backprop", "gradcam", "gradcam_pp", "guided_gradcam",
-            "occlusion", "rise", "lime", "kernel_shap", "xrai", "random"}
+            "occlusion", "rise", "lime", "kernel_shap", "xrai", "random", "attention_rollout",
+            "attention_relevance"}
 
 
 def make(cls, **over):
@@ -48,8 +50,14 @@ def test_catalogue_lists_every_method_with_metadata(capsys):
 
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
-def test_contract_on_demo_model(cls, demo_model, demo_images):
+def test_contract_on_demo_model(cls, demo_model, demo_images, request):
+    """On the demo CNN; methods that read attention (which the CNN has not) on a small ViT."""
+    if cls.needs_attention:
+        with pytest.raises(ExplainerError, match="no attention"):
+            make(cls).explain(demo_model, demo_images[:1], [0])
+        demo_model, demo_images = request.getfixturevalue("vit_model"), request.getfixturevalue("vit_images")
     model, (a, b) = demo_model, demo_images[:2]
+    side = a.shape[-1]
     with torch.no_grad():
         order = model.predict(demo_images[:2]).argsort(1, descending=True)
     t1, t2, tb = int(order[0, 0]), int(order[0, 1]), int(order[1, 0])
@@ -59,8 +67,8 @@ def test_contract_on_demo_model(cls, demo_model, demo_images):
     alone = exp.explain(model, a[None], [t1], batch_size=64)
     mixed = exp.explain(model, torch.stack([b, a]), [tb, t2], batch_size=64)
 
-    assert [tuple(m.shape) for m in grouped] == [(2, 64, 64), (1, 64, 64)]
-    assert alone.shape == (1, 64, 64) and mixed.shape == (2, 64, 64)
+    assert [tuple(m.shape) for m in grouped] == [(2, side, side), (1, side, side)]
+    assert alone.shape == (1, side, side) and mixed.shape == (2, side, side)
     for m in (*grouped, alone, mixed):
         assert m.dtype == torch.float32 and torch.isfinite(m).all()
     if cls.name in REQUIRED:  # others (e.g. anchors) may legitimately find nothing to show
@@ -77,6 +85,8 @@ def test_contract_on_demo_model(cls, demo_model, demo_images):
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.name)
 def test_contract_on_efficientnet_lite0(cls, effnet, effnet_images):
+    if cls.needs_attention:
+        pytest.skip("EfficientNet has no attention (refusal: test_contract_on_demo_model)")
     if not cls.smoke_params and cls.name not in REQUIRED:
         pytest.skip("declare smoke_params to run this method on EfficientNet within the test budget")
     x = effnet_images[:1]

@@ -12,7 +12,8 @@ from xai_core.errors import ExplainerError
 from xai_core.explainers import EXPLAINERS
 from xai_core.models.zoo import resnet_small
 
-PYTHON_ONLY = {"deeplift", "guided_backprop", "deconvolution", "gradcam", "gradcam_pp", "guided_gradcam"}
+PYTHON_ONLY = {"deeplift", "guided_backprop", "deconvolution", "gradcam", "gradcam_pp", "guided_gradcam",
+               "attention_rollout", "attention_relevance"}
 
 
 @pytest.fixture(scope="module")

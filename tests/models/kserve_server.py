@@ -9,7 +9,8 @@ kserve's pins conflict with ours. Usage::
 Serves two models from the same network, on both protocols KServe speaks over REST
 (V1 ``/v1/models/NAME:predict``, Open Inference Protocol V2 ``/v2/models/NAME/infer``):
 ``NAME`` answers logits, ``NAME-probs`` answers sigmoid probabilities (to test
-``model.outputs: probabilities``). The network gets what the client sent (already
+``model.outputs: probabilities``), ``NAME-multi`` answers two outputs, ``features`` (N, 4) and
+then ``logits`` (to test ``model.output``: the first output is not the scores). The network gets what the client sent (already
 normalised, (N, C, H, W) float32) and its outputs go back unchanged.
 """
 
@@ -34,16 +35,18 @@ class LoopbackRESTServer(RESTServer):
 
 
 class TorchScriptClassifier(kserve.Model):
-    def __init__(self, name: str, net, *, channels: int, size: int, probabilities: bool):
+    def __init__(self, name: str, net, *, channels: int, size: int, probabilities: bool, multi: bool = False):
         super().__init__(name)
         self.net, self.channels, self.size, self.probabilities = net, channels, size, probabilities
+        self.multi = multi
         self.ready = True
 
     def get_input_types(self):
         return [{"name": "pixels", "datatype": "FP32", "shape": [-1, self.channels, self.size, self.size]}]
 
     def get_output_types(self):
-        return [{"name": "probabilities" if self.probabilities else "logits", "datatype": "FP32", "shape": [-1, -1]}]
+        main = {"name": "probabilities" if self.probabilities else "logits", "datatype": "FP32", "shape": [-1, -1]}
+        return [{"name": "features", "datatype": "FP32", "shape": [-1, 4]}, main] if self.multi else [main]
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -55,11 +58,16 @@ class TorchScriptClassifier(kserve.Model):
     def predict(self, payload, headers=None):
         if isinstance(payload, InferRequest):  # V2
             y = self._run(payload.inputs[0].as_numpy())
-            out = InferOutput(name=self.get_output_types()[0]["name"], shape=list(y.shape), datatype="FP32")
             # The binary tensor extension when the client asks for it (``binary_data_output``).
             binary = payload.use_binary_outputs
-            out.set_data_from_numpy(y, binary_data=binary)
-            return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[out],
+            arrays = [y[:, :4] * 0.5 + 1.0, y] if self.multi else [y]
+            outs = []
+            for spec, arr in zip(self.get_output_types(), arrays):
+                arr = np.ascontiguousarray(arr, dtype=np.float32)
+                out = InferOutput(name=spec["name"], shape=list(arr.shape), datatype="FP32")
+                out.set_data_from_numpy(arr, binary_data=binary)
+                outs.append(out)
+            return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=outs,
                                  use_binary_outputs=binary)
         return {"predictions": self._run(np.asarray(payload["instances"], dtype=np.float32)).tolist()}  # V1
 
@@ -74,8 +82,9 @@ def main() -> None:
     a, _ = ap.parse_known_args()
     torch.set_num_threads(1)  # the test machine's cores are shared with the client
     net = torch.jit.load(a.model_file, map_location="cpu").eval()
-    models = [TorchScriptClassifier(name, net, channels=a.channels, size=a.input_size, probabilities=p)
-              for name, p in ((a.name, False), (f"{a.name}-probs", True))]
+    models = [TorchScriptClassifier(name, net, channels=a.channels, size=a.input_size, probabilities=p, multi=m)
+              for name, p, m in ((a.name, False, False), (f"{a.name}-probs", True, False),
+                                 (f"{a.name}-multi", False, True))]
     model_server.RESTServer = LoopbackRESTServer
     model_server.ModelServer(http_port=a.port, enable_grpc=False, workers=1, grace_period=2).start(models)
 

@@ -179,7 +179,7 @@ def test_non_onnx_file_wrong_shapes_and_bad_specs_stop_with_one_line(tmp_path):
         (ModelSpec(onnx=str(text), input_size=(SIZE, SIZE)), 3, "is not an ONNX file"),
         (ModelSpec(onnx=str(tmp_path / "missing.onnx"), input_size=(SIZE, SIZE)), 3, "does not exist"),
         (ModelSpec(onnx=str(fixed), input_size=(48, 48)), 3, r"has shape \[1, 3, 32, 32\]; expected \(N, 3, 48, 48\)"),
-        (ModelSpec(onnx=str(fixed), input_size=(SIZE, SIZE), mean=(0,), std=(1,)), 3, "expected \\(N, 1, 32, 32\\)"),
+        (ModelSpec(onnx=str(fixed), input_size=(SIZE, SIZE), mean=(0,), std=(1,), channels=1), 3, "expected \\(N, 1, 32, 32\\)"),
         (ModelSpec(onnx=str(fixed), input_size=(SIZE, SIZE)), 5, r"outputs shape \(2, 3\).*expected \(2, 5\)"),
     ]
     for spec, k, pattern in cases:
@@ -222,7 +222,8 @@ def test_every_metric_and_gradient_free_explainer_runs_on_an_onnx_model(toy_data
     fast = {"deletion_auc": {"steps": 4}, "insertion_auc": {"steps": 4}, "naive_faithfulness": {"chunks": 4},
             "road_morf": {"fractions": [0.5]}, "road_lerf": {"fractions": [0.5]},
             "max_sensitivity": {"samples": 2}, "avg_sensitivity": {"samples": 2}, "infidelity": {"samples": 2}}
-    explainers = [{"type": c.name, "params": dict(c.smoke_params)} for c in EXPLAINERS if not c.needs_gradients]
+    explainers = [{"type": c.name, "params": dict(c.smoke_params)} for c in EXPLAINERS
+                  if not (c.needs_gradients or c.needs_python_forward)]
     raw = toy_config(toy_data, tmp_path / "run", explainers=explainers,
                      metrics=[{"type": c.name, "params": fast.get(c.name, {})} for c in METRICS],
                      counterfactual={"enabled": True, "layers": 2}, dataset={"kind": "manifest", "path": str(toy_data),

@@ -255,10 +255,12 @@ def sanity_column(manifest: dict) -> dict[str, str]:
     return out
 
 
-def assessment_table(t: RunTables, long: pd.DataFrame, weights: Mapping[str, float]) -> pd.DataFrame:
+def assessment_table(t: RunTables, long: pd.DataFrame, weights: Mapping[str, float],
+                     axioms: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The comprehensive-assessment table, one row per explainer (rank order): per metric
     its mean, 95 % interval, results used, skipped count and normalised weight, then the sanity
-    verdict when the run has one. Numeric columns, so the CSV keeps full precision."""
+    verdict when the run has one, and ``axioms`` ({explainer: verdict}, ``notes.axiom_column``)
+    when given. Numeric columns, so the CSV keeps full precision."""
     comp = comprehensive(long, weights)
     table = comp[["rank", "explainer", "score", "metrics_used"]].rename(columns={"score": "comprehensive"})
     for m in metric_infos(t):
@@ -274,6 +276,8 @@ def assessment_table(t: RunTables, long: pd.DataFrame, weights: Mapping[str, flo
     san = sanity_column(t.manifest)
     if san:
         table["sanity"] = table["explainer"].map(san).fillna("not checked")
+    if axioms:
+        table["axioms"] = table["explainer"].map(dict(axioms)).fillna("ok")
     return table
 
 
@@ -353,6 +357,8 @@ def display_table(table: pd.DataFrame, infos: list[MetricInfo], *, values: str =
     out["metrics used"] = table["metrics_used"]
     if "sanity" in table:
         out["sanity"] = [str(v).replace("similarity ", "") for v in table["sanity"]]
+    if "axioms" in table:
+        out["axioms"] = table["axioms"]
     return out
 
 

@@ -65,10 +65,12 @@ def heatmap_figure(saliency: np.ndarray, vmax: float, style: OverlayStyle, *, im
     return _square(fig, h, w, title)
 
 
-def ranking_figure(comp: pd.DataFrame) -> go.Figure:
-    """Horizontal bars of the comprehensive score, best on top."""
+def ranking_figure(comp: pd.DataFrame, labels: dict[str, str] | None = None) -> go.Figure:
+    """Horizontal bars of the comprehensive score, best on top; ``labels`` renames the bars
+    (an explainer that breaks its axiom carries a warning mark: ``notes.marked``)."""
     d = comp.dropna(subset=["score"]).sort_values("score")
-    fig = go.Figure(go.Bar(x=d["score"], y=d["explainer"], orientation="h", text=[f"{v:.3f}" for v in d["score"]],
+    names = [labels.get(e, e) for e in d["explainer"]] if labels else d["explainer"]
+    fig = go.Figure(go.Bar(x=d["score"], y=names, orientation="h", text=[f"{v:.3f}" for v in d["score"]],
                            textposition="auto", hovertemplate="%{y}: %{x:.4f}<extra></extra>"))
     fig.update_layout(xaxis=dict(range=[0, 1], title="comprehensive score (higher is better)"),
                       margin=dict(l=0, r=10, t=10, b=40), height=80 + 36 * len(d))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..axioms import run_warnings
 from ..errors import SummaryError, XaiError
 from ..summary.format import MANIFEST
 from ..summary.reader import find_runs, read_manifest
@@ -53,6 +54,7 @@ class RunInfo:
     metrics: tuple[str, ...] = ()
     updated: str | None = None
     stale: bool = False
+    warnings: tuple[str, ...] = ()  # axiom warnings of a complete run (xai_core/axioms.py)
 
     @property
     def readable(self) -> bool:
@@ -128,6 +130,7 @@ def run_info(logdir: Path, run_dir: Path, *, now: datetime | None = None) -> Run
         metrics=tuple(str(x.get("name")) for x in m.get("metrics", []) if isinstance(x, dict)),
         updated=updated,
         stale=status == "running" and _is_stale(updated, now or datetime.now(timezone.utc)),
+        warnings=tuple(w for ws in run_warnings(m).values() for w in ws),
     )
 
 

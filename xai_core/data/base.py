@@ -11,6 +11,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DatasetError
+from .spec import RESIZE_POLICIES  # noqa: F401  (defined with the torch-free configuration)
 
 
 @dataclass(frozen=True)
@@ -140,10 +141,6 @@ class PreparedBatch:
     masks: list[np.ndarray | None]
 
 
-#: How a source image is brought to the model's (H, W): ``stretch`` resizes it whole (aspect
-#: ratio not kept); ``center_crop`` scales it so that it covers (H, W), aspect kept, and cuts
-#: the centre (the usual ImageNet evaluation transform, less its 0.875 border).
-RESIZE_POLICIES = ("stretch", "center_crop")
 
 
 def _geometry(sh: int, sw: int, h: int, w: int, policy: str):

@@ -17,6 +17,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 
 class ImageFolderDataset:
+    has_objects = False  # an image folder has no boxes or masks (localisation metrics are refused)
+
     def __init__(self, root: str | Path, *, classes: list[str] | None = None, limit: int | None = None):
         self.root = Path(root)
         if not self.root.is_dir():

@@ -136,6 +136,11 @@ class ManifestDataset:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def has_objects(self) -> bool:
+        """Whether any item has a box or a mask (what localisation metrics score against)."""
+        return any(it["boxes"] or it["mask"] for it in self._items)
+
     def __getitem__(self, index: int) -> Sample:
         it = self._items[index]
         image = read_image(self.root / it["image"], it["item"])

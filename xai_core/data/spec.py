@@ -1,16 +1,18 @@
-"""The dataset section of the run configuration."""
+"""The dataset section of the run configuration (torch-free: checked before anything heavy
+is imported; the adapters are imported by :func:`open_dataset`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..errors import ConfigError, DatasetError
-from .base import RESIZE_POLICIES
 from .classes import resolve_classes
-from .imagefolder import ImageFolderDataset
-from .manifest import ManifestDataset
 
 KINDS = ("manifest", "imagefolder", "memory")
+#: How a source image is brought to the model's (H, W): ``stretch`` resizes it whole (aspect
+#: ratio not kept); ``center_crop`` scales it so that it covers (H, W), aspect kept, and cuts
+#: the centre (the usual ImageNet evaluation transform, less its 0.875 border).
+RESIZE_POLICIES = ("stretch", "center_crop")
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -40,6 +42,9 @@ class DatasetSpec:
 
 
 def open_dataset(spec: DatasetSpec):
+    from .imagefolder import ImageFolderDataset
+    from .manifest import ManifestDataset
+
     spec.validate()
     classes = resolve_classes(spec.classes)
     if spec.kind == "memory":

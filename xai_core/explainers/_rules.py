@@ -223,3 +223,124 @@ def rule_gradients(model, images: torch.Tensor, targets: torch.Tensor, rule: str
     sel = logits[: x.shape[0]].gather(1, targets.view(-1, 1)).sum()
     (grad,) = torch.autograd.grad(sel, x)
     return grad, rules.hits, logits.detach()
+
+
+# ---- what the Rescale rule does not cover ----------------------------------------------------
+
+def _named(*funcs) -> set:
+    return {f for f in funcs if f is not None}
+
+
+_T = torch.Tensor
+_NORMS = _named(F.layer_norm, F.group_norm, F.instance_norm, F.local_response_norm, F.normalize,
+                getattr(F, "rms_norm", None), torch.layer_norm, torch.group_norm, torch.instance_norm)
+_ATTENTION = _named(F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, _T.softmax, _T.log_softmax,
+                    F.scaled_dot_product_attention, F.multi_head_attention_forward)
+_PRODUCTS = _named(torch.mul, _T.mul, _T.mul_, _T.__mul__, _T.__rmul__, _T.__imul__, torch.matmul, _T.matmul,
+                   _T.__matmul__, _T.__rmatmul__, torch.bmm, _T.bmm, torch.mm, _T.mm, torch.einsum, torch.baddbmm,
+                   F.bilinear)
+_DIVISIONS = _named(torch.div, _T.div, _T.div_, _T.__truediv__, _T.__itruediv__, torch.true_divide)
+_UNARY = _named(torch.exp, _T.exp, torch.log, _T.log, torch.sqrt, _T.sqrt, torch.rsqrt, _T.rsqrt, torch.reciprocal,
+                _T.reciprocal, torch.erf, _T.erf, torch.abs, _T.abs, _T.__abs__, torch.square, _T.square, torch.sin,
+                torch.cos, torch.clamp, _T.clamp, torch.clip, _T.clip, torch.amax, _T.amax, torch.amin, _T.amin,
+                torch.max, _T.max, torch.min, _T.min, torch.topk, _T.topk, torch.sort, _T.sort, torch.cummax)
+_POWERS = _named(torch.pow, _T.pow, _T.__pow__)
+
+
+def _live(t) -> bool:
+    return isinstance(t, torch.Tensor) and t.requires_grad
+
+
+def uncovered_kind(func, args, kwargs) -> str | None:
+    """Which operation DeepLIFT's Rescale rule (``_rules``) does not cover ``func(*args)`` is,
+    for a call on activations (tensors that require grad while the parameters do not), or None:
+    linear operations and the activations of :data:`_TABLE` are covered."""
+    if func in _TABLE:
+        return None
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+    if func in _NORMS and tensors and _live(args[0]):
+        return f"{getattr(func, '__name__', 'normalisation')}"
+    if func in _ATTENTION and any(_live(t) for t in tensors):
+        return "softmax attention"
+    if func in _PRODUCTS:
+        operands = [a for a in args if isinstance(a, torch.Tensor)]
+        if func is torch.einsum:
+            operands = [a for a in (args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:])
+                        if isinstance(a, torch.Tensor)]
+        return "products of two activations (gates, attention)" if sum(_live(a) for a in operands) >= 2 else None
+    if func in _DIVISIONS:
+        return "division by an activation" if len(args) > 1 and _live(args[1]) else None
+    if func is _T.__rtruediv__:
+        return "division by an activation" if _live(args[0]) else None
+    if func in _POWERS:
+        exp = args[1] if len(args) > 1 else kwargs.get("exponent")
+        return "powers of activations" if _live(args[0]) and not (isinstance(exp, (int, float)) and exp == 1) else None
+    if func in _UNARY and args and _live(args[0]):
+        return f"{getattr(func, '__name__', 'element-wise function')} without a rule"
+    return None
+
+
+class _Coverage(TorchFunctionMode):
+    def __init__(self, where: list[str]):
+        super().__init__()
+        self.where = where
+        self.found: dict[str, list[str]] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        kind = uncovered_kind(func, args, kwargs)
+        if kind:
+            names = self.found.setdefault(kind, [])
+            here = self.where[-1] if self.where else "(top level)"
+            if here not in names:
+                names.append(here)
+        return func(*args, **kwargs)
+
+
+def uncovered_operations(forward, net: torch.nn.Module, images: torch.Tensor) -> dict[str, list[str]]:
+    """{kind: [module names]} of the operations on activations that DeepLIFT's Rescale rule
+    does not cover, seen in one forward pass of ``images`` through ``forward`` (the pixel-space
+    model; ``net`` names the modules). Empty for conv/BN/ReLU-family/max-pool/residual nets."""
+    from ._layers import no_fast_path
+
+    names = {m: n for n, m in net.named_modules()}
+    where: list[str] = []
+    handles = []
+
+    def enter(mod, _args):
+        where.append(names[mod])
+
+    def leave(_mod, _args, _out):  # returns None: a forward hook's return value would replace the output
+        if where:
+            where.pop()
+
+    try:
+        for m in net.modules():
+            if m is not net:
+                handles.append(m.register_forward_pre_hook(enter))
+                handles.append(m.register_forward_hook(leave))
+    except RuntimeError:  # TorchScript: refused elsewhere (needs_python_forward)
+        return {}
+    cov = _Coverage(where)
+    try:
+        with no_fast_path(), torch.enable_grad(), cov:
+            forward(images.detach().clone().requires_grad_(True))
+    finally:
+        for h in handles:
+            h.remove()
+    return cov.found
+
+
+def plain_gradients(model, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """∂ logit_target / ∂ images (P, C, H, W), no rule: what a rule-based map is compared with."""
+    x = images.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model(x).gather(1, targets.view(-1, 1)).sum(), x)
+    return grad
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(P,) Pearson correlation of each pair's flattened ``a`` and ``b`` (0 where one is constant)."""
+    a, b = a.detach().flatten(1).double(), b.detach().flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    den = a.norm(dim=1) * b.norm(dim=1)
+    return torch.where(den > 0, (a * b).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den))

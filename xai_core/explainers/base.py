@@ -133,6 +133,9 @@ class Explainer:
     # their reach, so it is refused up front (DeepLIFT would otherwise return maps that silently
     # break completeness by tens of per cent). Gradients through TorchScript are exact.
     needs_python_forward: ClassVar[bool] = False
+    # True for methods that read a transformer's attention (``_attention.py``): refused, with
+    # one line, on a model without attention.
+    needs_attention: ClassVar[bool] = False
     # True for methods that read image content on the host (seeded by content, segmented on
     # the CPU): explain takes one host copy of the pixels per call for host_pixels().
     uses_host_pixels: ClassVar[bool] = False
@@ -152,6 +155,7 @@ class Explainer:
             "display_name": cls.display_name or cls.name,
             "needs_gradients": cls.needs_gradients,
             "needs_python_forward": cls.needs_python_forward,
+            "needs_attention": cls.needs_attention,
             "signed": cls.signed,
             "paper": cls.paper,
             "params": params_schema(cls.Params),
@@ -165,6 +169,12 @@ class Explainer:
         a parameter changes it (Grad-CAM with ``relu=False``). A run also measures it: the
         manifest's ``signed`` is true when any stored map has a negative value."""
         return bool(type(self).signed)
+
+    @property
+    def resolved(self) -> dict | None:
+        """What this instance resolved on the model it explains (a CAM layer and its grid, the
+        attention modules found…), recorded in the run's manifest; None when nothing was."""
+        return None
 
     def error(self, message: str) -> ExplainerError:
         """An :class:`ExplainerError` whose message starts with this instance's name."""
@@ -256,6 +266,25 @@ class Explainer:
                 "or use a method that only needs gradients (gradient, integrated_gradients, smoothgrad, "
                 "gradient_shap, xrai) or only forward passes (occlusion, rise, lime, kernel_shap, anchors)"
             )
+
+    @staticmethod
+    def probe_shape(model) -> tuple[int, int, int] | None:
+        """(C, H, W) a probe pass of ``model`` takes, for checks that run the network up front
+        (a CAM's layer, DeepLIFT's rule coverage, the attention's structure); None for a
+        forward-only model or a handle without an input size."""
+        size = getattr(model, "input_size", None)
+        if size is None or not getattr(model, "supports_gradients", True):
+            return None
+        return (getattr(model, "channels", 3), *size)
+
+    def cached(self, slot: str, key, compute):
+        """``compute()``, kept in ``slot`` for as long as ``key`` (network, input shape…) is the
+        same: what a probe pass found is found once per model."""
+        cache = getattr(self, slot, None)
+        if cache is None or cache[0] != key:
+            cache = (key, compute())
+            setattr(self, slot, cache)
+        return cache[1]
 
     def check_pairs(self, model, images: torch.Tensor, targets) -> torch.Tensor:
         """``targets`` as a (P,) int64 host tensor, after checking it matches ``images`` (device

@@ -7,8 +7,18 @@ from dataclasses import dataclass
 import torch
 
 from . import register
-from ._rules import rule_gradients
+from ._layers import probe_images
+from ._rules import rule_gradients, uncovered_operations
 from .base import Explainer
+
+
+def _listing(found: dict[str, list[str]], per_kind: int = 3) -> str:
+    """"layer_norm (7 modules: norm1, …), softmax attention (blocks.0.attn, …)"."""
+    parts = []
+    for kind, names in found.items():
+        shown = ", ".join(names[:per_kind]) + (", …" if len(names) > per_kind else "")
+        parts.append(f"{kind} ({len(names)} module{'s' if len(names) > 1 else ''}: {shown})")
+    return "; ".join(parts)
 
 
 @register
@@ -22,8 +32,16 @@ class DeepLIFT(Explainer):
     store one input per module, so a module called twice per pass (EfficientNet-Lite reuses its
     ReLU6) gets the wrong reference, and its max-pool rule after a ReLU loses part of Δ; both
     break summation-to-delta. Here the rules are attached at each call (``_rules.py``), and
-    Σ attr = F(x) − F(x') holds on ReLU/ReLU6/max-pool/residual networks; the mean relative
-    error is ``diagnostics["completeness_error"]``.
+    Σ attr = F(x) − F(x') holds on networks of linear layers, element-wise activations
+    (ReLU family, GELU, SiLU, sigmoid, tanh…), max-pooling and residual additions; the relative
+    error of each map is recorded as ``completeness_error``.
+
+    The Rescale rule has nothing to say about LayerNorm (and other normalisations by the
+    activations' own statistics), softmax attention, products of two activations
+    (gates, attention) or divisions by one: through them the multipliers are plain gradients
+    and completeness fails by hundreds of per cent (measured on ViT and ConvNeXt nets). A
+    model that computes any of them is refused up front with one line naming the modules,
+    unless ``allow_unsupported: true`` (then each map's completeness error flags it).
     """
 
     name = "deeplift"
@@ -34,6 +52,27 @@ class DeepLIFT(Explainer):
     @dataclass(frozen=True)
     class Params:
         baseline: float = 0.0
+        allow_unsupported: bool = False
+
+    def unsupported(self, model, image_shape: tuple[int, ...]) -> dict[str, list[str]]:
+        """{kind: module names} the rules do not cover, from one probe pass (cached)."""
+        return self.cached("_uncovered", (id(model.net), tuple(image_shape)), lambda: uncovered_operations(
+            model.module, model.net, probe_images(model.net, image_shape)))
+
+    def check_model(self, model) -> None:
+        super().check_model(model)
+        shape = self.probe_shape(model)
+        found = self.unsupported(model, shape) if shape is not None else {}
+        if found and not self.params.allow_unsupported:
+            raise self.error(
+                f"its Rescale rule does not cover {_listing(found)}, so its maps would break completeness "
+                "(Σ attributions ≠ F(x) − F(baseline)); use integrated_gradients, or set allow_unsupported: true "
+                "to compute them anyway (each map's completeness error is reported)")
+
+    @property
+    def resolved(self) -> dict | None:
+        cache = getattr(self, "_uncovered", None)
+        return {"unsupported": cache[1]} if cache and cache[1] else None
 
     def attribute(self, model, images, targets):
         ref = torch.full_like(images, self.params.baseline)

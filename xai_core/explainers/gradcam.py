@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from . import register
-from ._layers import LayerCapture, LayerChoice, last_spatial_layer, resolve_layer
+from ._layers import LayerCapture, LayerChoice, first_tensor, last_spatial_layer, layer_layout, no_fast_path, resolve_layer
+from ..errors import ExplainerError
 from .base import Explainer
 
 
@@ -20,8 +21,13 @@ class GradCAM(Explainer):
     user's network (as in ``named_modules()``); empty picks automatically the module call that
     finishes last with a spatial output (see ``_layers.last_spatial_layer``): the last conv
     stage of a plain CNN, the last residual stage of a ResNet, the head activation of
-    EfficientNet. Subclasses change :meth:`channel_weights` only. ``relu=False`` keeps the
-    negative evidence of eq. (2): such an instance is signed (:attr:`is_signed`).
+    EfficientNet; on a transformer, the last block whose patch tokens reach the logits (a ViT
+    with a class token: the block before the last). Token outputs (N, T, C) / (T, N, C) and
+    channels-last maps (N, h, w, C) are read as (N, C, h, w) maps (``_layers.SpatialLayout``;
+    the grid is ``model.patch_grid`` or square), so ``layer`` may name any block of a ViT or a
+    Swin stage. The layer used and its grid are :attr:`resolved` (the run's manifest records
+    them). Subclasses change :meth:`channel_weights` only. ``relu=False`` keeps the negative
+    evidence of eq. (2): such an instance is signed (:attr:`is_signed`).
     """
 
     name = "gradcam"
@@ -42,16 +48,24 @@ class GradCAM(Explainer):
         return super().is_signed or not getattr(self.params, "relu", True)
 
     def layer_choice(self, model, image_shape: tuple[int, ...]) -> LayerChoice:
-        """The layer to read, resolved once per (network, input shape)."""
-        key = (id(model.net), tuple(image_shape))
-        cache = getattr(self, "_layer_cache", None)
-        if cache is None or cache[0] != key:
-            if self.params.layer:
-                choice = resolve_layer(model.net, self.params.layer)
-            else:
-                choice = last_spatial_layer(model.net, tuple(image_shape))
-            self._layer_cache = cache = (key, choice)
-        return cache[1]
+        """The layer to read and its layout, resolved once per (network, input shape)."""
+        def resolve():
+            grid = getattr(model, "patch_grid", None)
+            try:
+                if self.params.layer:
+                    return layer_layout(model.net, resolve_layer(model.net, self.params.layer), tuple(image_shape),
+                                        grid, forward=model.module)
+                return last_spatial_layer(model.net, tuple(image_shape), grid, forward=model.module)
+            except ExplainerError as e:
+                raise self.error(str(e)) from e
+
+        return self.cached("_layer_cache", (id(model.net), tuple(image_shape)), resolve)
+
+    def check_model(self, model) -> None:
+        super().check_model(model)
+        shape = self.probe_shape(model)
+        if shape is not None:
+            self.layer_choice(model, shape)  # refuse a bad layer up front
 
     @property
     def resolved_layer(self) -> str | None:
@@ -59,17 +73,29 @@ class GradCAM(Explainer):
         cache = getattr(self, "_layer_cache", None)
         return cache[1].name if cache else None
 
+    @property
+    def resolved(self) -> dict | None:
+        """The layer the last call used and how its output was read: {layer, call, layout,
+        grid, prefix_tokens} (manifest ``explainers[].resolved``)."""
+        cache = getattr(self, "_layer_cache", None)
+        return cache[1].describe() if cache else None
+
     def activations_and_grads(self, model, images, targets):
         """(A, ∂logit/∂A) at the chosen layer, both (P, K, h, w) float32."""
         choice = self.layer_choice(model, images.shape[1:])
-        with LayerCapture(choice) as cap:
+        with LayerCapture(choice) as cap, no_fast_path():
             logits = model(images)
-        act = cap.output
-        if not isinstance(act, torch.Tensor) or act.ndim != 4:
-            raise self.error(f"layer {choice.name!r} returned {type(act).__name__} "
-                             f"{tuple(getattr(act, 'shape', ()))}; expected a (N, C, h, w) map")
+        act = first_tensor(cap.output)
+        if act is None:
+            raise self.error(f"layer {choice.name!r} returned {type(cap.output).__name__}; expected a tensor")
         (grad,) = torch.autograd.grad(logits.gather(1, targets.view(-1, 1)).sum(), act)
-        return act, grad
+        lay = choice.layout
+        try:
+            act_map, grad_map = lay.to_nchw(act), lay.to_nchw(grad)
+        except (RuntimeError, IndexError) as e:
+            raise self.error(f"layer {choice.name!r} returned {tuple(act.shape)}; expected {lay.text()} "
+                             f"as in the probe pass ({str(e).splitlines()[0]})") from e
+        return act_map, grad_map
 
     def channel_weights(self, act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         """α (P, K, 1, 1): Grad-CAM's eq. (1), global-average-pooled gradients."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from . import register
-from ._rules import rule_gradients
+from ._rules import pearson, plain_gradients, rule_gradients
 from .base import Explainer
 
 
@@ -19,6 +19,12 @@ class GuidedBackprop(Explainer):
     modules — and SiLU/GELU are treated as the ReLU they smooth (rules in ``_rules.py``).
     A model whose forward calls none of them (e.g. TorchScript) is refused rather than
     silently explained with plain gradients. Maximum of |·| over colour channels.
+
+    The rule may be applied and still change little: in a transformer most of the gradient
+    bypasses the MLPs' GELUs through the residual stream and the attention. Each map records
+    ``gradient_correlation``, the Pearson r of the raw (C, H, W) attribution with the plain
+    gradient (one more backward pass); a run flags maps above the threshold of
+    ``xai_core/axioms.py`` — a guided map equal to the gradient means the rule never acted.
     """
 
     name = "guided_backprop"
@@ -38,6 +44,7 @@ class GuidedBackprop(Explainer):
                 "(TorchScript models run outside Python); the map would equal the plain gradient — "
                 "use `gradient` or load the model from a Python factory"
             )
+        self.record("gradient_correlation", pearson(grad, plain_gradients(model, images, targets)))
         return grad
 
     def attribute(self, model, images, targets):

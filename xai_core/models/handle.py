@@ -10,8 +10,8 @@ from torch import nn
 from ..devices import CPU, autocast, to_device, to_host
 from ..errors import ModelError
 from .batching import PassBatches
-
-ACTIVATIONS = ("sigmoid", "softmax")
+from .outputs import pick
+from .spec import ACTIVATIONS  # noqa: F401  (importable from here too)
 
 
 class PixelSpaceModel(nn.Module):
@@ -20,17 +20,28 @@ class PixelSpaceModel(nn.Module):
     Explainers then see pixel space, so "black" (baseline 0, deletion fill 0) means a black
     image, not the dataset mean, and maps are comparable across models with other statistics.
     ``net`` is kept as an attribute so layer names given by users (``features.3``) resolve
-    relative to their own network.
+    relative to their own network. ``layout="nhwc"`` hands the network channels-last input;
+    ``output`` selects the logits from a dict/tuple/object output (``models/outputs.py``).
     """
 
-    def __init__(self, net: nn.Module, mean, std):
+    def __init__(self, net: nn.Module, mean, std, *, layout: str = "nchw", output: str | int | None = None,
+                 patch_grid: tuple[int, int] | None = None):
         super().__init__()
         self.net = net
+        self.layout = layout
+        self.output = output
+        # Kept here, not on the handle, so every handle built around this module (the fast
+        # forward path's, the sanity check's copy) reads the same.
+        self.patch_grid = tuple(patch_grid) if patch_grid else None
+        self.output_choice: dict | None = None  # how `output` was chosen (manifest model.output)
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)
+    def forward(self, x: torch.Tensor):
+        x = (x - self.mean) / self.std
+        if self.layout == "nhwc":
+            x = x.permute(0, 2, 3, 1)
+        return pick(self.net(x), self.output)
 
 
 class _Probabilities:
@@ -106,6 +117,16 @@ class ClassifierHandle(_Probabilities):
         return self.module.net
 
     @property
+    def patch_grid(self) -> tuple[int, int] | None:
+        """``model.patch_grid``: the (h, w) of a transformer's patch tokens, when set."""
+        return getattr(self.module, "patch_grid", None)
+
+    @property
+    def output_choice(self) -> dict | None:
+        """Which part of a dict/tuple output is the logits and why (None for a tensor)."""
+        return getattr(self.module, "output_choice", None)
+
+    @property
     def is_torchscript(self) -> bool:
         """Whether the network (or a part of it) is TorchScript, whose forward runs in C++."""
         return any(isinstance(m, torch.jit.ScriptModule) for m in self.net.modules())
@@ -143,6 +164,8 @@ class ForwardOnlyHandle(_Probabilities):
     device = CPU  # inputs cross to numpy here; the runtime (ONNX Runtime, a server) is elsewhere
     precision = "fp32"
     batches = None
+    patch_grid = None
+    output_choice: dict | None = None  # set by handles with several named outputs (ONNX, V2)
 
     def __init__(self, *, activation: str, input_size: tuple[int, int], num_classes: int, channels: int = 3):
         if activation not in ACTIVATIONS:

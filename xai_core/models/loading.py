@@ -3,130 +3,41 @@ file (served by ONNX Runtime, forward passes only: :mod:`.onnx`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..devices import check_device_name, check_precision, check_precision_name, resolve_device
+from ..devices import check_precision, resolve_device
 from ..errors import ModelError
-from .handle import ACTIVATIONS, ClassifierHandle, PixelSpaceModel
+from .handle import ClassifierHandle, PixelSpaceModel
 from .onnx import load_onnx, refuse_onnx_file
-
-FAST_FORWARD_MODES = ("auto", "on", "off")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to build the model. Exactly one of ``factory``, ``torchscript``, ``onnx`` and ``url`` is set.
-
-    factory: ``"package.module:function"`` returning an ``nn.Module`` that maps normalised
-        (N, 3, H, W) float32 to logits (N, K).
-    weights: optional state-dict file for the factory's module, loaded with
-        ``torch.load(weights_only=True)``.
-    input_size: (H, W) the network expects (an int S means (S, S)); images are resized to it
-        (``dataset.resize``).
-    mean, std: per-channel normalisation applied to [0, 1] pixels before the network; one value
-        applies to every channel.
-    channels: 3 (RGB) or 1 (grey: images are converted to luma); None = detected from the
-        network (its first 4-D weight, checked by a probe pass).
-    url: a served model, ``http://host:port/v1/models/NAME:predict`` (KServe V1) or
-        ``…/v2/models/NAME/infer`` (Open Inference Protocol V2), ``…/api/v1.0/predictions`` (Seldon);
-        ``protocol`` (auto|v1|v2|seldon),
-        ``outputs`` (logits|probabilities), ``timeout`` (s per request), ``retries`` and
-        ``request_batch`` (images per request), ``binary_data`` (V2 binary tensors) apply to it
-        only (see :mod:`.remote`).
-    onnx: an ONNX file (normalised input → logits) run by ONNX Runtime; forward passes only.
-    module: set by ``xai_core.explain`` for an in-memory ``nn.Module``: its class, recorded for
-        the reader (the manifest's ``module_sha256`` identifies its weights); a configuration
-        file cannot load it.
-    fast_forward: "auto" runs the forward-only passes of a PyTorch model through an ONNX
-        Runtime export when it reproduces torch's logits and is faster on a probe here
-        (:mod:`.fast`); "on" whenever it is exact; "off" keeps torch.
-    device: where a PyTorch model runs — "auto" (the first CUDA device torch sees, else the
-        CPU), "cpu", "cuda" or "cuda:N" (:func:`xai_core.devices.resolve_device`).
-    precision: "fp32", "bf16" or "fp16": the autocast dtype of forward-only passes (gradient
-        passes stay float32); fp16 needs a CUDA device.
-    """
-
-    factory: str | None = None
-    weights: str | None = None
-    torchscript: str | None = None
-    activation: str = "sigmoid"
-    input_size: tuple[int, int] | int = (224, 224)
-    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
-    std: tuple[float, ...] = (1.0, 1.0, 1.0)
-    factory_kwargs: dict = field(default_factory=dict)
-    url: str | None = None
-    protocol: str = "auto"
-    outputs: str = "logits"
-    timeout: float = 30.0
-    retries: int = 3
-    request_batch: int = 32
-    binary_data: bool = False
-    channels: int | None = None
-    onnx: str | None = None
-    fast_forward: str | bool = "auto"  # YAML reads bare `off`/`on` as false/true
-    module: str | None = None
-    device: str = "auto"
-    precision: str = "fp32"
-
-    def __post_init__(self):
-        if isinstance(self.fast_forward, bool):
-            object.__setattr__(self, "fast_forward", "on" if self.fast_forward else "off")
-        if isinstance(self.input_size, int) and not isinstance(self.input_size, bool):
-            object.__setattr__(self, "input_size", (self.input_size, self.input_size))
-
-    def validate(self) -> None:
-        if sum(bool(s) for s in (self.factory, self.torchscript, self.onnx, self.url, self.module)) != 1:
-            raise ModelError(
-                "model: give exactly one of `factory` (package.module:function), `torchscript` (file.pt), "
-                "`onnx` (file.onnx) or `url` (a served model)"
-            )
-        if self.url:
-            from .remote import validate_remote
-
-            validate_remote(self)
-        if self.onnx and self.weights:
-            raise ModelError("model.weights applies to model.factory; an ONNX file holds its own weights")
-        problem = check_device_name(self.device) or check_precision_name(self.precision)
-        if problem:
-            raise ModelError(problem)
-        if (self.onnx or self.url) and (self.device not in ("auto", "cpu") or self.precision != "fp32"):
-            runtime = "ONNX Runtime on the CPU" if self.onnx else "its server"
-            raise ModelError(f"model.device {self.device!r} / precision {self.precision!r} apply to PyTorch models; "
-                             f"{'an ONNX model' if self.onnx else 'a served model'} runs in {runtime}: "
-                             "leave device auto (or cpu) and precision fp32")
-        if self.fast_forward not in FAST_FORWARD_MODES:
-            raise ModelError(f"model.fast_forward is {self.fast_forward!r}; expected one of {FAST_FORWARD_MODES}")
-        if self.activation not in ACTIVATIONS:
-            raise ModelError(f"model.activation is {self.activation!r}; expected one of {ACTIVATIONS}")
-        size = self.input_size
-        if (not isinstance(size, (tuple, list)) or len(size) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in size) or min(size) < 8):
-            raise ModelError(f"model.input_size is {size!r}; expected [height, width] (or one side) of integers ≥ 8")
-        if self.channels is not None and self.channels not in (1, 3):
-            raise ModelError(f"model.channels is {self.channels!r}; expected 1 (grey) or 3 (RGB), or unset to detect it")
-        if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
-            raise ModelError(f"model.mean {self.mean!r} / std {self.std!r}: expected equal lengths and std > 0")
+from .outputs import choose_output, pick
+from .spec import FAST_FORWARD_MODES, ModelSpec  # noqa: F401  (ModelSpec is importable from here too)
 
 
-def _import_factory(ref: str):
+def _import_factory(ref: str, search: tuple[str, ...] = ()):
+    """The factory callable of ``package.module:function``. Its module is looked up in
+    ``search`` (``model.factory_path``: the configuration file's directory, like every other
+    path of a configuration), then in the current directory, where a user's factory usually
+    lives too, then on ``sys.path``."""
     if ":" not in ref:
         raise ModelError(f"model.factory is {ref!r}; expected 'package.module:function'")
     mod_name, fn_name = ref.split(":", 1)
-    # A user's factory usually lives next to where they run the tool.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    dirs = [str(Path(d)) for d in (*search, os.getcwd())]
+    for d in reversed(dirs):
+        if d not in sys.path:
+            sys.path.insert(0, d)
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:
-        raise ModelError(f"model.factory {ref!r}: cannot import module {mod_name!r} ({e})") from e
+        raise ModelError(f"model.factory {ref!r}: cannot import module {mod_name!r} ({e}); looked in "
+                         f"{', '.join(dict.fromkeys(dirs))} and sys.path") from e
     fn = getattr(mod, fn_name, None)
     if not callable(fn):
         raise ModelError(f"model.factory {ref!r}: module {mod_name!r} has no callable {fn_name!r}")
@@ -158,7 +69,7 @@ def load_network(spec: ModelSpec) -> nn.Module:
         except Exception as e:  # torch raises RuntimeError subclasses with long texts
             raise ModelError(f"model.torchscript {str(path)!r} is not a TorchScript file: {str(e).splitlines()[0]}") from e
     else:
-        fn = _import_factory(spec.factory)
+        fn = _import_factory(spec.factory, tuple(spec.factory_path))
         try:
             net = fn(**spec.factory_kwargs)
         except Exception as e:  # the user's code: report it in one line, keep the chain
@@ -200,9 +111,14 @@ def _per_channel(values: tuple[float, ...], channels: int, what: str) -> tuple[f
                      f"channel{'s' if channels > 1 else ''}; expected {channels} value{'s' if channels > 1 else ''} (or one)")
 
 
-def _probe(module: nn.Module, channels: int, size, device: torch.device) -> torch.Tensor:
-    with torch.no_grad():
-        return module(torch.zeros(1, channels, *size, device=device))
+def _probe(module: nn.Module, channels: int, size, device: torch.device):
+    """The raw output (a tensor, dict, tuple…) of one black image, before ``model.output``."""
+    output, module.output = module.output, None
+    try:
+        with torch.no_grad():
+            return module(torch.zeros(1, channels, *size, device=device))
+    finally:
+        module.output = output
 
 
 def _short(e: Exception) -> str:
@@ -221,6 +137,9 @@ def load_model(spec: ModelSpec, num_classes: int, network: nn.Module | None = No
         from .remote import load_remote
 
         spec.validate()
+        # The server's channels: model.channels, else one per mean/std value (one value: grey).
+        c = spec.channels or max(len(spec.mean), len(spec.std))
+        spec = dataclasses.replace(spec, mean=_per_channel(spec.mean, c, "mean"), std=_per_channel(spec.std, c, "std"))
         return load_remote(spec, num_classes)
     if spec.onnx:
         spec.validate()
@@ -244,18 +163,23 @@ def load_model(spec: ModelSpec, num_classes: int, network: nn.Module | None = No
     tries = [guess] if spec.channels else [guess, 4 - guess]
     errors = []
     for channels in tries:
-        module = PixelSpaceModel(net, _per_channel(spec.mean, channels, "mean"),
-                                 _per_channel(spec.std, channels, "std")).to(device)
+        module = PixelSpaceModel(net, _per_channel(spec.mean, channels, "mean"), _per_channel(spec.std, channels, "std"),
+                                 layout=spec.layout, patch_grid=spec.patch_grid).to(device)
         try:
-            out = _probe(module, channels, size, device)
+            raw = _probe(module, channels, size, device)
             break
         except Exception as e:  # a wrong channel count raises deep inside the user's network
             errors.append((channels, e))
     else:
         channels, e = errors[0]
         hint = "" if spec.channels else " (1 channel failed too)" if len(errors) > 1 else ""
-        raise ModelError(f"model failed on a (1, {channels}, {size[0]}, {size[1]}) input{hint}: {_short(e)}; "
-                         "check model.input_size and model.channels") from e
+        what = f"(1, {channels}, {size[0]}, {size[1]})" + (" channels-last" if spec.layout == "nhwc" else "")
+        raise ModelError(f"model failed on a {what} input{hint}: {_short(e)}; "
+                         + _layout_hint(net, spec, channels, size, device)) from e
+    choice = choose_output(raw, spec.output, where=f"the model ({spec.factory or spec.torchscript or spec.module})")
+    module.output = choice.selector
+    module.output_choice = choice.describe()
+    out = pick(raw, choice.selector)
     if out.ndim != 2 or out.shape[1] != num_classes:
         raise ModelError(
             f"model outputs shape {tuple(out.shape)}; expected (N, {num_classes}) logits, one per class of the dataset"
@@ -274,6 +198,19 @@ def device_record(spec: ModelSpec) -> dict:
         return {"requested": spec.device, "resolved": "cpu", "name": device_name(CPU) if spec.onnx else None,
                 "reason": where}
     return resolve_device(spec.device)[1]
+
+
+def _layout_hint(net: nn.Module, spec: ModelSpec, channels: int, size, device: torch.device) -> str:
+    """What to check after a failed probe: the other layout when the network runs on it."""
+    other = "nhwc" if spec.layout == "nchw" else "nchw"
+    module = PixelSpaceModel(net, _per_channel(spec.mean, channels, "mean"), _per_channel(spec.std, channels, "std"),
+                             layout=other).to(device)
+    try:
+        _probe(module, channels, size, device)
+    except Exception:
+        return "check model.input_size, model.channels and model.layout (nchw | nhwc)"
+    what = "channels-last (N, H, W, C)" if other == "nhwc" else "channels-first (N, C, H, W)"
+    return f"the network runs on {what} input: set model.layout: {other}"
 
 
 def module_identity(net: nn.Module) -> dict:

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import ModelError
 from .handle import ForwardOnlyHandle
+from .outputs import choose_named
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save / torch.jit.save archives
 PICKLE_MAGIC = 0x80  # legacy torch.save (pickle protocol ≥ 2)
@@ -85,12 +86,13 @@ class OnnxHandle(ForwardOnlyHandle):
     kind = "onnx"
 
     def __init__(self, session, *, mean, std, activation: str, input_size, num_classes: int,
-                 fixed_batch: int | None = None):
+                 fixed_batch: int | None = None, output_name: str | None = None, layout: str = "nchw"):
         super().__init__(activation=activation, input_size=input_size, num_classes=num_classes,
                          channels=len(mean))
         self.session = session
         self.input_name = session.get_inputs()[0].name
-        self.output_name = session.get_outputs()[0].name
+        self.output_name = output_name or session.get_outputs()[0].name
+        self.layout = layout
         self.fixed_batch = fixed_batch
         self.mean = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
         self.std = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
@@ -103,7 +105,10 @@ class OnnxHandle(ForwardOnlyHandle):
             return np.zeros((0, self.num_classes), dtype=np.float32)
         # The same float32 operations as PixelSpaceModel, so an exported network gives the
         # same numbers here as under torch.
-        x = np.ascontiguousarray((x - self.mean) / self.std, dtype=np.float32)
+        x = (x - self.mean) / self.std
+        if self.layout == "nhwc":
+            x = x.transpose(0, 2, 3, 1)
+        x = np.ascontiguousarray(x, dtype=np.float32)
         b = self.fixed_batch
         if not b:
             return np.asarray(self._run(x), dtype=np.float32)
@@ -140,24 +145,38 @@ def load_onnx(spec, num_classes: int) -> OnnxHandle:
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types with long texts
         raise ModelError(f"{where}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from e
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    c, (h, w) = len(spec.mean), tuple(spec.input_size)
+    (h, w) = tuple(spec.input_size)
+    c = max(len(spec.mean), len(spec.std))
+    if c == 1:  # one value for every channel: the channels are the file's (else model.channels, else 3)
+        dims = list(inputs[0].shape) if inputs and len(inputs[0].shape) == 4 else [None] * 4
+        c = spec.channels or _dim(dims[1 if spec.layout == "nchw" else 3]) or 3
+    mean = tuple(spec.mean) * c if len(spec.mean) == 1 else tuple(spec.mean)
+    std = tuple(spec.std) * c if len(spec.std) == 1 else tuple(spec.std)
     if len(inputs) != 1:
         raise ModelError(f"{where} has {len(inputs)} inputs ({[i.name for i in inputs]}); expected one image batch (N, {c}, {h}, {w})")
     inp = inputs[0]
     if inp.type != "tensor(float)":
         raise ModelError(f"{where}: input {inp.name!r} is {inp.type}; expected tensor(float) (float32)")
     shape = list(inp.shape)
-    expected = [None, c, h, w]
+    expected = [None, c, h, w] if spec.layout == "nchw" else [None, h, w, c]
     if len(shape) != 4 or any(_dim(s) is not None and _dim(s) != e for s, e in zip(shape[1:], expected[1:])):
-        raise ModelError(f"{where}: input {inp.name!r} has shape {shape}; expected (N, {c}, {h}, {w}) "
-                         f"from model.mean ({c} channels) and model.input_size [{h}, {w}]")
-    handle = OnnxHandle(session, mean=spec.mean, std=spec.std, activation=spec.activation,
-                        input_size=spec.input_size, num_classes=num_classes, fixed_batch=_dim(shape[0]))
+        other = [None, h, w, c] if spec.layout == "nchw" else [None, c, h, w]
+        hint = (f"; it takes {'channels-last' if spec.layout == 'nchw' else 'channels-first'} input: set model.layout: "
+                f"{'nhwc' if spec.layout == 'nchw' else 'nchw'}" if len(shape) == 4 and all(
+                    _dim(s) is None or _dim(s) == e for s, e in zip(shape[1:], other[1:])) else "")
+        raise ModelError(f"{where}: input {inp.name!r} has shape {shape}; expected (N, {', '.join(map(str, expected[1:]))}) "
+                         f"from model.mean ({c} channels), model.input_size [{h}, {w}] and model.layout "
+                         f"{spec.layout}{hint}")
+    choice = choose_named([o.name for o in outputs], spec.output, where)
+    handle = OnnxHandle(session, mean=mean, std=std, activation=spec.activation,
+                        input_size=spec.input_size, num_classes=num_classes, fixed_batch=_dim(shape[0]),
+                        output_name=choice.selector, layout=spec.layout)
+    handle.output_choice = choice.describe()
     try:
         out = handle._forward(np.zeros((2, c, h, w), dtype=np.float32))
     except Exception as e:
         raise ModelError(f"{where} failed on a (2, {c}, {h}, {w}) input: {str(e).splitlines()[0]}") from e
     if out.ndim != 2 or out.shape != (2, num_classes):
-        raise ModelError(f"{where} outputs shape {tuple(out.shape)} for 2 images (output {outputs[0].name!r}); "
+        raise ModelError(f"{where} outputs shape {tuple(out.shape)} for 2 images (output {handle.output_name!r}); "
                          f"expected (2, {num_classes}) logits, one per class of the dataset")
     return handle

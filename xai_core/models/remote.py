@@ -4,10 +4,11 @@ V1 (KServe, TensorFlow Serving): ``POST …/v1/models/NAME:predict`` with
 ``{"instances": [image, …]}`` → ``{"predictions": [[score, …], …]}``.
 V2 (KServe, Seldon MLServer, NVIDIA Triton): ``POST …/v2/models/NAME/infer`` with
 ``{"id", "inputs": [{"name", "shape": [N, C, H, W], "datatype": "FP32", "data": [...]}]}`` →
-``{"outputs": [{"name", "shape": [N, K], "datatype", "data": [...]}]}`` (the first output is
-used); Seldon Core's microservices (``POST …/api/v1.0/predictions``): ``{"data": {"ndarray":
-[...]}}`` → ``{"data": {"ndarray": [[score, …], …]}}`` (or ``{"data": {"tensor": {"shape",
-"values"}}}``). ``GET …/v2/models/NAME`` gives the metadata recorded in the summary manifest, and the
+``{"outputs": [{"name", "shape": [N, K], "datatype", "data": [...]}]}`` (``model.output``
+names the output; unset: the only one, or the only one named logits/scores/output); Seldon
+Core's microservices (``POST …/api/v1.0/predictions``): ``{"data": {"ndarray": [...]}}`` →
+``{"data": {"ndarray": [[score, …], …]}}`` (or ``{"data": {"tensor": {"shape", "values"}}}``).
+``GET …/v2/models/NAME`` gives the metadata recorded in the summary manifest, and the
 input's name. With ``binary_data`` the V2 tensors travel as raw little-endian bytes after the
 JSON header (the binary tensor extension of KServe and Triton; ``Inference-Header-Content-Length``),
 which spares the JSON encoding of every pixel.
@@ -34,6 +35,7 @@ import requests
 
 from ..errors import ModelError, ServerFailed, ServerTimeout, ServerUnreachable
 from .handle import ForwardOnlyHandle
+from .outputs import choose_named
 
 PROTOCOLS = ("auto", "v1", "v2", "seldon")
 OUTPUTS = ("logits", "probabilities")
@@ -157,7 +159,7 @@ class RemoteHandle(ForwardOnlyHandle):
     def __init__(self, url: str, *, protocol: str = "auto", activation: str, input_size: tuple[int, int],
                  num_classes: int, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), outputs: str = "logits",
                  timeout: float = 30.0, retries: int = 3, request_batch: int = 32, binary_data: bool = False,
-                 backoff: float = 0.5):
+                 backoff: float = 0.5, output: str | int | None = None):
         super().__init__(activation=activation, input_size=input_size, num_classes=num_classes, channels=len(mean))
         self.url = url
         self.protocol = detect_protocol(url, protocol)
@@ -170,6 +172,8 @@ class RemoteHandle(ForwardOnlyHandle):
         self.mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
         self.requests = 0  # HTTP requests sent, retries included
+        self.output = output  # model.output: which V2 output holds the scores (models/outputs.py)
+        self.output_choice: dict | None = None
         # How requests travel when binary tensors were asked for (manifest model.transport):
         # {"binary_data": used or not, "requested": True, "reason": why JSON is used instead}.
         self.transport: dict | None = {"binary_data": True, "requested": True} if self.binary_data else None
@@ -269,21 +273,26 @@ class RemoteHandle(ForwardOnlyHandle):
                              f"expected ({n}, {self.num_classes}), one score per class of the dataset")
         return out
 
-    @staticmethod
-    def _v2_output(r: requests.Response) -> np.ndarray:
-        """The first output of a V2 answer: JSON ``data``, or raw bytes after the JSON header
-        when the server used the binary extension (``Inference-Header-Content-Length``)."""
+    def _v2_output(self, r: requests.Response) -> np.ndarray:
+        """The selected output of a V2 answer (``model.output``; unset: the only one, or the only
+        one named logits/scores/output — ``outputs.choose_named``): JSON ``data``, or raw bytes
+        after the JSON header when the server used the binary extension
+        (``Inference-Header-Content-Length``)."""
         length = r.headers.get(_HEADER_LENGTH)
-        if length is None:
-            first = r.json()["outputs"][0]
-            return np.asarray(first["data"], dtype=np.float32).reshape(first["shape"])
-        length = int(length)
-        first = json.loads(r.content[:length])["outputs"][0]
-        size = (first.get("parameters") or {}).get("binary_data_size")
-        if size is None:  # the first output came as JSON after all
-            return np.asarray(first["data"], dtype=np.float32).reshape(first["shape"])
-        raw = r.content[length : length + int(size)]  # binary outputs follow the header in order
-        return np.frombuffer(raw, dtype=_DTYPES[first["datatype"]]).reshape(first["shape"]).astype(np.float32)
+        head = r.json() if length is None else json.loads(r.content[: int(length)])
+        outputs = head["outputs"]
+        choice = choose_named([o.get("name", f"output-{i}") for i, o in enumerate(outputs)], self.output,
+                              f"model server {self.url}")
+        self.output_choice = choice.describe()
+        k = [o.get("name", f"output-{i}") for i, o in enumerate(outputs)].index(choice.selector)
+        chosen = outputs[k]
+        size = (chosen.get("parameters") or {}).get("binary_data_size")
+        if length is None or size is None:  # JSON data (the output came as JSON after all)
+            return np.asarray(chosen["data"], dtype=np.float32).reshape(chosen["shape"])
+        # Binary outputs follow the header in order: skip those before the chosen one.
+        start = int(length) + sum(int((o.get("parameters") or {}).get("binary_data_size") or 0) for o in outputs[:k])
+        raw = r.content[start : start + int(size)]
+        return np.frombuffer(raw, dtype=_DTYPES[chosen["datatype"]]).reshape(chosen["shape"]).astype(np.float32)
 
     # --- ForwardOnlyHandle -----------------------------------------------------------------
 
@@ -318,7 +327,8 @@ def load_remote(spec, num_classes: int) -> RemoteHandle:
     handle = RemoteHandle(spec.url, protocol=spec.protocol, activation=spec.activation,
                           input_size=tuple(spec.input_size), num_classes=num_classes, mean=spec.mean, std=spec.std,
                           outputs=spec.outputs, timeout=spec.timeout, retries=spec.retries,
-                          request_batch=spec.request_batch, binary_data=spec.binary_data)
+                          request_batch=spec.request_batch, binary_data=spec.binary_data,
+                          output=getattr(spec, "output", None))
     probe = np.zeros((1, len(spec.mean), *spec.input_size), np.float32)
     try:
         out = handle._forward(probe)  # not counted in ``passes``: it is a check, not work
