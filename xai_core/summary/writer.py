@@ -28,7 +28,9 @@ import zarr
 
 from ..errors import SummaryError
 from .format import (COMMIT_KEY, FORMAT_VERSION, MANIFEST, SCHEMAS, arrays_path, atomic_write_bytes,
-                     atomic_write_json, part_of, table_path)
+                     atomic_write_json, table_path)
+from .manifest import read_manifest
+from .parts import committed_parts, measured_negative  # noqa: F401 (committed_parts re-exported)
 
 
 def now_iso() -> str:
@@ -173,13 +175,6 @@ def remove_temporaries(run_dir: str | Path) -> int:
     return n
 
 
-def committed_parts(run_dir: str | Path) -> set[int]:
-    d = Path(run_dir) / "tables" / "samples"
-    if not d.is_dir():
-        return set()
-    return {p for f in d.glob("part-*.parquet") if (p := part_of(f)) is not None}
-
-
 def make_run_dir(run_dir: Path) -> None:
     """``mkdir -p`` with one-line errors (a file in the way, a read-only filesystem)."""
     try:
@@ -226,8 +221,6 @@ class RunWriter:
 
     @classmethod
     def reopen(cls, run_dir: str | Path) -> "RunWriter":
-        from .reader import read_manifest
-
         run_dir = Path(run_dir)
         manifest = read_manifest(run_dir)
         if not isinstance(manifest.get("progress"), dict):
@@ -264,8 +257,6 @@ class RunWriter:
     def _record_measured_signs(self) -> None:
         """Each explainer entry's ``signed`` becomes what its maps are: signed when the
         instance declares it or when any stored map has a negative value (FORMAT.md)."""
-        from .reader import measured_negative
-
         try:
             negative = measured_negative(self.run_dir)
         except SummaryError:  # a damaged details part: keep the declared signs, finish anyway
