@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from ..errors import SummaryError
 from ..labels import TAGS
 from ..summary.format import MANIFEST, SCHEMAS, arrays_path, table_path
+from ..summary.parts import check_table_files, table_parts
 from ..summary.reader import RunReader
 from .runs import ensure_inside
 
@@ -51,6 +52,7 @@ def _read_table(run_dir: Path, root: Path, name: str, parts: list[int], columns:
     (pyarrow reads the files in parallel). ``optional`` columns are kept when the files have
     them (later format additions such as ``prob_std``); parts without them read as null."""
     files = [str(ensure_inside(root, table_path(run_dir, name, p))) for p in parts]
+    check_table_files(run_dir, name, parts)  # a changed byte is damage, not data (FORMAT.md)
     if not files:
         return SCHEMAS[name].empty_table().select(columns)
     try:
@@ -293,7 +295,7 @@ class RunTables:
         """An optional table (format.OPTIONAL_TABLES) from the committed parts that have it:
         (rows, each row's sample position, whether that sample is in the samples table)."""
         root = self.root if self.root is not None else self.run_dir
-        have = [p for p in self.parts if ensure_inside(root, table_path(self.run_dir, name, p)).is_file()]
+        have = [p for p in table_parts(self.run_dir, name, self.parts) if ensure_inside(root, table_path(self.run_dir, name, p))]
         df = _read_table(self.run_dir, root, name, have, columns).to_pandas()
         sidx, si = self.samples["sample_index"].to_numpy(), df["sample_index"].to_numpy()
         spos = np.minimum(np.searchsorted(sidx, si), max(len(sidx) - 1, 0))

@@ -1,5 +1,6 @@
 """The run manifest (``manifest.json``, FORMAT.md): reading it with migration of older format
-versions, refusal of newer ones and type checks of the keys readers rely on.
+versions, refusal of newer ones and type checks of the keys readers rely on; writing it with
+its checksum (a CRC-32 of the file's own bytes, so a changed or damaged byte reads as damage).
 
 Reader and writer both use these helpers (``--resume`` reopens a manifest), so they live beside
 :mod:`.format` and neither side imports the other."""
@@ -7,14 +8,48 @@ Reader and writer both use these helpers (``--resume`` reopens a manifest), so t
 from __future__ import annotations
 
 import json
+import re
+import zlib
 from pathlib import Path
 from typing import Callable
 
 from ..errors import FormatVersionError, SummaryError
-from .format import FORMAT_VERSION, MANIFEST
+from .format import FORMAT_VERSION, MANIFEST, atomic_write_bytes, json_default
 
 # version → function turning a manifest of that version into one of version + 1.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {
+    # Format 2 adds checksums (manifest, every table file) and optional columns; what a
+    # version-1 run holds reads unchanged (its parts carry no table checksums).
+    1: lambda m: {**m, "format_version": 2},
+}
+#: The manifest's last key: ``"crc32:<8 hex digits>"``, the CRC-32 of the file's bytes with
+#: those 8 digits written as zeros. Written from format 2 on, required from it.
+CHECKSUM_KEY = "checksum"
+_ZEROS = b"00000000"
+_SEAL = re.compile(rb'[{,]\n  "checksum": "crc32:([0-9a-f]{8})"\n}\Z')
+SEALED_SINCE = 2
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    """The manifest as written: indented JSON ending with its checksum."""
+    body = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}
+    text = json.dumps({**body, CHECKSUM_KEY: "crc32:" + _ZEROS.decode()}, indent=2, default=json_default).encode()
+    tail = _ZEROS + b'"\n}'
+    assert text.endswith(tail)
+    return text[:-len(tail)] + b"%08x" % zlib.crc32(text) + b'"\n}'
+
+
+def write_manifest(run_dir: str | Path, manifest: dict) -> None:
+    """Write ``manifest.json`` atomically (write, fsync, rename), with its checksum."""
+    atomic_write_bytes(Path(run_dir) / MANIFEST, manifest_bytes(manifest))
+
+
+def seal_matches(data: bytes) -> bool | None:
+    """Whether the manifest bytes ``data`` match their checksum; None when they carry none."""
+    m = _SEAL.search(data)
+    if m is None:
+        return None
+    return zlib.crc32(data[:m.start(1)] + _ZEROS + data[m.end(1):]) == int(m.group(1), 16)
 
 
 def migrate(manifest: dict, path: Path) -> dict:
@@ -39,14 +74,23 @@ def read_manifest(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise SummaryError(f"{run_dir}: no {MANIFEST}; not a run directory (or the run has not started)")
     try:
-        manifest = json.loads(path.read_bytes().decode("utf-8"))
+        data = path.read_bytes()
+        manifest = json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SummaryError(f"{path}: corrupt manifest ({e.__class__.__name__}: {e})") from e
     except OSError as e:
         raise SummaryError(f"{path}: cannot be read ({e.strerror or e})") from e
     if not isinstance(manifest, dict):
         raise SummaryError(f"{path}: corrupt manifest (expected a JSON object)")
-    return check_manifest(migrate(manifest, path), path)
+    written = manifest.get("format_version")
+    manifest = migrate(manifest, path)  # refuses newer versions first: their checksums may differ
+    sealed = seal_matches(data)
+    if sealed is False or (sealed is None and written >= SEALED_SINCE):
+        raise SummaryError(f"{path}: the manifest {'does not match its checksum' if sealed is False else 'has no checksum'}"
+                           "; the file was changed or damaged since the runner wrote it, so the run cannot be "
+                           "trusted (restore the file, or run again)")
+    manifest.pop(CHECKSUM_KEY, None)
+    return check_manifest(manifest, path)
 
 
 def _opt(*types):

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import SummaryError
-from .format import SCHEMAS, part_of
-from .integrity import commit_record, redo_hint
+from .format import SCHEMAS, part_of, table_path
+from .integrity import commit_record, redo_hint, table_bytes
 
 
 def committed_parts(run_dir: str | Path) -> set[int]:
@@ -22,30 +22,55 @@ def committed_parts(run_dir: str | Path) -> set[int]:
     return {p for f in d.glob("part-*.parquet") if (p := part_of(f)) is not None}
 
 
-def read_table(run_dir: str | Path, name: str, parts=None) -> pa.Table:
+def table_parts(run_dir: str | Path, name: str, parts, records: dict | None = None) -> list[int]:
+    """Those of ``parts`` (committed) that hold table ``name``: its file exists, or the part's
+    commit record lists it (then a missing file is damage). ``records``: a {part: commit
+    record} cache to use and fill."""
+    run_dir, records = Path(run_dir), ({} if records is None else records)
+    out = []
+    for part in sorted(parts):
+        if part not in records:
+            records[part] = commit_record(run_dir, part)
+        listed = name == "samples" or name in ((records[part] or {}).get("tables") or {})
+        if listed or table_path(run_dir, name, part).exists():
+            out.append(part)
+    return out
+
+
+def check_table_files(run_dir: str | Path, name: str, parts, records: dict | None = None) -> list[int]:
+    """Check the files of table ``name`` in ``parts`` against their commit records (size and
+    CRC-32); SummaryError naming the part at the first damage. Returns the parts that hold
+    the table (:func:`table_parts`)."""
+    records = {} if records is None else records
+    have = table_parts(run_dir, name, parts, records)
+    for part in have:
+        table_bytes(run_dir, name, part, records[part])
+    return have
+
+
+def read_table(run_dir: str | Path, name: str, parts=None, *, records: dict | None = None) -> pa.Table:
     """Every committed row of table ``name`` (format.TABLES), part by part in part order, each
-    part checked against its commit record; an optional table a run lacks reads as empty.
-    ``parts``: the committed parts, if already listed."""
+    part's file checked against its commit record (checksum, row count); an optional table a
+    run lacks reads as empty. ``parts``: the committed parts, if already listed; ``records``:
+    a {part: commit record} cache to use and fill."""
     if name not in SCHEMAS:
         raise SummaryError(f"unknown table {name!r}; expected one of {list(SCHEMAS)}")
     run_dir = Path(run_dir)
-    done = set(committed_parts(run_dir) if parts is None else parts)
-    d = run_dir / "tables" / name
-    files = sorted(f for f in d.glob("part-*.parquet") if part_of(f) in done) if d.is_dir() else []
-    if not files:
-        return SCHEMAS[name].empty_table()
-    try:
-        tabs = [pq.read_table(f, schema=SCHEMAS[name]) for f in files]
-    except (pa.ArrowInvalid, OSError) as e:
-        raise SummaryError(f"{d}: a part is corrupt ({e}); re-run that part with --resume") from e
-    for f, tab in zip(files, tabs):  # row counts against the part's commit record
-        part = part_of(f)
-        rec = commit_record(run_dir, part)
+    records = {} if records is None else records
+    tabs = []
+    for part in table_parts(run_dir, name, committed_parts(run_dir) if parts is None else parts, records):
+        rec, path = records[part], table_path(run_dir, name, part)
+        data = table_bytes(run_dir, name, part, rec)
+        try:
+            tab = pq.read_table(pa.BufferReader(data), schema=SCHEMAS[name])
+        except (pa.ArrowInvalid, OSError) as e:
+            raise SummaryError(f"{path}: part {part} of table {name!r} is corrupt ({e}); {redo_hint(part)}") from e
         want = (rec or {}).get("rows", {}).get(name)
         if want is not None and want != tab.num_rows:
-            raise SummaryError(f"{f}: part {part} of table {name!r} has {tab.num_rows} rows; its commit record "
+            raise SummaryError(f"{path}: part {part} of table {name!r} has {tab.num_rows} rows; its commit record "
                                f"says {want}; the run directory was damaged; {redo_hint(part)}")
-    return pa.concat_tables(tabs)
+        tabs.append(tab)
+    return pa.concat_tables(tabs) if tabs else SCHEMAS[name].empty_table()
 
 
 def measured_negative(run_dir: str | Path) -> dict[str, bool]:

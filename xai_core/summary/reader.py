@@ -83,23 +83,25 @@ class RunReader:
         return sorted(committed_parts(self.run_dir))
 
     def verify(self) -> dict:
-        """Check every committed part in full (every table's row count, every array file's
-        size and CRC-32); SummaryError at the first damage. {parts, without_record}."""
-        for name in SCHEMAS:
-            self.table(name)
+        """Check every file of the run in full: the manifest's checksum, every table file
+        against its part's commit record (size, CRC-32, row count), every array file (size,
+        CRC-32); SummaryError at the first damage. {parts, without_record (parts written
+        before commit records existed), without_table_checksums (before format 2)}."""
+        read_manifest(self.run_dir)
+        records: dict[int, dict | None] = {}
         parts = self.parts()
-        bare = 0
+        for name in SCHEMAS:
+            read_table(self.run_dir, name, parts, records=records)
         for p in parts:
-            rec = commit_record(self.run_dir, p)
-            bare += rec is None
-            verify_arrays(self.run_dir, p, record=rec or {})
-        return {"parts": len(parts), "without_record": bare}
+            verify_arrays(self.run_dir, p, record=records[p] or {})
+        return {"parts": len(parts), "without_record": sum(records[p] is None for p in parts),
+                "without_table_checksums": sum(records[p] is not None and "tables" not in records[p] for p in parts)}
 
     # ---- tables ----------------------------------------------------------------------
     def table(self, name: str) -> pd.DataFrame:
         """All committed rows of one table (format.TABLES) as one DataFrame; an optional
         table a run does not have reads as empty."""
-        return read_table(self.run_dir, name, self.parts()).to_pandas()
+        return read_table(self.run_dir, name, self.parts(), records=self._records).to_pandas()
 
     def samples(self) -> pd.DataFrame:
         return self.table("samples")
