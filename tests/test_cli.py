@@ -5,6 +5,7 @@ import yaml
 
 from toy import toy_config
 from xai_core.cli import main
+from xai_core.summary import FORMAT_VERSION
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def test_run_then_inspect_json(config_file, tmp_path, capsys):
     capsys.readouterr()
     assert main(["inspect", str(tmp_path / "out"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["format_version"] == 1 and info["status"] == "complete"
+    assert info["format_version"] == FORMAT_VERSION == 2 and info["status"] == "complete"
     assert info["n_samples"] == 12
     assert set(info["tags"]) == {"TP", "FP", "FN", "TN"}
     assert sum(info["tags"].values()) == info["n_explained"]

@@ -139,3 +139,31 @@ class CummaxColourNet(ColourNet):
 
 def cummax_colour_net() -> nn.Module:
     return CummaxColourNet().eval()
+
+
+class StandardisingColourNet(ColourNet):
+    """ColourNet behind a per-image standardisation factor s / s (s: the image's standard
+    deviation), which is 1 on every real image and 0 / 0 = NaN on a constant one — what a
+    deletion curve's last step (every pixel filled with 0) is. Its predictions on the dataset
+    are finite; some passes inside the metrics are not."""
+
+    def forward(self, x):
+        s = x.std(dim=(1, 2, 3), keepdim=True).flatten(1)
+        return super().forward(x) * (s / s)
+
+
+def standardising_colour_net() -> nn.Module:
+    return StandardisingColourNet().eval()
+
+
+class InfColourNet(ColourNet):
+    """ColourNet whose logits are +inf where ColourNet's are positive: probabilities of
+    exactly 1 and 0, which look finite."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return torch.where(out > 0, torch.full_like(out, float("inf")), out)
+
+
+def inf_colour_net() -> nn.Module:
+    return InfColourNet().eval()

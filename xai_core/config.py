@@ -88,6 +88,9 @@ class RunConfig:
     explain_batch_size: int = 64
     seed: int = 0
     out: str = ""
+    # Stop the run when the model returns NaN/inf inside an explanation or a metric, instead of
+    # storing the scores it spoils as n/a with the reason (xai_core/finite.py).
+    strict: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -205,7 +208,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"the configuration is {type(raw).__name__}; expected a YAML map")
     known = {"model", "dataset", "explainers", "metrics", "labels", "uncertainty", "counterfactual", "sanity",
-             "batch_size", "explain_batch_size", "seed", "out"}
+             "batch_size", "explain_batch_size", "seed", "out", "strict"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown top-level key {unknown[0]!r}; expected some of {sorted(known)}")
@@ -232,7 +235,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
             v["classes"] = rel(v["classes"])  # a class file; a bare name is a bundled list
         return v
 
-    top = {k: raw[k] for k in ("batch_size", "explain_batch_size", "seed", "out") if k in raw}
+    top = {k: raw[k] for k in ("batch_size", "explain_batch_size", "seed", "out", "strict") if k in raw}
     if top.get("out") is None:
         top.pop("out", None)
     check_types(RunConfig, top, "")
@@ -250,6 +253,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
             explain_batch_size=int(raw.get("explain_batch_size", 64)),
             seed=int(raw.get("seed", 0)),
             out=str(rel(raw.get("out", "")) or ""),
+            strict=bool(raw.get("strict", False)),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid configuration: {e}") from e

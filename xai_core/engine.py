@@ -15,6 +15,7 @@ import torch
 from .config import RunConfig
 from .errors import ConfigError, ModelError, XaiError
 from .data import open_dataset, object_mask, prepare_batch
+from .finite import PassWatch, combine
 from .labels import select_labels
 from .metrics.base import MetricContext
 from .models.loading import load_model
@@ -104,13 +105,15 @@ def part_indices(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
 
 
-def check_finite(probs: np.ndarray, part: int, batch) -> None:
-    """Refuse NaN/inf outputs: stored, they would poison every score of the run silently."""
-    bad = ~np.isfinite(probs).all(axis=tuple(range(1, probs.ndim)))
+def check_finite(logits: np.ndarray, part: int, batch) -> None:
+    """Refuse NaN/inf logits for the dataset's own images: stored, they would poison every
+    score of the run silently. Logits, not probabilities: ±inf gives probabilities of exactly
+    0 or 1, which look finite."""
+    bad = ~np.isfinite(logits).all(axis=tuple(range(1, logits.ndim)))
     if bad.any():
         ids = [batch.samples[i].id for i in np.flatnonzero(bad)]
         raise ModelError(f"part {part} (items {batch.indices[0]}–{batch.indices[-1]}): the model returned NaN or "
-                         f"infinite outputs for {len(ids)} sample(s) {ids[:5]}{'…' if len(ids) > 5 else ''}; "
+                         f"infinite logits for {len(ids)} sample(s) {ids[:5]}{'…' if len(ids) > 5 else ''}; "
                          "expected finite logits (check the weights and the input normalisation)")
 
 
@@ -127,8 +130,10 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
     size = tuple(cfg.model.input_size)
     batch = prepare_batch(ctx.dataset, indices, size, channels=ctx.model.channels,
                           resize=cfg.dataset.resize)
-    probs = ctx.model.predict(batch.pixels, batch_size=cfg.explain_batch_size).numpy()
-    check_finite(probs, part, batch)
+    logits = ctx.model.predict_logits(batch.pixels, batch_size=cfg.explain_batch_size)
+    check_finite(logits.numpy(), part, batch)
+    probs = ctx.model.activate(logits).numpy()
+    watch = PassWatch(ctx.model, f"part {part}", cfg.strict)
     gts = [s.labels for s in batch.samples]
     chosen = select_labels(probs, gts, cfg.labels, ctx.model.activation)
 
@@ -146,7 +151,8 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
     }
     rows = [(i, r) for i, labs in enumerate(chosen) for r in labs]
     t0 = time.perf_counter()
-    unc = _uncertainty(ctx, part, batch.pixels, probs)
+    with watch.watch("uncertainty"):
+        unc = _uncertainty(ctx, part, batch.pixels, probs)
     _add_time(ctx, "analysis_s", "uncertainty", t0, unc is not None)
     labels = {
         "sample_index": [batch.indices[i] for i, _ in rows],
@@ -172,13 +178,27 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
     masks, has_mask = _pair_masks(batch, rows, size)
     is_gt = np.array([r.is_gt for _, r in rows], dtype=bool)
 
-    scores = {k: [] for k in ("sample_index", "label", "explainer", "metric", "raw", "score")}
+    def evaluate(met, maps, explain_fn):
+        """(raw values, their sample indices, their labels) of one metric on one explainer's maps."""
+        if met.label_agnostic:
+            mctx = MetricContext(ctx.model, batch.pixels, torch.as_tensor(probs.argmax(1)), None,
+                                 explain=explain_fn, batch_size=cfg.explain_batch_size, seed=cfg.seed,
+                                 probs=probs_t)
+            return np.asarray(met.evaluate(mctx), dtype=np.float64), batch.indices, [-1] * len(indices)
+        mctx = MetricContext(ctx.model, pair_x, pair_tgt, maps, masks=masks, has_mask=has_mask,
+                             is_ground_truth=is_gt, explain=explain_fn,
+                             batch_size=cfg.explain_batch_size, seed=cfg.seed, probs=pair_probs)
+        raw = np.asarray(met.evaluate(mctx), dtype=np.float64) if rows else np.zeros(0)
+        return raw, labels["sample_index"], labels["label"]
+
+    scores = {k: [] for k in ("sample_index", "label", "explainer", "metric", "raw", "score", "nan_reason")}
     saliency = {}
     details = {k: [] for k in ("sample_index", "label", "explainer", "key", "value")}
     for exp in ctx.explainers:
         t0 = time.perf_counter()
-        grouped = exp.explain_grouped(ctx.model, batch.pixels, [[r.label for r in labs] for labs in chosen],
-                                      batch_size=cfg.explain_batch_size)
+        with watch.watch(f"explainer {exp.instance_name}") as explained:
+            grouped = exp.explain_grouped(ctx.model, batch.pixels, [[r.label for r in labs] for labs in chosen],
+                                          batch_size=cfg.explain_batch_size)
         maps = torch.cat(grouped) if grouped else torch.zeros(0, *size)
         ctx.stats["explain_s"][exp.instance_name] = ctx.stats["explain_s"].get(exp.instance_name, 0.0) + time.perf_counter() - t0
         saliency[exp.instance_name] = maps.numpy().astype(np.float32)
@@ -197,36 +217,41 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
 
         for met in ctx.metrics:
             t0 = time.perf_counter()
-            if met.label_agnostic:
-                mctx = MetricContext(ctx.model, batch.pixels, torch.as_tensor(probs.argmax(1)), None,
-                                     explain=explain_fn, batch_size=cfg.explain_batch_size, seed=cfg.seed,
-                                     probs=probs_t)
-                raw = np.asarray(met.evaluate(mctx), dtype=np.float64)
-                idx, labs = batch.indices, [-1] * len(indices)
-            else:
-                mctx = MetricContext(ctx.model, pair_x, pair_tgt, maps, masks=masks, has_mask=has_mask,
-                                     is_ground_truth=is_gt, explain=explain_fn,
-                                     batch_size=cfg.explain_batch_size, seed=cfg.seed, probs=pair_probs)
-                raw = np.asarray(met.evaluate(mctx), dtype=np.float64) if rows else np.zeros(0)
-                idx, labs = labels["sample_index"], labels["label"]
+            with watch.watch(f"metric {met.instance_name} of {exp.instance_name}") as measured:
+                raw, idx, labs = evaluate(met, maps, explain_fn)
             ctx.stats["metric_s"][met.instance_name] = ctx.stats["metric_s"].get(met.instance_name, 0.0) + time.perf_counter() - t0
             norm = met.normalise(raw)
+            # NaN where the metric does not apply, or (with a reason) where the model's outputs were not finite.
+            why = combine(explained.reason, measured.reason)
             scores["sample_index"] += list(idx)
             scores["label"] += list(labs)
             scores["explainer"] += [exp.instance_name] * len(raw)
             scores["metric"] += [met.instance_name] * len(raw)
             scores["raw"] += raw.tolist()
             scores["score"] += norm.tolist()
+            scores["nan_reason"] += [why if why and not np.isfinite(v) else None for v in raw.tolist()]
 
     t0 = time.perf_counter()
-    counterfactuals = _counterfactuals(ctx, batch, chosen, probs)
+    with watch.watch("counterfactual"):
+        counterfactuals = _counterfactuals(ctx, batch, chosen, probs)
     _add_time(ctx, "analysis_s", "counterfactual", t0, counterfactuals is not None)
     return {"samples": samples, "labels": labels, "scores": scores, "images": batch.display,
             "saliency": saliency, "counterfactuals": counterfactuals,
             "details": details if details["key"] else None,
             # The object masks the localisation metrics scored against, so they can be
             # recomputed from the run directory alone (xai_core/recompute.py).
-            "masks": masks, "has_mask": has_mask}
+            "masks": masks, "has_mask": has_mask,
+            "backend": part_backend(ctx, watch)}
+
+
+def part_backend(ctx: RunContext, watch: PassWatch) -> dict:
+    """What computed a part (its commit record's ``backend``): the backend of its gradient-free
+    passes (``torch``, ``onnxruntime`` for the fast path, ``onnx``, a server) and, when some
+    passes returned non-finite outputs, ``nonfinite`` {evaluation: [passes, of passes]}."""
+    out = {"forward": (ctx.fast_forward or {}).get("backend") or getattr(ctx.model, "kind", "torch")}
+    if watch.seen:
+        out["nonfinite"] = dict(watch.seen)
+    return out
 
 
 def _add_time(ctx: RunContext, kind: str, name: str, t0: float, ran: bool = True) -> None:

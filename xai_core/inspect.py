@@ -25,10 +25,14 @@ def inspect_run(run_dir: str | Path) -> dict:
     means: dict = {}
     raw_means: dict = {}
     skipped: dict = {}
+    model_nan: dict = {}
     for (e, m), g in scores.groupby(["explainer", "metric"], sort=True):
         means.setdefault(e, {})[m] = _finite_mean(g["score"])
         raw_means.setdefault(e, {})[m] = _finite_mean(g["raw"])
         skipped.setdefault(e, {})[m] = int((~np.isfinite(g["raw"].to_numpy(dtype=float))).sum())
+        if int(g["nan_reason"].notna().sum()):  # n/a because the model misbehaved, not "does not apply"
+            model_nan.setdefault(e, {})[m] = int(g["nan_reason"].notna().sum())
+    reasons = scores["nan_reason"].dropna()
     man = r.manifest
     return {
         "path": str(Path(run_dir)),
@@ -45,6 +49,21 @@ def inspect_run(run_dir: str | Path) -> dict:
         "scores": means,
         "raw_scores": raw_means,
         "not_applicable": skipped,
+        "model_nan": model_nan,  # of not_applicable: scores the model's non-finite outputs spoiled
+        "model_nan_example": str(reasons.iloc[0]) if len(reasons) else None,
+        "backends": part_backends(r),
         "progress": man.get("progress"),
         "timing": man.get("timing"),
     }
+
+
+def part_backends(r: RunReader) -> dict[str, int]:
+    """{backend of the gradient-free passes: committed parts it computed} from the parts'
+    commit records ("unrecorded" for parts written before they said)."""
+    from .summary.integrity import commit_record
+
+    out: dict[str, int] = {}
+    for p in r.parts():
+        b = ((commit_record(r.run_dir, p) or {}).get("backend") or {}).get("forward", "unrecorded")
+        out[str(b)] = out.get(str(b), 0) + 1
+    return out

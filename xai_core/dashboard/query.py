@@ -339,6 +339,7 @@ def sample_detail(t: RunTables, pos: int) -> SampleDetail:
         "metric": sc["metric"].astype(str).to_numpy(),
         "raw": sc["raw"].to_numpy(),
         "score": sc["score"].to_numpy(),
+        "nan_reason": sc["nan_reason"].to_numpy() if "nan_reason" in sc else [None] * len(sc),
     })
     return SampleDetail(
         row=row, source=str(s["source"].iat[pos]),
@@ -371,8 +372,13 @@ MISSING = "—"
 
 def scores_pivot(scores: pd.DataFrame) -> pd.DataFrame:
     """The detail view's scores: one row per explainer × metric, one column per label, as
-    text ("0.412"; "—" where the metric has no value for that label, rather than "None")."""
+    text ("0.412"; "—" where the metric has no value for that label, rather than "None"; "n/a:
+    <reason>" where the model's non-finite outputs left it without one)."""
     if not len(scores):
         return pd.DataFrame()
-    p = scores.pivot_table(index=["explainer", "metric"], columns="label", values="score", sort=False, dropna=False)
-    return p.apply(lambda c: [f"{v:.3f}" if np.isfinite(v) else MISSING for v in c.to_numpy(np.float64)])
+    text = [f"{v:.3f}" if np.isfinite(v) else (f"n/a: {why}" if isinstance(why, str) else MISSING)
+            for v, why in zip(scores["score"].to_numpy(np.float64),
+                              scores["nan_reason"] if "nan_reason" in scores else [None] * len(scores))]
+    p = scores.assign(text=text).pivot_table(index=["explainer", "metric"], columns="label", values="text",
+                                             aggfunc="first", sort=False, dropna=False)
+    return p.fillna(MISSING)

@@ -103,7 +103,7 @@ class RunTables:
     extra: pa.Table                # per sample, not converted: gt_labels, probs, boxes
     labels: pd.DataFrame           # pos, sample_index, label, prob, tag, is_gt, part, map_offset[, UNCERTAINTY]
     starts: np.ndarray             # (n_samples + 1,) int64 offsets of each sample's label rows
-    scores: pd.DataFrame           # explainer, metric, pos, lrow, label, raw, score
+    scores: pd.DataFrame           # explainer, metric, pos, lrow, label, raw, score[, nan_reason]
     pair_slices: dict              # (explainer, metric) -> slice of `scores`
     root: Path | None = None       # the logdir bounding every path read later (lazy tables)
     parts: tuple[int, ...] = ()    # committed parts at load time
@@ -150,7 +150,7 @@ class RunTables:
 
         sc = _read_table(run_dir, root, "scores", parts,
                          ["sample_index", "label", "explainer", "metric", "raw", "score"],
-                         dictionary=("explainer", "metric")).to_pandas()
+                         optional=("nan_reason",), dictionary=("explainer", "metric")).to_pandas()
         scores = cls._index_scores(sc, sidx, lab)
         pairs = {}
         if len(scores):
@@ -185,6 +185,9 @@ class RunTables:
             "label": label.astype(np.int32),
             "raw": sc["raw"].to_numpy(np.float64),
             "score": sc["score"].to_numpy(np.float64),
+            # why a NaN score is NaN when the model misbehaved (FORMAT.md); absent in older runs
+            **({"nan_reason": sc["nan_reason"].to_numpy(object)} if "nan_reason" in sc and sc["nan_reason"].notna().any()
+               else {}),
         })[keep]
         codes = out["explainer"].cat.codes.to_numpy().astype(np.int64) * 65536 + out["metric"].cat.codes.to_numpy()
         return out.iloc[np.argsort(codes, kind="stable")].reset_index(drop=True)

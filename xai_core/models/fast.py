@@ -78,7 +78,7 @@ class FastForwardHandle(ClassifierHandle):
         n = int(x.shape[0])
         self.passes += n
         self.fast_passes += n
-        return torch.from_numpy(self.exported(x.detach().contiguous().numpy()))
+        return self._counted(torch.from_numpy(self.exported(x.detach().contiguous().numpy())))
 
 
 def _has_hooks(modules) -> bool:

@@ -32,10 +32,26 @@ class PixelSpaceModel(nn.Module):
 
 
 class _Probabilities:
-    """What both handles derive from ``logits``: probabilities, chunked prediction."""
+    """What both handles derive from ``logits``: probabilities, chunked prediction, and the
+    count of passes whose logits were not finite."""
 
     activation: str
     num_classes: int
+
+    def _counted(self, out: torch.Tensor) -> torch.Tensor:
+        """``out`` (N, K) logits, after adding its rows holding a NaN or ±inf to the count
+        :meth:`take_nonfinite` reads. The count stays a tensor on ``out``'s device: no host
+        round trip per pass."""
+        bad = (~torch.isfinite(out.detach())).any(dim=1).sum() if out.ndim == 2 else (~torch.isfinite(out.detach())).sum()
+        counts = self.__dict__.setdefault("_nonfinite", {})
+        counts[bad.device] = bad + counts[bad.device] if bad.device in counts else bad
+        return out
+
+    def take_nonfinite(self) -> int:
+        """Passes (images) whose logits held a NaN or ±inf since the last call; resets the
+        count. Read it once per explanation or metric evaluation (it waits for the device)."""
+        counts = self.__dict__.pop("_nonfinite", {})
+        return int(sum(int(c) for c in counts.values()))
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """(N, K) logits → (N, K) probabilities, differentiable."""
@@ -53,7 +69,12 @@ class _Probabilities:
     @torch.no_grad()
     def predict(self, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
         """Probabilities (N, K) without gradients, in chunks of ``batch_size``."""
-        out = [self.probs(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        return self.activate(self.predict_logits(x, batch_size=batch_size))
+
+    @torch.no_grad()
+    def predict_logits(self, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
+        """Logits (N, K) without gradients, in chunks of ``batch_size``."""
+        out = [self.logits(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         return torch.cat(out) if out else torch.zeros(0, self.num_classes)
 
 
@@ -98,7 +119,7 @@ class ClassifierHandle(_Probabilities):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) → (N, K) logits; keeps the graph if ``x`` requires grad."""
         self.passes += int(x.shape[0])
-        return self.module(x)
+        return self._counted(self.module(x))
 
 
 class ForwardOnlyHandle(_Probabilities):
@@ -139,4 +160,4 @@ class ForwardOnlyHandle(_Probabilities):
             raise ModelError(f"this model is served by {self.kind}: gradients are unavailable")
         self.passes += int(x.shape[0])
         out = self._forward(x.detach().to(torch.float32).contiguous().numpy())
-        return torch.from_numpy(out.astype("float32", copy=False))
+        return self._counted(torch.from_numpy(out.astype("float32", copy=False)))

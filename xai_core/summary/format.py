@@ -47,6 +47,9 @@ SCORES_SCHEMA = pa.schema([
     ("metric", pa.string()),
     ("raw", pa.float64()),
     ("score", pa.float64()),           # raw mapped to [0, 1], higher = better
+    # Why a NaN score is NaN when the model misbehaved (non-finite outputs); null otherwise, and
+    # in parts written before the column existed.
+    ("nan_reason", pa.string()),
 ])
 COUNTERFACTUALS_SCHEMA = pa.schema([
     ("sample_index", pa.int64()),
