@@ -47,7 +47,7 @@ from .data import open_dataset
 from .engine import RunContext, check_capabilities, compute_part, part_indices, sanity_checks
 from .errors import ConfigError, XaiError
 from .models.loading import load_model
-from .runner import INTERRUPTED, as_xai_error, fail, final_progress, open_writer, owned
+from .runner import INTERRUPTED, as_xai_error, fail, final_progress, open_writer, owned, recorded_fast_forward
 from .summary.writer import committed_parts, write_part
 
 #: At most this many parts per shard: a retried shard recomputes at most one part, but a
@@ -133,30 +133,49 @@ def _undo_malloc_trim() -> None:
     _MALLOPT_DONE = True
 
 
-def _worker_context(config: RunConfig, key: str) -> RunContext:
+def _worker_context(config: RunConfig, key: str, fast_forward: dict | None = None) -> RunContext:
+    """The thread's context for ``config``, built once; ``fast_forward``: the run's decision
+    (None: decide here, as :func:`decide_on_worker` does for the driver)."""
     tid = threading.get_ident()
+    key = f"{key}:{json.dumps(fast_forward, sort_keys=True, default=str)}" if fast_forward else key
     with _CONTEXTS_LOCK:
         ctx = _CONTEXTS.get((key, tid))
         if ctx is None:
             for k in [k for k in _CONTEXTS if k[1] == tid]:
                 del _CONTEXTS[k]  # one configuration per thread: memory stays bounded
     if ctx is None:
-        ctx = RunContext.build(config)
+        ctx = RunContext.build(config, fast_forward=fast_forward)
         with _CONTEXTS_LOCK:
             _CONTEXTS[(key, tid)] = ctx
     return ctx
 
 
+def decide_on_worker(config: RunConfig, key: str, sys_path: list[str]) -> dict:
+    """The run's fast-forward decision, made once on a worker (the hardware that will run the
+    parts; the driver loads no model) and recorded by the driver; every shard then follows it.
+    The context built for it is kept, under the decision it made, for that worker's shards."""
+    _prepare_process(sys_path)
+    ctx = RunContext.build(config)
+    decided = dict(ctx.fast_forward or {})
+    tid = threading.get_ident()
+    with _CONTEXTS_LOCK:
+        for k in [k for k in _CONTEXTS if k[1] == tid]:
+            del _CONTEXTS[k]
+        _CONTEXTS[(f"{key}:{json.dumps(decided, sort_keys=True, default=str)}", tid)] = ctx
+    return decided
+
+
 def run_shard(config: RunConfig, key: str, out_dir: str, shard: list[tuple[int, list[int]]],
-              sys_path: list[str]) -> dict:
-    """Compute and commit the uncommitted parts of one shard (runs on a worker).
+              sys_path: list[str], fast_forward: dict | None = None) -> dict:
+    """Compute and commit the uncommitted parts of one shard (runs on a worker), with the
+    run's fast-forward decision ``fast_forward``.
 
     shard: (part, dataset indices) pairs. Returns small bookkeeping only: parts computed,
     parts found committed (by an earlier attempt of this shard), samples, model passes
     (images through the network) and per-explainer/metric seconds.
     """
     _prepare_process(sys_path)
-    ctx = _worker_context(config, key)
+    ctx = _worker_context(config, key, fast_forward)
     # Only attempts of this very shard write its parts, so one look before starting suffices.
     done = committed_parts(out_dir)
     passes0 = ctx.model.passes
@@ -228,11 +247,12 @@ def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     ctx = RunContext(config, dataset, None, explainers, metrics)
     batches = part_indices(len(dataset), config.batch_size)
     with owned(out_dir):
+        decided = recorded_fast_forward(out_dir) if resume else None
         writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
-        return _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, shard_parts)
+        return _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, shard_parts, decided)
 
 
-def _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, shard_parts) -> Path:
+def _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, shard_parts, decided) -> Path:
     dataset = ctx.dataset
     done = committed_parts(out_dir)
     done_samples = sum(len(batches[p]) for p in done if p < len(batches))
@@ -241,14 +261,22 @@ def _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, 
     totals = {"computed": 0, "skipped": 0, "passes": 0, "samples": 0, "explain_s": {}, "metric_s": {}, "analysis_s": {}}
     bar = tqdm(total=len(dataset), initial=done_samples, unit="img", disable=not progress,
                file=sys.stderr, dynamic_ncols=True, desc="explaining")
-    t0, n_workers, futures = time.perf_counter(), 0, []
+    t0, n_workers, futures, setup = time.perf_counter(), 0, [], {}
     try:
         with dask_client(workers, scheduler) as client:
             n_workers = len(client.scheduler_info()["workers"])
             shards = make_shards(todo, n_workers, shard_parts)
             key, where = config_key(config), str(out_dir)
             env = [os.getcwd(), *sys.path]
-            futures = [client.submit(run_shard, config, key, where, [(p, batches[p]) for p in shard], env,
+            if decided is None and todo:  # decided once, before any part, and recorded
+                t_decide = time.perf_counter()
+                decided = client.submit(decide_on_worker, config, key, env, pure=False,
+                                        key=f"xai-decide-{key}-{time.time_ns()}").result()
+                writer.manifest["model"]["fast_forward"] = decided
+                writer.flush(force=True)
+                # one worker's model setup and fast-forward decision; the others load theirs in parallel
+                setup["model_and_fast_forward"] = time.perf_counter() - t_decide
+            futures = [client.submit(run_shard, config, key, where, [(p, batches[p]) for p in shard], env, decided,
                                      pure=False, key=f"xai-shard-{key}-{shard[0]:06d}-{time.time_ns()}")
                        for shard in shards]
             first = {f.key: shard for f, shard in zip(futures, shards)}
@@ -286,6 +314,7 @@ def _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, 
     n_new = totals["samples"]
     writer.finish("complete", timing={
         "seconds": round(wall, 3),
+        "setup_s": {k: round(v, 3) for k, v in setup.items()},
         "images_per_s": round(n_new / wall, 3) if wall > 0 and n_new else None,
         "model_passes": totals["passes"],
         # Summed over workers: compute-seconds, not wall time.

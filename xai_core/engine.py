@@ -34,15 +34,22 @@ class RunContext:
     fast_forward: dict | None = None  # how forward-only passes run (manifest model.fast_forward)
 
     @classmethod
-    def build(cls, config: RunConfig) -> "RunContext":
+    def build(cls, config: RunConfig, *, fast_forward: dict | None = None) -> "RunContext":
+        """Load everything once. ``fast_forward``: a recorded decision (the manifest's
+        ``model.fast_forward``) to follow instead of deciding again — ``--resume`` and Dask
+        workers pass the run's (see :func:`decide_fast_forward`)."""
+        t0 = time.perf_counter()
         dataset = open_dataset(config.dataset)
         model = load_model(config.model, num_classes=len(dataset.classes))
         explainers, metrics = config.instantiate()
         check_capabilities(model, config, explainers)
         for e in explainers:  # e.g. DeepLIFT on TorchScript: refused before any work
             e.check_model(model)
-        model, fast = _fast_forward(model, config, dataset)
-        return cls(config, dataset, model, explainers, metrics, fast_forward=fast)
+        t1 = time.perf_counter()
+        model, fast = decide_fast_forward(model, config, dataset, explainers, metrics, decided=fast_forward)
+        ctx = cls(config, dataset, model, explainers, metrics, fast_forward=fast)
+        ctx.stats["setup_s"] = {"model": t1 - t0, "fast_forward": time.perf_counter() - t1}
+        return ctx
 
     @property
     def fast_passes(self) -> int:
@@ -77,15 +84,48 @@ def check_capabilities(model, config: RunConfig, explainers: list) -> None:
                           "set sanity.enabled: false")
 
 
-def _fast_forward(model, config: RunConfig, dataset):
-    """(model, manifest record) for ``model.fast_forward`` (see :mod:`.models.fast`)."""
+def decide_fast_forward(model, config: RunConfig, dataset, explainers, metrics, *, decided: dict | None = None):
+    """(model, manifest record) for ``model.fast_forward`` (see :mod:`.models.fast`).
+
+    A run decides once, when it starts: ``decided`` (a record of that decision) is followed
+    as it is — torch stays torch, and an ``onnxruntime`` decision exports the recorded variant
+    again without timing it. Without one, ``auto`` first estimates the run's gradient-free
+    passes and skips the probe when they are too few to repay it."""
     if not model.supports_gradients:
         return model, {"mode": config.model.fast_forward, "backend": model.kind,
                        "reason": f"the model itself is served by {model.kind}"}
-    if config.model.fast_forward == "off":
+    mode = config.model.fast_forward
+    if mode == "off":
         return model, {"mode": "off", "backend": "torch"}
-    from .models.fast import enable_fast_forward
+    from .models import fast as ff
 
+    if decided is not None and decided.get("backend") in ("torch", "onnxruntime"):
+        if decided["backend"] == "torch":
+            return model, decided
+        handle, why = ff.reuse_fast_forward(model, _probe_pixels(model, config, dataset), decided,
+                                            batch_size=config.explain_batch_size)
+        # The recorded decision stays the run's; the parts record what computed them (and why).
+        return handle, (decided if why is None else {**decided, "fallback": why})
+    record = {}
+    if mode == "auto":
+        unc, cf = config.uncertainty, config.counterfactual
+        per_label = config.labels.top_k_for(config.model.activation) or 1
+        extra = (unc.passes if unc.enabled and unc.dropout == 0 else 0) + (100 * per_label if cf.enabled else 0)
+        estimate = ff.estimate_forward_passes(explainers, metrics, n_items=len(dataset), labels_per_image=per_label,
+                                              size=tuple(config.model.input_size), extra_per_image=extra)
+        record = {"estimated_passes": estimate}
+        if estimate < ff.MIN_PASSES:
+            return model, {"mode": "auto", "backend": "torch", **record, "setup_s": 0.0,
+                           "reason": f"the run makes about {estimate:,} gradient-free passes, too few to repay "
+                                     f"the export and its probe (auto probes from {ff.MIN_PASSES:,})"}
+    fast, info = ff.enable_fast_forward(model, _probe_pixels(model, config, dataset),
+                                        batch_size=config.explain_batch_size, require_speedup=mode == "auto")
+    info.update(mode=mode, **record)
+    return fast, info
+
+
+def _probe_pixels(model, config: RunConfig, dataset) -> torch.Tensor:
+    """A few of the run's images for the fast-path probe (random ones when they cannot be read)."""
     size = tuple(config.model.input_size)
     n = min(len(dataset), 8)
     try:
@@ -95,10 +135,7 @@ def _fast_forward(model, config: RunConfig, dataset):
         images = None
     if images is None:
         images = torch.rand(4, model.channels, *size, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
-    fast, info = enable_fast_forward(model, images, batch_size=config.explain_batch_size,
-                                     require_speedup=config.model.fast_forward == "auto")
-    info["mode"] = config.model.fast_forward
-    return fast, info
+    return images
 
 
 def part_indices(n: int, batch_size: int) -> list[list[int]]:
@@ -125,6 +162,7 @@ def seed_everything(seed: int) -> None:
 def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
     """Everything ``write_part`` needs for one part: column dicts and arrays."""
     cfg = ctx.config
+    passes0, fast0 = int(ctx.model.passes), ctx.fast_passes
     # Seeded per part, so a resumed or distributed run reproduces the same numbers.
     seed_everything(cfg.seed * 1_000_003 + part)
     size = tuple(cfg.model.input_size)
@@ -241,14 +279,18 @@ def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
             # The object masks the localisation metrics scored against, so they can be
             # recomputed from the run directory alone (xai_core/recompute.py).
             "masks": masks, "has_mask": has_mask,
-            "backend": part_backend(ctx, watch)}
+            "backend": part_backend(ctx, watch, passes0, fast0)}
 
 
-def part_backend(ctx: RunContext, watch: PassWatch) -> dict:
-    """What computed a part (its commit record's ``backend``): the backend of its gradient-free
-    passes (``torch``, ``onnxruntime`` for the fast path, ``onnx``, a server) and, when some
+def part_backend(ctx: RunContext, watch: PassWatch, passes0: int, fast0: int) -> dict:
+    """What computed a part (its commit record's ``backend``): ``forward``, the backend of its
+    gradient-free passes (``torch``; ``onnxruntime``, the fast path; ``onnx``; a server),
+    ``passes`` and ``fast_passes`` (of them through ONNX Runtime's fast path) and, when some
     passes returned non-finite outputs, ``nonfinite`` {evaluation: [passes, of passes]}."""
-    out = {"forward": (ctx.fast_forward or {}).get("backend") or getattr(ctx.model, "kind", "torch")}
+    out = {"forward": getattr(ctx.model, "backend", "torch"), "passes": int(ctx.model.passes) - passes0,
+           "fast_passes": ctx.fast_passes - fast0}
+    if (ctx.fast_forward or {}).get("fallback"):  # the recorded fast path could not be rebuilt here
+        out["reason"] = ctx.fast_forward["fallback"]
     if watch.seen:
         out["nonfinite"] = dict(watch.seen)
     return out

@@ -97,6 +97,7 @@ class ClassifierHandle(_Probabilities):
     channels: int = 3
     supports_gradients = True  # class attribute, not a field: see ForwardOnlyHandle
     kind = "pytorch"
+    backend = "torch"  # what runs the gradient-free passes (a part's commit record says it)
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -136,6 +137,10 @@ class ForwardOnlyHandle(_Probabilities):
 
     supports_gradients = False
     kind = "forward-only"
+
+    @property
+    def backend(self) -> str:
+        return self.kind
 
     def __init__(self, *, activation: str, input_size: tuple[int, int], num_classes: int, channels: int = 3):
         if activation not in ACTIVATIONS:
