@@ -167,3 +167,27 @@ class InfColourNet(ColourNet):
 
 def inf_colour_net() -> nn.Module:
     return InfColourNet().eval()
+
+
+def marking_colour_net(marker: str) -> nn.Module:
+    """colour_net, after creating the file ``marker``: shows whether (and when) a run set its
+    model up."""
+    Path(marker).write_text("the model was set up")
+    return colour_net()
+
+
+class BatchOfOneColourNet(ColourNet):
+    """ColourNet whose forward refuses batches of more than ``most`` images, or exactly ``only``."""
+
+    def __init__(self, most: int = 0, only: int = 0):
+        super().__init__()
+        self.most, self.only = most, only
+
+    def forward(self, x):
+        if (self.most and x.shape[0] > self.most) or x.shape[0] == self.only:
+            raise ValueError(f"this network takes no batch of {x.shape[0]} images")
+        return super().forward(x)
+
+
+def picky_colour_net(most: int = 0, only: int = 0) -> nn.Module:
+    return BatchOfOneColourNet(most, only).eval()

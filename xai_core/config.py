@@ -278,6 +278,11 @@ def validate(cfg: RunConfig) -> None:
     cfg.instantiate()
 
 
+def _yaml_kind(value) -> str:
+    kind = {list: "a list", str: "a string", bool: "a boolean"}.get(type(value))
+    return kind or ("a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
 def set_override(raw: dict, assignment: str) -> None:
     """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict in place."""
     if "=" not in assignment:
@@ -297,9 +302,15 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {str(path)!r} cannot be read ({getattr(e, 'strerror', None) or e})") from e
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):  # before --set / --out edit it as a map
+        raise ConfigError(f"{path}: the configuration is {_yaml_kind(raw)}; expected a YAML map of sections "
+                          "(model:, dataset:, explainers:, …)")
     for o in overrides:
         set_override(raw, o)
     return config_from_dict(raw, base_dir=path.parent)

@@ -148,3 +148,10 @@ def test_row_filter_by_tag(synth_tables):
     pc = A.per_class(synth_tables, A.RowFilter(("TP",), ("TP",))).set_index(["explainer", "metric", "class"])
     assert pc.loc[("a", "m1", "cat"), "n"] == 2 and pc.loc[("a", "m1", "cat"), "mean"] == pytest.approx(0.75)
     assert "localisation metrics TP" in A.RowFilter().text
+
+
+def test_weights_near_the_float_maximum_are_normalised_safely(long):
+    assert A.normalise_weights({"x": 1e308, "y": 1e308, "z": 0}) == {"x": 0.5, "y": 0.5, "z": 0.0}
+    assert A.normalise_weights({"x": 5e-324, "y": 5e-324}) == {"x": 0.5, "y": 0.5}
+    huge = A.comprehensive(long, {m: 1e308 for m in EQUAL})
+    pd.testing.assert_frame_equal(huge, A.comprehensive(long, EQUAL))

@@ -170,10 +170,14 @@ def normalise_weights(weights: Mapping[str, float]) -> dict[str, float]:
     bad = [k for k, v in w.items() if not np.isfinite(v) or v < 0]
     if bad:
         raise XaiError(f"metric weights must be finite and ≥ 0; got {', '.join(f'{k}={w[k]}' for k in bad)}")
-    total = sum(w.values())
-    if total <= 0:
+    top = max(w.values(), default=0.0)
+    if top <= 0:
         raise XaiError("every metric weight is 0; give at least one metric a positive weight")
-    return {k: v / total for k, v in w.items()}
+    # Scaled by the largest first: a sum of weights near the float maximum (1e308 + 1e308)
+    # would overflow to inf and make every weight 0.
+    scaled = {k: v / top for k, v in w.items()}
+    total = sum(scaled.values())
+    return {k: v / total for k, v in scaled.items()}
 
 
 def comprehensive(long: pd.DataFrame, weights: Mapping[str, float]) -> pd.DataFrame:
