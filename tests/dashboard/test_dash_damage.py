@@ -142,3 +142,18 @@ def test_parts_without_a_commit_record_still_read(tmp_path):
     os.symlink(tmp_path / "elsewhere", f)
     with pytest.raises(SummaryError, match="outside the log directory"):
         MapStore(run).saliency("a", 1, 0)
+
+
+@pytest.mark.parametrize("folder", ["tables", "arrays", "tables/scores"])
+def test_a_run_whose_data_is_linked_outside_the_logdir_is_listed_as_unreadable(tmp_path, folder):
+    logdir, outside = tmp_path / "logs", tmp_path / "elsewhere"
+    run = dash_runs.write_synthetic(logdir / "run")
+    dash_runs.write_synthetic(logdir / "good")
+    (run / folder).rename(outside)
+    os.symlink(outside, run / folder)
+    runs = {r.name: r for r in list_runs(logdir)}
+    assert runs["good"].status == "complete"
+    assert runs["run"].status == "unreadable" and "outside the log directory" in runs["run"].error
+    assert runs["run"].status_text.startswith("unreadable: ")
+    with pytest.raises(SummaryError, match="outside the log directory"):
+        open_run(logdir, "run")
