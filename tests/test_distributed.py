@@ -79,7 +79,7 @@ def scheduler():
         yield client.scheduler.address
 
 
-def assert_same_run(a, b):
+def assert_same_run(a, b, parts: int = N_IMAGES // BATCH):
     """Tables equal up to row order (scores within 1e-6), maps equal within 1e-6."""
     ra, rb = RunReader(a), RunReader(b)
     assert ra.status == rb.status == "complete"
@@ -91,7 +91,7 @@ def assert_same_run(a, b):
             for col in ("raw", "score"):
                 np.testing.assert_allclose(x.pop(col), y.pop(col), rtol=0, atol=1e-6, equal_nan=True)
         pd.testing.assert_frame_equal(x, y)
-    assert ra.parts() == rb.parts() == list(range(N_IMAGES // BATCH))
+    assert ra.parts() == rb.parts() == list(range(parts))
     for p in ra.parts():
         np.testing.assert_array_equal(ra._store(p)["images"][...], rb._store(p)["images"][...])
         for e in ("gradient", "gradcam", "random"):
@@ -153,6 +153,10 @@ def test_workers_follow_the_fast_forward_decision_the_driver_records(data, sched
     run_distributed(cfg, out, resume=True, scheduler=scheduler, progress=False)
     assert read_manifest(out)["model"]["fast_forward"] == decided
     assert commit_record(out, 1)["backend"]["forward"] == "onnxruntime"
+    # and equals the single-process run on the fast path (scores within 1e-6, as without it)
+    single = tmp_path / "single"
+    run(config_from_dict({**raw, "out": str(single)}), single, progress=False)
+    assert_same_run(single, out, parts=3)
 
 
 def test_resume_recomputes_only_missing_parts(data, reference, scheduler, tmp_path):
