@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import yaml
@@ -17,7 +18,10 @@ def config_file(toy_data, tmp_path):
 
 def test_run_then_inspect_json(config_file, tmp_path, capsys):
     assert main(["run", "--config", str(config_file), "--quiet", "--set", "labels.top_k=1"]) == 0
-    capsys.readouterr()
+    # the summary line says where the time went, setup included (issue 15 item 7)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"summary written to \S+ \(setup [\d.]+ s: model [\d.]+ s, fast-forward decision "
+                        r"[\d.]+ s; parts [\d.]+ s\)", line), line
     assert main(["inspect", str(tmp_path / "out"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["format_version"] == FORMAT_VERSION == 2 and info["status"] == "complete"
