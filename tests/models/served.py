@@ -95,6 +95,21 @@ def trace_demo_cnn(path: Path) -> Path:
     return path
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet request handler with ``_reply`` (JSON by default), for the loopback test servers."""
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, status: int, body: bytes, headers: dict | None = None):
+        self.send_response(status)
+        for k, v in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 @dataclass
 class Relay:
     """What a :func:`relay_server` did and answers: ``posts`` relayed or failed, ``failed``
@@ -118,18 +133,7 @@ def relay_server(target: str, *, fail_every: int = 0, metadata: dict | None = No
 
     state = Relay("")
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _reply(self, status: int, body: bytes, headers: dict | None = None):
-            self.send_response(status)
-            for k, v in {"Content-Type": "application/json", **(headers or {})}.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(JsonHandler):
         def do_GET(self):
             if state.metadata is not None:
                 import json
