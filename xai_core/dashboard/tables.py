@@ -47,12 +47,12 @@ def run_stamp(run_dir: str | Path) -> int:
 
 
 def _read_table(run_dir: Path, root: Path, name: str, parts: list[int], columns: list[str],
-                optional: tuple[str, ...] = (), dictionary: tuple[str, ...] = ()) -> pa.Table:
+                optional: tuple[str, ...] = (), dictionary: tuple[str, ...] = (), records: dict | None = None) -> pa.Table:
     """Only the needed columns of every committed part, in part order, read as one dataset
     (pyarrow reads the files in parallel). ``optional`` columns are kept when the files have
     them (later format additions such as ``prob_std``); parts without them read as null."""
     files = [str(ensure_inside(root, table_path(run_dir, name, p))) for p in parts]
-    check_table_files(run_dir, name, parts)  # a changed byte is damage, not data (FORMAT.md)
+    check_table_files(run_dir, name, parts, records)  # a changed byte is damage, not data (FORMAT.md)
     if not files:
         return SCHEMAS[name].empty_table().select(columns)
     try:
@@ -123,8 +123,10 @@ class RunTables:
         for p in parts:
             ensure_inside(root, arrays_path(run_dir, p))
 
+        records: dict = {}  # the parts' commit records, read once for the three tables
         s = _read_table(run_dir, root, "samples", parts,
-                        ["sample_index", "sample_id", "source", "part", "offset", "height", "width", "gt_labels", "probs", "boxes"])
+                        ["sample_index", "sample_id", "source", "part", "offset", "height", "width", "gt_labels", "probs", "boxes"],
+                        records=records)
         order = pa.compute.sort_indices(s, [("sample_index", "ascending")])
         s = s.take(order)
         samples = s.select(["sample_index", "sample_id", "source", "part", "offset", "height", "width"]).to_pandas()
@@ -135,7 +137,7 @@ class RunTables:
 
         lab = _read_table(run_dir, root, "labels", parts,
                           ["sample_index", "label", "prob", "tag", "is_gt", "part", "map_offset"],
-                          optional=UNCERTAINTY, dictionary=("tag",)).to_pandas()
+                          optional=UNCERTAINTY, dictionary=("tag",), records=records).to_pandas()
         # Uncertainty columns are optional and null when the run did not compute them.
         lab = lab.drop(columns=[c for c in UNCERTAINTY if c in lab and lab[c].isna().all()])
         lpos = np.searchsorted(sidx, lab["sample_index"].to_numpy())
@@ -150,7 +152,7 @@ class RunTables:
 
         sc = _read_table(run_dir, root, "scores", parts,
                          ["sample_index", "label", "explainer", "metric", "raw", "score"],
-                         optional=("nan_reason",), dictionary=("explainer", "metric")).to_pandas()
+                         optional=("nan_reason",), dictionary=("explainer", "metric"), records=records).to_pandas()
         scores = cls._index_scores(sc, sidx, lab)
         pairs = {}
         if len(scores):
