@@ -400,7 +400,7 @@ def test_inspect_verify_finds_a_damaged_chunk(toy_data, tmp_path, capsys):
     cfg = light(toy_data, tmp_path / "run")
     run(cfg, cfg.out, progress=False)
     assert main(["inspect", str(cfg.out), "--verify"]) == 0
-    assert "verified 3 parts" in capsys.readouterr().out
+    assert "verified the manifest and 3 parts" in capsys.readouterr().out
     victim = [f for f in sorted((Path(cfg.out) / "arrays" / "part-000002.zarr" / "images").rglob("*")) if "/c/" in str(f) and f.is_file()][-1]
     victim.write_bytes(victim.read_bytes()[:-1])
     assert main(["inspect", str(cfg.out), "--verify"]) == 2
