@@ -30,12 +30,10 @@ demo-run: setup
 
 demo: demo-run
 	@echo "Serving the dashboard on http://127.0.0.1:$(PORT) (Ctrl-C to stop)"
-	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
-		--server.headless true --browser.gatherUsageStats false -- --logdir $(LOGDIR)
+	$(VENV)/bin/xai-core serve --logdir $(LOGDIR) --port $(PORT) --host 127.0.0.1
 
 serve: setup
-	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
-		--server.headless true --browser.gatherUsageStats false -- --logdir $(LOGDIR)
+	$(VENV)/bin/xai-core serve --logdir $(LOGDIR) --port $(PORT) --host 127.0.0.1
 
 test: setup $(KSERVE_VENV)/.installed
 	KSERVE_VENV=$(abspath $(KSERVE_VENV)) $(PY) -m pytest -q tests

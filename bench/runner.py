@@ -23,18 +23,32 @@ difference between the two runs' scores (goal ≤ 1e-5). The time spent inside t
 forward calls (``logits``: ONNX Runtime or torch) is measured in both runs, to show where the
 rest of the time goes.
 
-Run: ``python bench/runner.py`` (``BENCH_IMAGES=N`` for more images; default 8).
+Last, the pipelined runner (a reader thread decodes the next part and a writer thread commits
+the last one while the model works: ``xai_core/pipeline.py``) against the sequential one
+(``pipelined=False``, ``--no-pipeline``: each part read, computed and written in turn, as before
+the pipeline), same process, same configuration, alternating which goes first, for
+``BENCH_PIPELINE_REPEATS`` rounds (default 3): images/s of each, their ratio per round (goal
+≥ 1: the pipeline must not cost speed on the CPU), the median and the spread, and where the time
+went (the manifest's ``phases_s``: the model's waits on the disk; ``background_s``). Two
+configurations: the default demo one on ``BENCH_PIPELINE_IMAGES`` images (default 8, in parts of
+``BENCH_PIPELINE_BATCH`` = 4 so that there are parts to overlap: the model's work dominates) and
+a light one (Gradient, Grad-CAM, random; map-only metrics; no analyses) on
+``BENCH_PIPELINE_LIGHT_IMAGES`` (default 256), where reading and writing are a large share.
+
+Run: ``python bench/runner.py`` (``BENCH_IMAGES=N`` for more images; default 8);
+``python bench/runner.py pipeline`` for the pipeline comparison alone.
 """
 
 from __future__ import annotations
 
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import demo_config, dir_bytes, env_int, figure, header, machine, manifest, time_per_image
+from _common import demo_config, dir_bytes, env_int, figure, header, load_line, machine, manifest, time_per_image
 
 BATCHES = (1, 8, 16, 32, 64, 128, 256)
 
@@ -120,6 +134,61 @@ def saliency_bytes(run_dir: Path, explainer: str) -> int:
     return sum(dir_bytes(p / "saliency" / explainer) for p in (run_dir / "arrays").glob("part-*.zarr"))
 
 
+LIGHT = dict(explainers=["gradient", "gradcam", "random"], metrics=["pointing_game", "iosr", "sparseness", "complexity"],
+             uncertainty={"enabled": False}, counterfactual={"enabled": False})
+
+
+def pipeline_report(tmp: Path) -> None:
+    """Pipelined against sequential runs of the same configuration, alternated."""
+    from xai_core.runner import run
+
+    repeats = env_int("BENCH_PIPELINE_REPEATS", 3)
+    print(f"   -- pipelined runner against the sequential one, same process, {repeats} alternating rounds", flush=True)
+    # parts of 4 images: the default configuration's few images still make several parts to overlap
+    for label, n, over in (("default demo configuration", env_int("BENCH_PIPELINE_IMAGES", 8),
+                            {"batch_size": env_int("BENCH_PIPELINE_BATCH", 4)}),
+                           ("light configuration", env_int("BENCH_PIPELINE_LIGHT_IMAGES", 256), LIGHT)):
+        if n == 0:  # BENCH_PIPELINE_IMAGES=0: that configuration is skipped
+            continue
+        warm = with_fast_forward(demo_config(tmp / f"warm-{label}", limit=1, **over), "off")
+        run(warm, warm.out, progress=False)
+        rates, ratios, timings, cpu = {True: [], False: []}, [], {True: [], False: []}, {True: [], False: []}
+        for r in range(repeats):
+            order = (False, True) if r % 2 == 0 else (True, False)
+            for pipelined in order:
+                cfg = with_fast_forward(demo_config(tmp / f"p-{label}-{r}-{pipelined}", limit=n, **over), "off")
+                t0, c0 = time.perf_counter(), time.process_time()
+                run(cfg, cfg.out, progress=False, pipelined=pipelined)
+                rates[pipelined].append(n / (time.perf_counter() - t0))
+                cpu[pipelined].append(time.process_time() - c0)  # every thread's CPU time: less load-bound
+                timings[pipelined].append(manifest(cfg.out)["timing"])
+                shutil.rmtree(cfg.out, ignore_errors=True)
+            ratios.append(rates[True][-1] / rates[False][-1])
+            print(f"   {label}, round {r + 1} ({'sequential first' if order[0] is False else 'pipelined first'}): "
+                  f"sequential {rates[False][-1]:.3f} img/s, pipelined {rates[True][-1]:.3f} img/s, "
+                  f"ratio {ratios[-1]:.3f}; CPU time {cpu[False][-1]:.1f} s / {cpu[True][-1]:.1f} s "
+                  f"({load_line()})", flush=True)
+        threads = timings[True][0]["threads"]
+        figure(f"images/s, {label}, {n} images, sequential", statistics.median(rates[False]),
+               f"img/s median (min {min(rates[False]):.3f}, max {max(rates[False]):.3f}; {threads} threads)")
+        figure(f"images/s, {label}, {n} images, pipelined", statistics.median(rates[True]),
+               f"img/s median (min {min(rates[True]):.3f}, max {max(rates[True]):.3f})")
+        figure(f"pipelined / sequential, {label}", statistics.median(ratios),
+               f"× median of {repeats} rounds (min {min(ratios):.3f}, max {max(ratios):.3f})", "≥ 1")
+        figure(f"CPU time, pipelined / sequential, {label}",
+               statistics.median(p / q for p, q in zip(cpu[True], cpu[False])),
+               "× median (all threads' CPU seconds per run: the pipeline's own cost, whatever the load)")
+        for pipelined in (False, True):
+            ph = {k: statistics.median(t["phases_s"].get(k, 0.0) for t in timings[pipelined])
+                  for k in ("reading", "writing", "waiting")}
+            bg = {k: statistics.median(t["background_s"].get(k, 0.0) for t in timings[pipelined])
+                  for k in ("reading", "writing")}
+            where = (f"the model waited {ph['waiting']:.2f} s; reading {bg['reading']:.2f} s and writing "
+                     f"{bg['writing']:.2f} s ran beside it" if pipelined else
+                     f"reading {ph['reading']:.2f} s and writing {ph['writing']:.2f} s between the parts")
+            print(f"   {label}, {'pipelined' if pipelined else 'sequential'} (medians): {where}", flush=True)
+
+
 def main() -> None:
     from xai_core.config import config_from_dict
     from xai_core.models.loading import load_model
@@ -176,12 +245,26 @@ def main() -> None:
         total_maps = sum(saliency_bytes(Path(cfg.out), e["name"]) for e in reader.explainers)
         figure("bytes on disk per saliency map, all explainers", round(total_maps / max(n_maps * len(reader.explainers), 1)), "B")
         figure("bytes on disk per image (whole run)", round(dir_bytes(Path(cfg.out)) / n), "B")
+        pipeline_report(tmp)
+        print(f"   after: {machine()}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pipeline_only() -> None:
+    header("runner: pipelined against sequential, one process", "python bench/runner.py pipeline")
+    tmp = Path(tempfile.mkdtemp(prefix="xai-bench-pipeline-"))
+    try:
+        pipeline_report(tmp)
         print(f"   after: {machine()}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
+    if sys.argv[1:] == ["pipeline"]:
+        pipeline_only()
+    elif len(sys.argv) > 1:
         sys.exit(__doc__)
-    main()
+    else:
+        main()

@@ -25,6 +25,8 @@ PAGES = (
     ("pages/counterfactual.py", "Counterfactuals", ":material/filter_center_focus:"),
     ("pages/comprehensive.py", "Comprehensive assessment", ":material/leaderboard:"),
     ("pages/classification.py", "Classification assessment", ":material/bar_chart:"),
+    ("pages/compare.py", "Compare runs", ":material/compare:"),
+    ("pages/explain.py", "Explain an image", ":material/add_photo_alternate:"),
 )
 FRAME = threading.local()  # FRAME.active is True while app.py runs a page (one script thread per session)
 RUN_PARAM = "run"
@@ -75,6 +77,17 @@ def runs(logdir_str: str) -> list[RunInfo]:
 def _open(logdir_str: str, name: str, stamp: int) -> OpenRun:
     # ``stamp`` changes whenever the writer commits progress, so a running run reloads.
     return open_run(logdir_str, name, runs(logdir_str))
+
+
+def open_named(name: str) -> OpenRun:
+    """Another run of the logdir by name (the compare page's run B), cached like the active
+    one; raises XaiError when it is not listed or cannot be read."""
+    ld = str(logdir())
+    all_runs = runs(ld)
+    info = next((r for r in all_runs if r.name == name), None)
+    if info is None:
+        raise XaiError("No run of this name under the log directory; choose another.")
+    return _open(ld, name, run_stamp(info.path))
 
 
 def key_of(name: str) -> str:

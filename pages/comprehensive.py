@@ -3,6 +3,7 @@
 import streamlit as st
 
 from pages._common import active_run, refresh_while_running, remember, require_frame, restore
+from pages._report import report_buttons
 from xai_core.dashboard import assessment as A
 from xai_core.dashboard import fields as F
 from xai_core.dashboard.figures import radar_figure, ranking_figure
@@ -82,6 +83,7 @@ with st.container(key="cmp_scores"):
 st.download_button("Download CSV (with the weights used)", table.to_csv(index=False).encode(),
                    file_name=f"{run.info.name.replace('/', '_')}_assessment.csv", mime="text/csv", key="cmp_csv",
                    icon=":material/download:")
+report_buttons(run, weights, rows_filter)
 with st.expander("Intervals and skipped results"):
     st.caption("95 % bootstrap interval of each mean; skipped: results where the metric did not apply (e.g. "
                "localisation without a box).")

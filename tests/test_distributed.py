@@ -12,6 +12,7 @@ from toy import ColourNet, make_dataset, toy_config
 from xai_core.cli import main
 from xai_core.config import config_from_dict
 from xai_core.distributed import dask_client, make_shards, run_distributed
+from xai_core.workers import WorkerPlan, plan_workers, worker_config
 from xai_core.errors import ConfigError
 from xai_core.runner import run
 from xai_core.summary.format import table_path
@@ -183,4 +184,52 @@ def test_worker_dying_mid_shard_is_retried_without_recomputing_committed_parts(d
     assert marker.exists()
     timing = read_manifest(out)["timing"]
     assert (timing["parts_skipped"], timing["parts_computed"]) == (2, 4)
+    assert_same_run(reference, out)
+
+
+# ---- one worker per GPU (issue 15 item 4) ---------------------------------------------------
+def test_plan_workers_gives_each_gpu_one_worker():
+    cpu = plan_workers(3, [])
+    assert cpu == WorkerPlan(envs=({}, {}, {})) and cpu.n_workers == 3  # no GPU: as before
+    assert plan_workers(3, ["0", "1"], "cpu") == cpu  # device cpu: the GPUs are not used
+    two = plan_workers(2, ["0", "1"], "auto")
+    assert two.envs == ({"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}) and two.note is None
+    # more workers than GPUs: one per GPU, and the user is told
+    four = plan_workers(4, ["2", "3"], "cuda")
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in four.envs] == ["2", "3"] and "one worker per GPU" in four.note
+    # fewer workers than GPUs: the first ones (physical ids or UUIDs, as CUDA_VISIBLE_DEVICES names them)
+    assert plan_workers(1, ["GPU-aa", "GPU-bb"], "auto").envs == ({"CUDA_VISIBLE_DEVICES": "GPU-aa"},)
+    # cuda:K names one GPU: one worker pinned to it, which sees it as cuda:0
+    one = plan_workers(3, ["4", "5", "6"], "cuda:1")
+    assert one.envs == ({"CUDA_VISIBLE_DEVICES": "5"},) and one.gpus == ("5",) and "one worker on it" in one.note
+    with pytest.raises(ConfigError, match="cuda:3.*2 GPU"):
+        plan_workers(2, ["0", "1"], "cuda:3")
+    with pytest.raises(ConfigError, match="workers is 0"):
+        plan_workers(0, ["0"])
+
+
+def test_worker_config_renames_an_explicit_gpu_to_the_only_one_a_pinned_worker_sees(data, tmp_path):
+    import dataclasses
+
+    cfg = config_from_dict(cheap_config(data, tmp_path / "x"))
+    assert worker_config(cfg, plan_workers(2, [])) is cfg
+    if not hasattr(cfg.model, "device"):  # model.device lands with issue 15 item 1
+        return
+    pinned = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, device="cuda:1"))
+    assert worker_config(pinned, plan_workers(1, ["0", "1"], "cuda:1")).model.device == "cuda"
+
+
+def test_each_worker_process_sees_its_own_gpu_and_a_run_on_them_equals_single_process(data, reference, tmp_path):
+    """Two worker processes pinned to "GPUs" 0 and 1 (plain environment values here: this
+    machine has none, and the model stays on the CPU): each process sees its own value, and
+    a run through a --scheduler on that cluster records both and equals the one-process run."""
+    out = tmp_path / "run"
+    with dask_client(plan=plan_workers(2, ["0", "1"], "auto")) as client:
+        seen = client.run(lambda: (os.environ.get("CUDA_VISIBLE_DEVICES"), os.getpid()))
+        assert sorted(v for v, _ in seen.values()) == ["0", "1"]
+        assert len({pid for _, pid in seen.values()}) == 2  # two processes
+        run_distributed(config_from_dict(cheap_config(data, out)), out, scheduler=client.scheduler.address,
+                        progress=False, shard_parts=1)
+    timing = read_manifest(out)["timing"]
+    assert timing["workers"] == 2 and set(timing["worker_gpus"]) <= {"0", "1"} and timing["worker_gpus"]
     assert_same_run(reference, out)

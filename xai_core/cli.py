@@ -1,5 +1,6 @@
-"""``xai-core``: run, demo, inspect and list. Errors print one line and exit 2 (``XAI_DEBUG=1``
-adds the traceback); Ctrl-C prints one line and exits 130."""
+"""``xai-core``: run, demo, inspect, report, list, serve (the dashboard) and explainer (the
+service). Errors print one line and exit 2 (``XAI_DEBUG=1`` adds the traceback); Ctrl-C prints
+one line and exits 130."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def _cmd_run(args) -> int:
             raise XaiError(f"--resume finishes a run with its stored configuration; {given[0]} cannot change it. "
                            "Start a new run with --config (and --out) instead")
         cfg = resume_config(args.resume)
+        if args.threads is not None:  # how many cores, not what is computed: a resume may change it
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, threads=args.threads)
         out = args.resume
     else:
         if args.force:
@@ -39,6 +44,8 @@ def _cmd_run(args) -> int:
             overrides.append(f"dataset.limit={args.limit}")
         if args.out:
             overrides.append(f"out={Path(args.out).resolve()}")
+        if args.threads is not None:
+            overrides.append(f"threads={args.threads}")
         cfg = load_config(args.config, overrides)
         out = cfg.out
         if not out:
@@ -47,27 +54,13 @@ def _cmd_run(args) -> int:
         from .distributed import run_distributed
 
         run_distributed(cfg, out, resume=bool(args.resume), overwrite=args.overwrite,
-                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet, force=args.force)
+                        workers=args.workers, scheduler=args.scheduler, progress=not args.quiet, force=args.force,
+                        pipelined=not args.no_pipeline)
     else:
-        run(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, force=args.force)
-    print(f"summary written to {out}{_time_text(out)}")
+        run(cfg, out, resume=bool(args.resume), overwrite=args.overwrite, progress=not args.quiet, force=args.force,
+            pipelined=not args.no_pipeline)
+    print(f"summary written to {out}")
     return 0
-
-
-def _time_text(out) -> str:
-    """" (setup 2.1 s: model 0.4 s, fast-forward decision 1.7 s; parts 12.0 s)" from the
-    finished run's manifest; "" when it has no timing."""
-    from .summary.manifest import read_manifest
-
-    timing = read_manifest(out).get("timing") or {}
-    setup = timing.get("setup_s") or {}
-    parts = f"parts {timing['seconds']:.1f} s" if isinstance(timing.get("seconds"), (int, float)) else ""
-    if not setup:
-        return f" ({parts})" if parts else ""
-    names = {"model": "model", "fast_forward": "fast-forward decision",
-             "model_and_fast_forward": "model and fast-forward decision on a worker"}
-    each = ", ".join(f"{names.get(k, k)} {v:.1f} s" for k, v in setup.items())
-    return f" (setup {sum(setup.values()):.1f} s: {each}" + (f"; {parts})" if parts else ")")
 
 
 def _cmd_demo(args) -> int:
@@ -121,6 +114,107 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _tag_list(text: str | None, flag: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    from .labels import TAGS
+
+    tags = tuple(t.strip().upper() for t in text.split(",") if t.strip())
+    bad = [t for t in tags if t not in TAGS]
+    if bad:
+        raise XaiError(f"{flag} {text!r}: unknown tag(s) {bad}; expected a comma-separated list of {', '.join(TAGS)}")
+    return tags
+
+
+def _weights(items: list[str] | None) -> dict[str, float] | None:
+    if not items:
+        return None
+    out = {}
+    for it in items:
+        name, sep, value = it.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise XaiError(f"--weight {it!r}: expected METRIC=WEIGHT, e.g. --weight deletion_auc=2")
+    return out
+
+
+def _cmd_report(args) -> int:
+    from .dashboard.assessment import LOCALISATION_TAGS, RowFilter
+    from .report import ReportOptions, write_report
+
+    run_dir = Path(args.run_dir)
+    loc = _tag_list(args.localisation_tags, "--localisation-tags")
+    gallery = _tag_list(args.gallery_tags, "--gallery-tags")
+    opts = ReportOptions(weights=_weights(args.weight), metric=args.metric, per_explainer=args.per_explainer,
+                         rows_filter=RowFilter(_tag_list(args.tags, "--tags") or (),
+                                               LOCALISATION_TAGS if loc is None else loc),
+                         **({} if gallery is None else {"gallery_tags": gallery}))
+    out = Path(args.out) if args.out else Path(f"{run_dir.resolve().name}-report.{'pdf' if args.pdf else 'html'}")
+    write_report(run_dir, out, opts, pdf=args.pdf)
+    print(f"report written to {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _cmd_serve(args) -> int:
+    from .dashboard_server import serve_forever
+
+    return serve_forever(args.logdir, port=args.port, host=args.host)
+
+
+def _numbers(text: str, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise XaiError(f"{what} is {text!r}; expected comma-separated numbers") from None
+
+
+def _service_config(args):
+    import yaml
+
+    from .data.classes import resolve_classes
+    from .service import Limits, ServiceConfig
+
+    if (args.classes is None) == (args.num_classes is None):
+        raise XaiError("give the predictor's classes: --classes FILE|imagenet|a,b,c or --num-classes K")
+    if args.num_classes is not None:
+        if args.num_classes < 1:
+            raise XaiError(f"--num-classes is {args.num_classes}; expected ≥ 1")
+        classes = [str(i) for i in range(args.num_classes)]
+    elif Path(args.classes).is_file() or args.classes == "imagenet":
+        classes = resolve_classes(args.classes)
+    else:
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    entries = [{"type": n.strip(), "params": {}} for n in args.explainers.split(",") if n.strip()]
+    for assignment in args.set or []:
+        key, sep, value = assignment.partition("=")
+        name, dot, param = key.strip().partition(".")
+        entry = next((e for e in entries if e["type"] == name), None)
+        if not (sep and dot and param) or entry is None:
+            raise XaiError(f"--set {assignment!r}: expected EXPLAINER.PARAM=VALUE for one of --explainers "
+                           f"({', '.join(e['type'] for e in entries)})")
+        entry["params"][param] = yaml.safe_load(value)
+    size = tuple(int(v) for v in _numbers(args.input_size, "--input-size"))
+    return ServiceConfig(
+        model_name=args.model_name, predictor_host=args.predictor_host, classes=tuple(classes),
+        explainers=tuple(entries), metrics=tuple(m.strip() for m in (args.metrics or "").split(",") if m.strip()),
+        protocol=args.protocol, activation=args.activation, input_size=size * 2 if len(size) == 1 else size,
+        mean=_numbers(args.mean, "--mean"), std=_numbers(args.std, "--std"), outputs=args.outputs,
+        resize=args.resize, top_k=args.top_k, timeout=args.timeout, binary_data=args.binary_data,
+        log_run=str(Path(args.log_run).resolve()) if args.log_run else None,
+        limits=Limits(max_instances=args.max_instances, max_pixels=args.max_pixels,
+                      max_body_bytes=int(args.max_body_mb * (1 << 20)), max_passes=args.max_passes))
+
+
+def _cmd_explainer(args) -> int:
+    from .service import serve_service
+
+    serve_service(_service_config(args), host=args.host, port=args.port)
+    return 0
+
+
 def strict_json(obj):
     """``obj`` with non-finite floats made valid JSON for other tools (jq, browsers): an
     unbounded range end becomes the string "inf" / "-inf", a missing value (NaN) null."""
@@ -160,9 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace an existing run in the output directory")
     r.add_argument("--force", action="store_true",
                    help="with --resume: finish the run even though the dataset file or model weights changed")
-    r.add_argument("--workers", type=int, default=0, help="run on a local Dask cluster of N workers (127.0.0.1)")
+    r.add_argument("--workers", type=int, default=0,
+                   help="run on a local Dask cluster of N workers (127.0.0.1); with GPUs, one worker per visible GPU")
     r.add_argument("--scheduler", help="run on an existing Dask cluster, tcp://HOST:PORT")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--threads", type=int, metavar="N",
+                   help="intra-op CPU threads of torch and ONNX Runtime (overrides `threads:`; default "
+                        "$OMP_NUM_THREADS, else the cores this process may use; per worker with --workers)")
+    r.add_argument("--no-pipeline", action="store_true",
+                   help="read, compute and write each part in turn (no background reader and writer threads)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars or lines")
     r.set_defaults(func=_cmd_run)
 
     d = sub.add_parser("demo", help="build the demo data and model if missing and run the default configuration")
@@ -185,6 +285,56 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--verify", action="store_true",
                    help="check every part against its commit record (row counts, chunk sizes and CRC-32)")
     i.set_defaults(func=_cmd_inspect)
+
+    rp = sub.add_parser("report", help="write one self-contained HTML file (or PDF) about a run, to hand on")
+    rp.add_argument("run_dir")
+    rp.add_argument("--out", help="output file (default: <run>-report.html in the current directory)")
+    rp.add_argument("--pdf", action="store_true", help="write PDF (WeasyPrint; without the interactive charts)")
+    rp.add_argument("--weight", action="append", metavar="METRIC=W",
+                    help="a metric's weight in the ranking (the others keep 1); repeat for several")
+    rp.add_argument("--tags", metavar="TP,FN", help="tags averaged for label-specific metrics (default: every tag)")
+    rp.add_argument("--localisation-tags", metavar="TP", help="tags averaged for localisation metrics (default: TP)")
+    rp.add_argument("--metric", help="the gallery's metric (default: the first faithfulness metric)")
+    rp.add_argument("--per-explainer", type=int, default=3, metavar="N",
+                    help="best and worst samples per explainer in the gallery (default 3)")
+    rp.add_argument("--gallery-tags", metavar="TP", help="tags of the labels the gallery ranks (default: TP)")
+    rp.set_defaults(func=_cmd_report)
+
+    sv = sub.add_parser("serve", help="serve the dashboard for the runs under a log directory")
+    sv.add_argument("--logdir", default="summaries", help="the folder of runs (default: summaries)")
+    sv.add_argument("--port", type=int, default=8501, help="port (default 8501; 0: a free one)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1; whoever reaches it reads every run)")
+    sv.set_defaults(func=_cmd_serve)
+
+    x = sub.add_parser("explainer", help="serve explanations over HTTP beside a predictor (KServe explainer protocol)")
+    x.add_argument("--model-name", "--model_name", required=True, help="the predictor's model name (NAME in the URLs)")
+    x.add_argument("--predictor-host", "--predictor_host", required=True, help="the predictor, HOST:PORT (or a URL)")
+    x.add_argument("--protocol", choices=["v1", "v2"], default="v1", help="how the predictor is called (default v1)")
+    x.add_argument("--explainers", default="occlusion", help="comma-separated (default occlusion); forward-only ones")
+    x.add_argument("--set", action="append", metavar="EXPLAINER.PARAM=VALUE", help="an explainer's default parameter")
+    x.add_argument("--metrics", default="", help="comma-separated metrics to score each map with (default none)")
+    x.add_argument("--classes", help="the predictor's classes: a .json/.txt file, imagenet, or a,b,c")
+    x.add_argument("--num-classes", type=int, help="instead of --classes: K classes named 0 … K-1")
+    x.add_argument("--activation", choices=["sigmoid", "softmax"], default="softmax")
+    x.add_argument("--outputs", choices=["logits", "probabilities"], default="logits",
+                   help="what the predictor returns (default logits)")
+    x.add_argument("--input-size", default="224", help="H[,W] the predictor takes (default 224)")
+    x.add_argument("--mean", default="0,0,0", help="per-channel mean applied before sending (default 0,0,0)")
+    x.add_argument("--std", default="1,1,1", help="per-channel std (default 1,1,1)")
+    x.add_argument("--resize", choices=["stretch", "center_crop"], default="stretch")
+    x.add_argument("--top-k", type=int, default=1, help="labels explained when a request names none (default 1)")
+    x.add_argument("--log-run", metavar="DIR", help="append every request to a run under DIR (the dashboard's logdir)")
+    x.add_argument("--binary-data", action="store_true", help="V2 binary tensors to the predictor")
+    x.add_argument("--timeout", type=float, default=30.0, help="seconds per predictor request (default 30)")
+    x.add_argument("--max-instances", type=int, default=16, help="images per request (default 16)")
+    x.add_argument("--max-pixels", type=int, default=4096 * 4096, help="pixels per image (default 4096²)")
+    x.add_argument("--max-body-mb", type=float, default=64.0, help="request body in MiB (default 64)")
+    x.add_argument("--max-passes", type=int, default=20_000,
+                   help="model passes an explainer may make per image and label (default 20000)")
+    x.add_argument("--port", "--http_port", type=int, default=8080, help="port (default 8080)")
+    x.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    x.set_defaults(func=_cmd_explainer)
 
     lst = sub.add_parser("list", help="list the registered explainers or metrics")
     lst.add_argument("kind", choices=["explainers", "metrics"])

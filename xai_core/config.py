@@ -17,6 +17,7 @@ from .data.spec import DatasetSpec
 from .errors import ConfigError, XaiError
 from .labels import LabelPolicy
 from .models.loading import ModelSpec
+from .threads import check_threads
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ class RunConfig:
     # Stop the run when the model returns NaN/inf inside an explanation or a metric, instead of
     # storing the scores it spoils as n/a with the reason (xai_core/finite.py).
     strict: bool = False
+    # intra-op CPU threads of torch and ONNX Runtime; None: $OMP_NUM_THREADS, else the cores
+    # this process may use (xai_core/threads.py). Not part of what a run computes.
+    threads: int | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -208,7 +212,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"the configuration is {type(raw).__name__}; expected a YAML map")
     known = {"model", "dataset", "explainers", "metrics", "labels", "uncertainty", "counterfactual", "sanity",
-             "batch_size", "explain_batch_size", "seed", "out", "strict"}
+             "batch_size", "explain_batch_size", "seed", "out", "strict", "threads"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown top-level key {unknown[0]!r}; expected some of {sorted(known)}")
@@ -235,7 +239,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
             v["classes"] = rel(v["classes"])  # a class file; a bare name is a bundled list
         return v
 
-    top = {k: raw[k] for k in ("batch_size", "explain_batch_size", "seed", "out", "strict") if k in raw}
+    top = {k: raw[k] for k in ("batch_size", "explain_batch_size", "seed", "out", "strict", "threads") if k in raw}
     if top.get("out") is None:
         top.pop("out", None)
     check_types(RunConfig, top, "")
@@ -254,6 +258,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
             seed=int(raw.get("seed", 0)),
             out=str(rel(raw.get("out", "")) or ""),
             strict=bool(raw.get("strict", False)),
+            threads=raw.get("threads"),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid configuration: {e}") from e
@@ -275,6 +280,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("explainers is empty; expected at least one (see `xai-core list explainers`)")
     if cfg.batch_size < 1 or cfg.explain_batch_size < 1:
         raise ConfigError(f"batch_size {cfg.batch_size} / explain_batch_size {cfg.explain_batch_size}: expected ≥ 1")
+    check_threads(cfg.threads)
     cfg.instantiate()
 
 

@@ -40,15 +40,17 @@ import threading
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from .config import RunConfig
 from .data import open_dataset
-from .engine import RunContext, check_capabilities, compute_part, part_indices, sanity_checks
+from .engine import RunContext, check_capabilities, compute_part, load_part, part_indices, sanity_checks
 from .errors import ConfigError, XaiError
 from .models.loading import load_model
+from .pipeline import PartPipeline
+from .progress import RunProgress, format_seconds, time_summary
 from .runner import INTERRUPTED, as_xai_error, fail, final_progress, open_writer, owned, recorded_fast_forward
 from .summary.writer import committed_parts, write_part
+from .threads import check_threads, cpu_threads
+from .workers import WorkerPlan, pinned_cluster, plan_workers, visible_gpus, worker_config
 
 #: At most this many parts per shard: a retried shard recomputes at most one part, but a
 #: long shard delays progress reports and balances badly at the end of a run.
@@ -93,7 +95,7 @@ def make_shards(parts: list[int], n_workers: int, shard_parts: int | None = None
 
 
 # ---- worker side ------------------------------------------------------------------------------
-def _prepare_process(sys_path: list[str]) -> None:
+def _prepare_process(sys_path: list[str], threads: int | None = None) -> None:
     # A model factory may live in a module importable only from the driver's sys.path
     # (its cwd, a tests folder): put the driver's entries first, in the driver's order.
     missing = [p for p in sys_path if p not in sys.path]
@@ -101,9 +103,10 @@ def _prepare_process(sys_path: list[str]) -> None:
     import torch
 
     # Dask counts one core per worker thread (its nanny also sets OMP_NUM_THREADS=1); torch's
-    # own intra-op pool would otherwise oversubscribe the cores N-fold.
-    if torch.get_num_threads() != 1:
-        torch.set_num_threads(1)
+    # own intra-op pool would otherwise oversubscribe the cores N-fold. `threads:` overrides.
+    n = 1 if threads is None else threads
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
     _undo_malloc_trim()
 
 
@@ -154,7 +157,7 @@ def decide_on_worker(config: RunConfig, key: str, sys_path: list[str]) -> dict:
     """The run's fast-forward decision, made once on a worker (the hardware that will run the
     parts; the driver loads no model) and recorded by the driver; every shard then follows it.
     The context built for it is kept, under the decision it made, for that worker's shards."""
-    _prepare_process(sys_path)
+    _prepare_process(sys_path, config.threads)
     ctx = RunContext.build(config)
     decided = dict(ctx.fast_forward or {})
     tid = threading.get_ident()
@@ -166,41 +169,48 @@ def decide_on_worker(config: RunConfig, key: str, sys_path: list[str]) -> dict:
 
 
 def run_shard(config: RunConfig, key: str, out_dir: str, shard: list[tuple[int, list[int]]],
-              sys_path: list[str], fast_forward: dict | None = None) -> dict:
-    """Compute and commit the uncommitted parts of one shard (runs on a worker), with the
-    run's fast-forward decision ``fast_forward``.
+              sys_path: list[str], pipelined: bool = True, fast_forward: dict | None = None) -> dict:
+    """Compute and commit the uncommitted parts of one shard (runs on a worker), reading
+    ahead and writing behind the model as the single-process runner does (:mod:`.pipeline`),
+    with the run's fast-forward decision ``fast_forward``.
 
     shard: (part, dataset indices) pairs. Returns small bookkeeping only: parts computed,
     parts found committed (by an earlier attempt of this shard), samples, model passes
-    (images through the network) and per-explainer/metric seconds.
+    (images through the network), per-explainer/metric seconds, the pipeline's reading and
+    writing seconds and the worker's ``CUDA_VISIBLE_DEVICES``.
     """
-    _prepare_process(sys_path)
-    ctx = _worker_context(config, key, fast_forward)
+    t_setup = time.perf_counter()
+    _prepare_process(sys_path, config.threads)
+    ctx = _worker_context(config, key, fast_forward)  # built once per worker thread: the model, the fast path
+    setup_s = time.perf_counter() - t_setup
     # Only attempts of this very shard write its parts, so one look before starting suffices.
     done = committed_parts(out_dir)
     passes0 = ctx.model.passes
     stats0 = {k: dict(v) for k, v in ctx.stats.items()}
-    computed, skipped, samples = [], [], 0
+    indices = dict(shard)
+    todo = [p for p, _ in shard if p not in done]
     t0 = time.perf_counter()
-    for part, indices in shard:
-        samples += len(indices)
-        if part in done:
-            skipped.append(part)
-            continue
-        write_part(out_dir, part, **compute_part(ctx, part, indices))
-        computed.append(part)
+    pipe = PartPipeline(todo, lambda p: load_part(ctx, indices[p]),
+                        lambda p, result: write_part(out_dir, p, **result), background=pipelined)
+    with pipe:
+        for part, batch in pipe.batches():
+            pipe.commit(part, compute_part(ctx, part, indices[part], batch=batch))
     delta = {k: {n: v - stats0.get(k, {}).get(n, 0.0) for n, v in d.items()} for k, d in ctx.stats.items()}
-    return {"computed": computed, "skipped": skipped, "samples": samples,
+    return {"computed": todo, "skipped": [p for p, _ in shard if p in done],
+            "samples": sum(len(ix) for _, ix in shard),
             "passes": ctx.model.passes - passes0, "seconds": time.perf_counter() - t0,
             "explain_s": delta.get("explain_s", {}), "metric_s": delta.get("metric_s", {}),
-            "analysis_s": delta.get("analysis_s", {}), "pid": os.getpid()}
+            "analysis_s": delta.get("analysis_s", {}), "pid": os.getpid(),
+            "setup_s": setup_s, "reading_s": pipe.stats["read"], "writing_s": pipe.stats["write"],
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 # ---- driver side ------------------------------------------------------------------------------
 @contextlib.contextmanager
-def dask_client(workers: int = 0, scheduler: str | None = None):
-    """A ``distributed.Client`` on a new local cluster of ``workers`` processes bound to
-    127.0.0.1 (one thread each, no dashboard), or on the existing cluster at ``scheduler``."""
+def dask_client(workers: int = 0, scheduler: str | None = None, plan: WorkerPlan | None = None):
+    """A ``distributed.Client`` on a new local cluster bound to 127.0.0.1 (one thread per
+    worker, no dashboard) of ``workers`` processes, or of ``plan``'s (one environment per
+    worker: the GPU it is pinned to), or on the existing cluster at ``scheduler``."""
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
@@ -217,29 +227,41 @@ def dask_client(workers: int = 0, scheduler: str | None = None):
                                   "start some with `dask worker " + scheduler + " --nthreads 1`") from e
             yield client
         return
-    if workers < 1:
-        raise ConfigError(f"workers is {workers}; expected ≥ 1 (or a --scheduler address)")
+    plan = plan or plan_workers(workers, [])
     # silence_logs: a worker's last heartbeat racing the scheduler's shutdown logs a harmless
     # traceback; failures of our tasks still reach the driver through their futures.
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+    options = dict(threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                   silence_logs=logging.CRITICAL)
+    if not any(plan.envs):
+        with LocalCluster(n_workers=plan.n_workers, **options) as cluster, Client(cluster) as client:
+            yield client
+        return
+    with pinned_cluster(plan.envs, options) as cluster, Client(cluster) as client:
+        client.wait_for_workers(plan.n_workers, timeout=120)
         yield client
 
 
 def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
                     workers: int = 0, scheduler: str | None = None, progress: bool = True,
-                    shard_parts: int | None = None, force: bool = False) -> Path:
+                    shard_parts: int | None = None, force: bool = False, pipelined: bool = True,
+                    gpus=None) -> Path:
     """Run (or finish) ``config`` into ``out_dir`` on Dask; returns the run directory.
 
     Same summary as :func:`xai_core.runner.run` (rows in another order within tables is the
-    only difference a reader can see). ``workers``: size of a local cluster to start;
-    ``scheduler``: address of an existing one (exactly one of the two). ``shard_parts``: parts
-    per task (default: see :func:`make_shards`).
+    only difference a reader can see). ``workers``: size of a local cluster to start (on a
+    machine with GPUs, one worker per visible GPU: :func:`plan_workers`); ``scheduler``:
+    address of an existing one (exactly one of the two). ``shard_parts``: parts per task
+    (default: see :func:`make_shards`); ``pipelined``: see :func:`xai_core.runner.run`;
+    ``gpus``: the visible GPUs to plan with (default :func:`visible_gpus`).
     """
     if bool(workers) == bool(scheduler):
         raise ConfigError(f"workers={workers!r}, scheduler={scheduler!r}: give exactly one of "
                           "--workers N (local cluster) and --scheduler tcp://HOST:PORT")
+    report = RunProgress(progress)
     out_dir = Path(out_dir).resolve()
+    check_threads(config.threads)
+    plan = None if scheduler else plan_workers(workers, visible_gpus() if gpus is None else gpus,
+                                               getattr(config.model, "device", "auto"))
     dataset = open_dataset(config.dataset)
     explainers, metrics = config.instantiate()
     check_capabilities(None, config, explainers)  # before the manifest exists, as without Dask
@@ -249,34 +271,44 @@ def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     with owned(out_dir):
         decided = recorded_fast_forward(out_dir) if resume else None
         writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
-        return _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, shard_parts, decided)
+        return _drive(config, ctx, writer, out_dir, batches, plan, scheduler, report, shard_parts, pipelined, decided)
 
 
-def _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, shard_parts, decided) -> Path:
+def _drive(config, ctx, writer, out_dir, batches, plan, scheduler, report, shard_parts, pipelined, decided) -> Path:
     dataset = ctx.dataset
     done = committed_parts(out_dir)
     done_samples = sum(len(batches[p]) for p in done if p < len(batches))
     done_parts = len([p for p in done if p < len(batches)])
     todo = [p for p in range(len(batches)) if p not in done]
-    totals = {"computed": 0, "skipped": 0, "passes": 0, "samples": 0, "explain_s": {}, "metric_s": {}, "analysis_s": {}}
-    bar = tqdm(total=len(dataset), initial=done_samples, unit="img", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True, desc="explaining")
-    t0, n_workers, futures, setup = time.perf_counter(), 0, [], {}
+    totals = {"computed": 0, "skipped": 0, "passes": 0, "samples": 0, "explain_s": {}, "metric_s": {},
+              "analysis_s": {}, "setup_s": 0.0, "reading_s": 0.0, "writing_s": 0.0, "gpus": set()}
+    t0, n_workers, futures, bar = time.perf_counter(), 0, [], None
+    phases = {"setup": t0 - report.started}
     try:
-        with dask_client(workers, scheduler) as client:
+        if plan is not None:
+            report.line(f"workers: starting {plan.n_workers} local Dask worker(s)"
+                        + (f", one per GPU (CUDA_VISIBLE_DEVICES {', '.join(plan.gpus)})" if plan.gpus else "")
+                        + (f"; {plan.note}" if plan.note else "") + "…")
+        with dask_client(scheduler=scheduler, plan=plan) as client:
             n_workers = len(client.scheduler_info()["workers"])
-            shards = make_shards(todo, n_workers, shard_parts)
-            key, where = config_key(config), str(out_dir)
+            run_cfg = worker_config(config, plan) if plan is not None else config
+            key, where = config_key(run_cfg), str(out_dir)
             env = [os.getcwd(), *sys.path]
             if decided is None and todo:  # decided once, before any part, and recorded
-                t_decide = time.perf_counter()
-                decided = client.submit(decide_on_worker, config, key, env, pure=False,
-                                        key=f"xai-decide-{key}-{time.time_ns()}").result()
+                with report.timed_line("fast path: deciding once on a worker, for every worker…") as line:
+                    decided = client.submit(decide_on_worker, run_cfg, key, env, pure=False,
+                                            key=f"xai-decide-{key}-{time.time_ns()}").result()
+                    line["done"] = f"fast path: {decided.get('backend')} for every worker; {{s}}"
                 writer.manifest["model"]["fast_forward"] = decided
                 writer.flush(force=True)
-                # one worker's model setup and fast-forward decision; the others load theirs in parallel
-                setup["model_and_fast_forward"] = time.perf_counter() - t_decide
-            futures = [client.submit(run_shard, config, key, where, [(p, batches[p]) for p in shard], env, decided,
+            phases["setup"] += time.perf_counter() - t0
+            t_parts = time.perf_counter()
+            report.line(f"setup: {len(dataset)} items in {len(batches)} parts ({len(todo)} to compute) on "
+                        f"{n_workers} worker(s); {format_seconds(phases['setup'])}")
+            bar = report.bar(total=len(dataset), initial=done_samples, unit="img", desc="explaining")
+            shards = make_shards(todo, n_workers, shard_parts)
+            futures = [client.submit(run_shard, run_cfg, key, where, [(p, batches[p]) for p in shard], env, pipelined,
+                                     decided,
                                      pure=False, key=f"xai-shard-{key}-{shard[0]:06d}-{time.time_ns()}")
                        for shard in shards]
             first = {f.key: shard for f, shard in zip(futures, shards)}
@@ -289,12 +321,18 @@ def _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, 
                 done_parts += len(res["computed"]) + len(res["skipped"])
                 bar.update(res["samples"])
                 writer.progress(done_samples, done_parts)
+            bar.close()
+            phases["parts"] = time.perf_counter() - t_parts
+        t_sanity = time.perf_counter()
         if config.sanity.enabled:  # on the driver: a handful of images, after the shards
-            t_sanity = time.perf_counter()
-            ctx.model = load_model(config.model, num_classes=len(dataset.classes))
-            writer.manifest["sanity"] = sanity_checks(ctx)
+            with cpu_threads(config.threads):
+                ctx.model = load_model(config.model, num_classes=len(dataset.classes))
+                writer.manifest["sanity"] = sanity_checks(ctx, report)
             totals["analysis_s"]["sanity"] = time.perf_counter() - t_sanity
             totals["passes"] += ctx.model.passes
+        phases["sanity"] = time.perf_counter() - t_sanity
+        t_finish = time.perf_counter()
+        report.line(f"finishing: recounting the {len(batches)} committed parts and the measured signs of their maps…")
         if not final_progress(writer, out_dir, batches):
             raise XaiError(f"{out_dir}: some parts are still missing after every shard finished; finish with --resume")
     except KeyboardInterrupt:
@@ -309,12 +347,13 @@ def _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, 
             raise
         raise err from e
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     wall = time.perf_counter() - t0
     n_new = totals["samples"]
-    writer.finish("complete", timing={
+    analyses = {k: v for k, v in totals["analysis_s"].items() if k != "sanity"}
+    timing = {
         "seconds": round(wall, 3),
-        "setup_s": {k: round(v, 3) for k, v in setup.items()},
         "images_per_s": round(n_new / wall, 3) if wall > 0 and n_new else None,
         "model_passes": totals["passes"],
         # Summed over workers: compute-seconds, not wall time.
@@ -324,7 +363,18 @@ def _drive(config, ctx, writer, out_dir, batches, workers, scheduler, progress, 
         "workers": n_workers,
         "parts_computed": totals["computed"],
         "parts_skipped": totals["skipped"],
-    })
+        "threads": config.threads if config.threads is not None else 1,  # per worker (_prepare_process)
+        "pipelined": pipelined,
+        "phases_s": {k: round(v, 3) for k, v in phases.items()},
+        "workers_s": {k: round(v, 3) for k, v in (("setup", totals["setup_s"]),
+                                                  ("explain", sum(totals["explain_s"].values())),
+                                                  ("metrics", sum(totals["metric_s"].values())),
+                                                  ("analyses", sum(analyses.values())),
+                                                  ("reading", totals["reading_s"]), ("writing", totals["writing_s"]))},
+        "worker_gpus": sorted(totals["gpus"]),
+    }
+    writer.finish("complete", timing=timing)
+    report.line(time_summary(timing, finishing=time.perf_counter() - t_finish))
     return out_dir
 
 
@@ -344,6 +394,11 @@ def _accumulate(totals: dict, res: dict) -> None:
     totals["skipped"] += len(res["skipped"])
     totals["passes"] += res["passes"]
     totals["samples"] += res["samples"]
+    totals["setup_s"] += res.get("setup_s", 0.0)
+    totals["reading_s"] += res.get("reading_s", 0.0)
+    totals["writing_s"] += res.get("writing_s", 0.0)
+    if res.get("cuda_visible_devices"):
+        totals["gpus"].add(res["cuda_visible_devices"])
     for k in ("explain_s", "metric_s", "analysis_s"):
         for name, v in res.get(k, {}).items():
             totals[k][name] = totals[k].get(name, 0.0) + v

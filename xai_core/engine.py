@@ -16,9 +16,9 @@ from .config import RunConfig
 from .errors import ConfigError, ModelError, XaiError
 from .data import open_dataset, object_mask, prepare_batch
 from .finite import PassWatch, combine
-from .labels import select_labels
+from .labels import given_labels, select_labels
 from .metrics.base import MetricContext
-from .models.loading import load_model
+from .models.loading import load_model, model_identity
 
 
 @dataclass
@@ -32,24 +32,38 @@ class RunContext:
     metrics: list
     stats: dict = field(default_factory=lambda: {"explain_s": {}, "metric_s": {}, "analysis_s": {}})
     fast_forward: dict | None = None  # how forward-only passes run (manifest model.fast_forward)
+    model_ident: dict | None = None  # the manifest's model identity; None: from the configuration
 
     @classmethod
-    def build(cls, config: RunConfig, *, fast_forward: dict | None = None) -> "RunContext":
-        """Load everything once. ``fast_forward``: a recorded decision (the manifest's
+    def build(cls, config: RunConfig, *, network=None, dataset=None, model=None, progress=None,
+              fast_forward: dict | None = None) -> "RunContext":
+        """Load what ``config`` names. In-memory objects replace what it cannot load
+        (``xai_core.explain``, the explanation service): ``network`` an ``nn.Module`` (with
+        ``model.module`` set), ``dataset`` a :class:`~.data.memory.MemoryDataset`, ``model`` an
+        already loaded handle (shared by the service's configurations). ``progress``: a
+        :class:`~xai_core.progress.RunProgress` for the lines of the fast-path probe (None:
+        silent, as in a Dask worker). ``fast_forward``: a recorded decision (the manifest's
         ``model.fast_forward``) to follow instead of deciding again — ``--resume`` and Dask
         workers pass the run's (see :func:`decide_fast_forward`)."""
         t0 = time.perf_counter()
-        dataset = open_dataset(config.dataset)
-        model = load_model(config.model, num_classes=len(dataset.classes))
+        dataset = dataset if dataset is not None else open_dataset(config.dataset)
+        if model is None:
+            model = load_model(config.model, num_classes=len(dataset.classes), network=network)
         explainers, metrics = config.instantiate()
         check_capabilities(model, config, explainers)
         for e in explainers:  # e.g. DeepLIFT on TorchScript: refused before any work
             e.check_model(model)
         t1 = time.perf_counter()
-        model, fast = decide_fast_forward(model, config, dataset, explainers, metrics, decided=fast_forward)
-        ctx = cls(config, dataset, model, explainers, metrics, fast_forward=fast)
+        model, fast = decide_fast_forward(model, config, dataset, explainers, metrics, decided=fast_forward,
+                                          progress=progress)
+        ctx = cls(config, dataset, model, explainers, metrics, fast_forward=fast,
+                  model_ident=model_identity(config.model, network))
         ctx.stats["setup_s"] = {"model": t1 - t0, "fast_forward": time.perf_counter() - t1}
         return ctx
+
+    def model_identity(self) -> dict:
+        """What the manifest records as the model's identity (and ``--resume`` compares)."""
+        return self.model_ident if self.model_ident is not None else model_identity(self.config.model)
 
     @property
     def fast_passes(self) -> int:
@@ -84,7 +98,8 @@ def check_capabilities(model, config: RunConfig, explainers: list) -> None:
                           "set sanity.enabled: false")
 
 
-def decide_fast_forward(model, config: RunConfig, dataset, explainers, metrics, *, decided: dict | None = None):
+def decide_fast_forward(model, config: RunConfig, dataset, explainers, metrics, *, decided: dict | None = None,
+                        progress=None):
     """(model, manifest record) for ``model.fast_forward`` (see :mod:`.models.fast`).
 
     A run decides once, when it starts: ``decided`` (a record of that decision) is followed
@@ -115,11 +130,20 @@ def decide_fast_forward(model, config: RunConfig, dataset, explainers, metrics, 
                                               size=tuple(config.model.input_size), extra_per_image=extra)
         record = {"estimated_passes": estimate}
         if estimate < ff.MIN_PASSES:
-            return model, {"mode": "auto", "backend": "torch", **record, "setup_s": 0.0,
-                           "reason": f"the run makes about {estimate:,} gradient-free passes, too few to repay "
-                                     f"the export and its probe (auto probes from {ff.MIN_PASSES:,})"}
-    fast, info = ff.enable_fast_forward(model, _probe_pixels(model, config, dataset),
-                                        batch_size=config.explain_batch_size, require_speedup=mode == "auto")
+            info = {"mode": "auto", "backend": "torch", **record, "setup_s": 0.0,
+                    "reason": f"the run makes about {estimate:,} gradient-free passes, too few to repay "
+                              f"the export and its probe (auto probes from {ff.MIN_PASSES:,})"}
+            if progress is not None:
+                progress.line(f"fast path: staying on torch ({info['reason']})")
+            return model, info
+    images = _probe_pixels(model, config, dataset)
+    with _probe_lines(progress) as done:
+        fast, info = ff.enable_fast_forward(model, images, batch_size=config.explain_batch_size,
+                                            require_speedup=mode == "auto")
+        done["done"] = "fast path: " + (f"ONNX Runtime serves the forward-only passes ({info.get('export')} export, "
+                                        f"max |logit difference| {info.get('max_abs_diff'):.2g})"
+                                        if info.get("backend") == "onnxruntime" else
+                                        f"staying on torch ({info.get('reason', 'no exact export')})") + "; probe {s}"
     info.update(mode=mode, **record)
     return fast, info
 
@@ -136,6 +160,15 @@ def _probe_pixels(model, config: RunConfig, dataset) -> torch.Tensor:
     if images is None:
         images = torch.rand(4, model.channels, *size, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
     return images
+
+
+def _probe_lines(progress):
+    from contextlib import nullcontext
+
+    if progress is None:
+        return nullcontext({})
+    return progress.timed_line("fast path: exporting the model to ONNX and comparing it with torch on probe "
+                               "images (a one-off check at setup)…")
 
 
 def part_indices(n: int, batch_size: int) -> list[list[int]]:
@@ -159,21 +192,46 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
-def compute_part(ctx: RunContext, part: int, indices: list[int]) -> dict:
-    """Everything ``write_part`` needs for one part: column dicts and arrays."""
+def load_part(ctx: RunContext, indices: list[int]):
+    """Read and decode a part's items at the model's input size (a :class:`PreparedBatch`).
+
+    No model pass and no random numbers (a prefetch thread runs it ahead of
+    :func:`compute_part`, which seeds per part): only the dataset and the model's channels.
+    On a CUDA model the pixels are pinned, so that their copy to the device can overlap."""
+    cfg = ctx.config
+    batch = prepare_batch(ctx.dataset, indices, tuple(cfg.model.input_size), channels=ctx.model.channels,
+                          resize=cfg.dataset.resize)
+    if _on_cuda(ctx.model):
+        batch.pixels = batch.pixels.pin_memory()
+    return batch
+
+
+def _on_cuda(model) -> bool:
+    device = getattr(model, "device", None)  # model.device (issue 15): absent means the CPU
+    return device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available()
+
+
+def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, targets=None) -> dict:
+    """Everything ``write_part`` needs for one part: column dicts and arrays. ``batch``: the
+    part's :func:`load_part`, when it was read ahead (else it is read here). ``targets``: per
+    image, the labels to explain instead of the label policy's (an explanation request's), or
+    a function of the (N, K) probabilities returning them (a request's top-k)."""
     cfg = ctx.config
     passes0, fast0 = int(ctx.model.passes), ctx.fast_passes
     # Seeded per part, so a resumed or distributed run reproduces the same numbers.
     seed_everything(cfg.seed * 1_000_003 + part)
     size = tuple(cfg.model.input_size)
-    batch = prepare_batch(ctx.dataset, indices, size, channels=ctx.model.channels,
-                          resize=cfg.dataset.resize)
+    if batch is None:
+        batch = load_part(ctx, indices)
     logits = ctx.model.predict_logits(batch.pixels, batch_size=cfg.explain_batch_size)
     check_finite(logits.numpy(), part, batch)
     probs = ctx.model.activate(logits).numpy()
     watch = PassWatch(ctx.model, f"part {part}", cfg.strict)
     gts = [s.labels for s in batch.samples]
-    chosen = select_labels(probs, gts, cfg.labels, ctx.model.activation)
+    if callable(targets):
+        targets = targets(probs)
+    chosen = (select_labels(probs, gts, cfg.labels, ctx.model.activation) if targets is None
+              else given_labels(probs, gts, targets, cfg.labels, ctx.model.activation))
 
     samples = {
         "sample_index": batch.indices,
@@ -350,9 +408,10 @@ def _pair_masks(batch, rows, size):
     return masks, has
 
 
-def sanity_checks(ctx: RunContext) -> dict | None:
+def sanity_checks(ctx: RunContext, progress=None) -> dict | None:
     """Cascading-randomisation check of every explainer on the first ``sanity.images`` items,
-    explaining each image's top class; stored in the manifest under ``sanity``."""
+    explaining each image's top class; stored in the manifest under ``sanity``. ``progress``:
+    a :class:`~xai_core.progress.RunProgress` for its bar (explainers × images)."""
     spec = ctx.config.sanity
     if not spec.enabled:
         return None
@@ -363,8 +422,16 @@ def sanity_checks(ctx: RunContext) -> dict | None:
                           channels=ctx.model.channels, resize=ctx.config.dataset.resize)
     targets = ctx.model.predict(batch.pixels).argmax(dim=1)
     out = {}
-    for exp in ctx.explainers:
-        seed_everything(ctx.config.seed)
-        out[exp.instance_name] = randomisation_check(ctx.model, exp, batch.pixels, targets, seed=ctx.config.seed,
-                                                     batch_size=ctx.config.explain_batch_size)
+    bar, step = (None, None) if progress is None else progress.sanity_bar([e.instance_name for e in ctx.explainers], n)
+    try:
+        for i, exp in enumerate(ctx.explainers):
+            if step is not None:
+                step(i, 0, 1)
+            seed_everything(ctx.config.seed)
+            out[exp.instance_name] = randomisation_check(
+                ctx.model, exp, batch.pixels, targets, seed=ctx.config.seed, batch_size=ctx.config.explain_batch_size,
+                progress=None if step is None else (lambda done, total, _i=i: step(_i, done, total)))
+    finally:
+        if bar is not None:
+            bar.close()
     return out

@@ -4,6 +4,9 @@ Pages and the CLI catch :class:`XaiError` in one place and show ``str(err)`` to 
 never a traceback.
 """
 
+import os
+from contextlib import contextmanager
+
 
 class XaiError(Exception):
     """Base class for every error xaiboard raises on purpose."""
@@ -39,3 +42,27 @@ class FormatVersionError(SummaryError):
 
 class RegistryError(XaiError):
     """A name is unknown to, or registered twice in, a registry."""
+
+
+class ServerUnreachable(ModelError):
+    """A model server (``model.url``, an explainer service's predictor) cannot be reached."""
+
+
+class ServerTimeout(ModelError):
+    """A model server did not answer in time."""
+
+
+class ServerFailed(ModelError):
+    """A model server answered with an HTTP error or a malformed answer."""
+
+
+@contextmanager
+def one_line_errors():
+    """Our errors surface as their one line: the chain (pyarrow, torch internals) only with
+    XAI_DEBUG (the Python API's entry points, ``xai_core.explain`` and ``open_run``)."""
+    try:
+        yield
+    except XaiError as e:
+        if os.environ.get("XAI_DEBUG"):
+            raise
+        raise type(e)(str(e)) from None

@@ -113,3 +113,22 @@ def select_labels(probs: np.ndarray, ground_truth: list[tuple[int, ...]], policy
         rows.sort(key=lambda r: (-r.prob, r.label))
         out.append(rows)
     return out
+
+
+def given_labels(probs: np.ndarray, ground_truth: list[tuple[int, ...]], targets: list[list[int]],
+                 policy: LabelPolicy, activation: str = "sigmoid") -> list[list[ExplainedLabel]]:
+    """Per image, exactly the labels ``targets`` asks for (a service request's ``labels``),
+    tagged by the same rules as :func:`select_labels` and in the same order (decreasing
+    probability); ``in_top_k`` still says whether each is in the policy's top-k."""
+    n, k = probs.shape
+    pred = predicted(probs, policy.threshold_for(activation), activation)
+    order = np.argsort(-probs, axis=1, kind="stable")
+    top_k = policy.top_k_for(activation)
+    out = []
+    for i in range(n):
+        gt, topk = set(ground_truth[i]), set(order[i, : min(top_k, k)].tolist())
+        rows = [ExplainedLabel(int(c), float(probs[i, c]), tag_of(c in gt, bool(pred[i, c])), c in gt,
+                               bool(pred[i, c]), c in topk) for c in sorted(set(int(t) for t in targets[i]))]
+        rows.sort(key=lambda r: (-r.prob, r.label))
+        out.append(rows)
+    return out

@@ -1,24 +1,24 @@
 """Orchestrates a run: creates or resumes the summary, computes the missing parts in order
-with a progress bar, and records the final status."""
+(reading ahead and writing behind the model: :mod:`.pipeline`) with progress for every phase
+(:mod:`.progress`), and records the final status and where the time went."""
 
 from __future__ import annotations
 
 import errno
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from tqdm import tqdm
-
 from . import __version__
 from .config import RunConfig, config_from_dict
-from .engine import RunContext, compute_part, part_indices, sanity_checks
+from .engine import RunContext, compute_part, load_part, part_indices, sanity_checks
 from .errors import ConfigError, SummaryError, XaiError
-from .models.loading import model_identity
+from .pipeline import PartPipeline
+from .progress import RunProgress, format_seconds, time_summary
 from .summary.lock import RunLock
 from .summary.reader import read_manifest
 from .summary.writer import RunWriter, committed_parts, make_run_dir, remove_temporaries, write_part
+from .threads import cpu_threads
 
 INTERRUPTED = "interrupted by the user; finish with --resume"
 
@@ -28,7 +28,7 @@ def build_manifest(ctx: RunContext, n_parts: int) -> dict:
     return {
         "xaiboard_version": __version__,
         "config": cfg.to_dict(),
-        "model": {**model_identity(cfg.model), "activation": cfg.model.activation,
+        "model": {**ctx.model_identity(), "activation": cfg.model.activation,
                   "input_size": list(cfg.model.input_size), "fast_forward": ctx.fast_forward,
                   # detected when model.channels is unset; none in a Dask driver (workers load the model)
                   "channels": getattr(ctx.model, "channels", None)},
@@ -88,9 +88,9 @@ def check_identity(ctx: RunContext, out_dir: Path, manifest: dict, n_parts: int,
         raise ConfigError(f"{out_dir}: the dataset changed since the run started "
                           f"({old_parts} parts then, {n_parts} now); start a new run")
     then_ds, now_ds = manifest.get("dataset") or {}, ctx.dataset.identity()
-    then_m, now_m = manifest.get("model") or {}, model_identity(ctx.config.model)
+    then_m, now_m = manifest.get("model") or {}, ctx.model_identity()
     changed = [f"dataset {k}" for k in ("n_items", "sha256") if then_ds.get(k) != now_ds.get(k)]
-    changed += [f"model {k}" for k in ("weights_sha256", "torchscript_sha256", "onnx_sha256")
+    changed += [f"model {k}" for k in ("weights_sha256", "torchscript_sha256", "onnx_sha256", "module_sha256")
                 if then_m.get(k) != now_m.get(k)]
     if served_model(then_m) != served_model(now_m):
         changed.append(f"served model ({_said(served_model(then_m))} then, {_said(served_model(now_m))} now)")
@@ -177,63 +177,90 @@ def as_xai_error(e: BaseException, where: str) -> XaiError:
 
 
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-        progress: bool = True, stop_after_parts: int | None = None, force: bool = False) -> Path:
+        progress: bool = True, stop_after_parts: int | None = None, force: bool = False,
+        pipelined: bool = True, network=None, dataset=None) -> Path:
     """Run (or finish) ``config`` into ``out_dir``; returns the run directory.
 
     ``stop_after_parts`` ends the process early (tests use it to simulate an interruption);
-    ``force`` resumes even when the dataset file or model weights changed.
+    ``force`` resumes even when the dataset file or model weights changed; ``pipelined``
+    (default) reads the next part and writes the last one in background threads while the
+    model works (:mod:`.pipeline`), False does one step after the other (``--no-pipeline``).
+    torch and ONNX Runtime use ``config.threads`` intra-op threads during the run
+    (:mod:`.threads`). ``network`` and ``dataset`` are in-memory objects (``xai_core.explain``,
+    :meth:`RunContext.build`).
     """
     out_dir = Path(out_dir)
-    with owned(out_dir):  # before the model's setup: a second writer is refused at once
-        decided = recorded_fast_forward(out_dir) if resume else None
-        ctx = RunContext.build(config, fast_forward=decided)  # a resumed run keeps its backend
+    report = RunProgress(progress)
+    with cpu_threads(config.threads) as threads, owned(out_dir):  # the lock before the model's setup
+        decided = recorded_fast_forward(out_dir) if resume else None  # a resumed run keeps its backend
+        ctx = RunContext.build(config, network=network, dataset=dataset, progress=report, fast_forward=decided)
         batches = part_indices(len(ctx.dataset), config.batch_size)
         writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
         if decided is None:  # decided now, once; runs started before decisions were recorded record it now
             writer.manifest["model"]["fast_forward"] = ctx.fast_forward
-        return _run_parts(ctx, writer, out_dir, batches, progress, stop_after_parts)
+        return _run_parts(ctx, writer, out_dir, batches, report, stop_after_parts,
+                          pipelined=pipelined, threads=threads)
 
 
-def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, progress, stop_after_parts) -> Path:
+def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, report: RunProgress, stop_after_parts,
+               *, pipelined: bool = True, threads: int | None = None) -> Path:
+    setup_s = time.perf_counter() - report.started
     done = committed_parts(out_dir)
-    done_samples = sum(len(batches[p]) for p in done if p < len(batches))
     todo = [p for p in range(len(batches)) if p not in done]
-    bar = tqdm(total=len(ctx.dataset), initial=done_samples, unit="img", disable=not progress,
-               file=sys.stderr, dynamic_ncols=True, desc="explaining")
+    count = {"samples": sum(len(batches[p]) for p in done if p < len(batches)), "parts": len(batches) - len(todo)}
+    report.line(f"setup: {len(ctx.dataset)} items in {len(batches)} parts ({len(todo)} to compute), "
+                f"{threads} CPU thread{'s' if threads != 1 else ''}{', pipelined' if pipelined else ''}; "
+                f"{format_seconds(setup_s)}")
+    bar = report.bar(total=len(ctx.dataset), initial=count["samples"], unit="img", desc="explaining")
     t0, passes0, fast0, n_new = time.perf_counter(), ctx.model.passes, ctx.fast_passes, 0
-    part = None
+
+    def committed(part: int) -> None:  # the writer thread, after each commit, in part order
+        count["samples"] += len(batches[part])
+        count["parts"] += 1
+        bar.update(len(batches[part]))
+        writer.progress(count["samples"], count["parts"])
+
+    pipe = PartPipeline(todo, lambda p: load_part(ctx, batches[p]), lambda p, result: write_part(out_dir, p, **result),
+                        on_commit=committed, background=pipelined)
+    part, stopped = None, False
     try:
-        for k, part in enumerate(todo):
-            if stop_after_parts is not None and k >= stop_after_parts:
-                writer.progress(done_samples, len(batches) - len(todo) + k, force=True)
-                return out_dir
-            result = compute_part(ctx, part, batches[part])
-            write_part(out_dir, part, **result)
-            done_samples += len(batches[part])
-            n_new += len(batches[part])
-            bar.update(len(batches[part]))
-            writer.progress(done_samples, len(batches) - len(todo) + k + 1)
+        with pipe:
+            for k, (part, batch) in enumerate(pipe.batches()):
+                if stop_after_parts is not None and k >= stop_after_parts:
+                    stopped = True
+                    break
+                pipe.commit(part, compute_part(ctx, part, batches[part], batch=batch))
+                n_new += len(batches[part])
         part = None
+        bar.close()
+        if stopped:
+            writer.progress(count["samples"], count["parts"], force=True)
+            return out_dir
+        parts_s = time.perf_counter() - t0
         t_sanity = time.perf_counter()
-        sanity = sanity_checks(ctx)
+        sanity = sanity_checks(ctx, report)
+        sanity_s = time.perf_counter() - t_sanity
         if sanity is not None:
             writer.manifest["sanity"] = sanity
-            ctx.stats["analysis_s"]["sanity"] = time.perf_counter() - t_sanity
+            ctx.stats["analysis_s"]["sanity"] = sanity_s
+        t_finish = time.perf_counter()
+        report.line(f"finishing: recounting the {len(batches)} committed parts and the measured signs of their maps…")
         if not final_progress(writer, out_dir, batches):
             raise SummaryError(f"{out_dir}: some parts vanished while the run was written; finish with --resume")
     except KeyboardInterrupt:
         fail(writer, "interrupted", INTERRUPTED)
         raise
     except Exception as e:
-        err = as_xai_error(e, f"part {part}" if part is not None else str(out_dir))
+        where = pipe.failed_part if pipe.failed_part is not None else part
+        err = as_xai_error(e, f"part {where}" if where is not None else str(out_dir))
         fail(writer, "failed", str(err))
         if err is e:
-            raise
+            raise e
         raise err from e
     finally:
         bar.close()
     wall = time.perf_counter() - t0
-    writer.finish("complete", timing={
+    timing = {
         "seconds": round(wall, 3),
         # this process's setup before the first part: model loading, the fast-path decision
         "setup_s": {k: round(v, 3) for k, v in ctx.stats.get("setup_s", {}).items()},
@@ -243,5 +270,32 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, progr
         "explain_s": {k: round(v, 3) for k, v in ctx.stats["explain_s"].items()},
         "metric_s": {k: round(v, 3) for k, v in ctx.stats["metric_s"].items()},
         "analysis_s": {k: round(v, 3) for k, v in ctx.stats["analysis_s"].items()},
-    })
+        "threads": threads,
+        "pipelined": pipelined,
+        **where_the_time_went(ctx.stats, pipe.stats, pipelined, setup_s=setup_s, parts_s=parts_s, sanity_s=sanity_s),
+    }
+    writer.finish("complete", timing=timing)
+    report.line(time_summary(timing, finishing=time.perf_counter() - t_finish))
     return out_dir
+
+
+def where_the_time_went(stats: dict, io: dict, pipelined: bool, *, setup_s: float, parts_s: float,
+                        sanity_s: float) -> dict:
+    """``phases_s`` (the calling thread's wall time by phase: they add up to the run's) and
+    ``background_s`` (the pipeline threads' reading and writing, which overlap the model's
+    work) for the manifest's ``timing``; ``stats``: the context's per-explainer, -metric and
+    -analysis seconds, ``io``: :attr:`PartPipeline.stats`."""
+    analyses = {k: v for k, v in stats["analysis_s"].items() if k != "sanity"}
+    phases = {"setup": setup_s, "explain": sum(stats["explain_s"].values()),
+              "metrics": sum(stats["metric_s"].values()), "analyses": sum(analyses.values())}
+    if pipelined:
+        phases["waiting"] = io["read_wait"] + io["write_wait"]
+        background = {"reading": io["read"], "writing": io["write"]}
+    else:
+        phases.update(reading=io["read"], writing=io["write"])
+        background = {}
+    # predictions, label selection, object masks, bookkeeping: the rest of the parts' time
+    phases["other"] = max(0.0, parts_s - sum(v for k, v in phases.items() if k != "setup"))
+    phases["sanity"] = sanity_s
+    return {"phases_s": {k: round(v, 3) for k, v in phases.items()},
+            "background_s": {k: round(v, 3) for k, v in background.items()}}

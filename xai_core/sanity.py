@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -94,7 +94,7 @@ def _mean(x: np.ndarray) -> float | None:
 def randomisation_check(model: ClassifierHandle, explainer, images: torch.Tensor, targets, *,
                         layers: Sequence[str] | None = None, seed: int = 0,
                         threshold: float = DEFAULT_THRESHOLD, max_steps: int = 16,
-                        batch_size: int = 32) -> dict:
+                        batch_size: int = 32, progress: Callable[[int, int], None] | None = None) -> dict:
     """Cascading model-parameter randomisation of ``explainer`` on ``model``.
 
     model: the run's :class:`ClassifierHandle` (never modified: a deep copy is randomised);
@@ -105,7 +105,8 @@ def randomisation_check(model: ClassifierHandle, explainer, images: torch.Tensor
     ``max_steps`` layers, consecutive layers are grouped so that there are ``max_steps``
     steps (the final state — everything randomised — is the same).
     Stochastic explainers see the same global seed before every call, so their own noise
-    does not pass for a change of the model.
+    does not pass for a change of the model. ``progress(done, total)`` is called after the
+    original maps and after each randomisation step (total = steps + 1).
 
     Returns ``{"test", "similarity", "threshold", "seed", "n_images", "steps": [{"layers",
     "similarity"}], "final_similarity", "final_per_image", "passed", "forward_passes"}`` where
@@ -141,7 +142,9 @@ def randomisation_check(model: ClassifierHandle, explainer, images: torch.Tensor
             maps = explainer.explain(h, images, targets, batch_size=batch_size)
         return maps.reshape(maps.shape[0], -1).double().numpy()
 
+    report = progress or (lambda done, total: None)
     original = explain(model)
+    report(1, len(groups) + 1)
     gen = torch.Generator().manual_seed(seed)
     steps, sim = [], np.full(images.shape[0], np.nan)
     for group in groups:
@@ -149,6 +152,7 @@ def randomisation_check(model: ClassifierHandle, explainer, images: torch.Tensor
             _reinitialise(modules[name], gen)
         sim = _similarity(original, explain(handle))
         steps.append({"layers": list(group), "similarity": _mean(sim)})
+        report(len(steps) + 1, len(groups) + 1)
     final = _mean(sim)
     return {
         "test": "cascading_randomisation",

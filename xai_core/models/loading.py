@@ -40,6 +40,9 @@ class ModelSpec:
         ``request_batch`` (images per request), ``binary_data`` (V2 binary tensors) apply to it
         only (see :mod:`.remote`).
     onnx: an ONNX file (normalised input → logits) run by ONNX Runtime; forward passes only.
+    module: set by ``xai_core.explain`` for an in-memory ``nn.Module``: its class, recorded for
+        the reader (the manifest's ``module_sha256`` identifies its weights); a configuration
+        file cannot load it.
     fast_forward: "auto" runs the forward-only passes of a PyTorch model through an ONNX
         Runtime export when it reproduces torch's logits and is faster on a probe here
         (:mod:`.fast`); "on" whenever it is exact; "off" keeps torch.
@@ -63,6 +66,7 @@ class ModelSpec:
     channels: int | None = None
     onnx: str | None = None
     fast_forward: str | bool = "auto"  # YAML reads bare `off`/`on` as false/true
+    module: str | None = None
 
     def __post_init__(self):
         if isinstance(self.fast_forward, bool):
@@ -71,7 +75,7 @@ class ModelSpec:
             object.__setattr__(self, "input_size", (self.input_size, self.input_size))
 
     def validate(self) -> None:
-        if sum(bool(s) for s in (self.factory, self.torchscript, self.onnx, self.url)) != 1:
+        if sum(bool(s) for s in (self.factory, self.torchscript, self.onnx, self.url, self.module)) != 1:
             raise ModelError(
                 "model: give exactly one of `factory` (package.module:function), `torchscript` (file.pt), "
                 "`onnx` (file.onnx) or `url` (a served model)"
@@ -124,6 +128,10 @@ def _file_digest(path: Path) -> str:
 def load_network(spec: ModelSpec) -> nn.Module:
     """The user's network, in eval mode, without the pixel-space wrapper."""
     spec.validate()
+    if spec.module:
+        raise ModelError(f"model.module ({spec.module}) was an in-memory PyTorch module handed to xai_core.explain; "
+                         "a configuration cannot load it again: call xai_core.explain with the module (a rerun of "
+                         "the same call resumes the run), or use model.factory")
     if spec.torchscript:
         path = Path(spec.torchscript)
         if not path.is_file():
@@ -186,9 +194,10 @@ def _short(e: Exception) -> str:
     return f"{type(e).__name__}: {lines[-1] if lines else ''}"
 
 
-def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
+def load_model(spec: ModelSpec, num_classes: int, network: nn.Module | None = None) -> ClassifierHandle:
     """Build the :class:`ClassifierHandle` (an :class:`~.onnx.OnnxHandle` for ``onnx``, a
     :class:`~.remote.RemoteHandle` for ``url``) and check that it outputs ``num_classes`` logits.
+    ``network``: an in-memory module to wrap instead of loading one (``spec.module``).
 
     The input channels are ``spec.channels`` or, unset, detected: the first weight's guess,
     else the other of 1 / 3 if only that one runs."""
@@ -200,7 +209,11 @@ def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
     if spec.onnx:
         spec.validate()
         return load_onnx(spec, num_classes)
-    net = load_network(spec)
+    if network is not None:
+        spec.validate()
+        net = network.eval()
+    else:
+        net = load_network(spec)
     size = tuple(spec.input_size)
     guess = spec.channels or guess_channels(net)
     tries = [guess] if spec.channels else [guess, 4 - guess]
@@ -225,8 +238,23 @@ def load_model(spec: ModelSpec, num_classes: int) -> ClassifierHandle:
                             num_classes=num_classes, channels=channels)
 
 
-def model_identity(spec: ModelSpec) -> dict:
-    """What identifies the model in the summary manifest (reproducibility)."""
+def module_identity(net: nn.Module) -> dict:
+    """An in-memory module's class and a sha256 prefix of its state dict (names, dtypes,
+    shapes, values): a rerun of ``xai_core.explain`` with changed weights is told apart."""
+    h = hashlib.sha256()
+    for name, t in net.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    cls = type(net)
+    return {"module": f"{cls.__module__}.{cls.__qualname__}", "module_sha256": h.hexdigest()[:16]}
+
+
+def model_identity(spec: ModelSpec, network: nn.Module | None = None) -> dict:
+    """What identifies the model in the summary manifest (reproducibility); ``network``: the
+    in-memory module of ``spec.module``."""
+    if network is not None:
+        return module_identity(network)
     if spec.url:
         from .remote import remote_identity
 

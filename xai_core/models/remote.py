@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
-from ..errors import ModelError
+from ..errors import ModelError, ServerFailed, ServerTimeout, ServerUnreachable
 from .handle import ForwardOnlyHandle
 
 PROTOCOLS = ("auto", "v1", "v2")
@@ -183,21 +183,21 @@ class RemoteHandle(ForwardOnlyHandle):
                                        headers=headers or {"Content-Type": "application/json"})
             except requests.exceptions.ConnectionError as e:  # ConnectTimeout included
                 if last:
-                    raise ModelError(f"model server {self.url} is unreachable ({_connection_reason(e)}) after "
+                    raise ServerUnreachable(f"model server {self.url} is unreachable ({_connection_reason(e)}) after "
                                      f"{attempts} attempt(s); start it or fix model.url") from e
                 self._sleep(attempt, None)
                 continue
             except requests.exceptions.Timeout as e:
-                raise ModelError(f"model server {self.url} did not answer within {self.timeout:g} s; "
+                raise ServerTimeout(f"model server {self.url} did not answer within {self.timeout:g} s; "
                                  "raise model.timeout or lower model.request_batch") from e
             except requests.RequestException as e:
-                raise ModelError(f"model server {self.url}: request failed ({_short(e)})") from e
+                raise ServerUnreachable(f"model server {self.url}: request failed ({_short(e)})") from e
             if r.ok:
                 return r
             retryable = r.status_code >= 500 or r.status_code == 429
             if not retryable or last:
                 after = f" after {attempts} attempts" if retryable and attempts > 1 else ""
-                raise ModelError(f"model server {self.url} answered HTTP {r.status_code}{after}: "
+                raise ServerFailed(f"model server {self.url} answered HTTP {r.status_code}{after}: "
                                  f"{_server_error_text(r) or r.reason}")
             self._sleep(attempt, r.headers.get("Retry-After"))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -235,7 +235,7 @@ class RemoteHandle(ForwardOnlyHandle):
             else:
                 out = self._v2_output(r)
         except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise ModelError(f"model server {self.url} sent a malformed response: expected {expected}; "
+            raise ServerFailed(f"model server {self.url} sent a malformed response: expected {expected}; "
                              f"got {_short(r.content[:400].decode('utf-8', 'replace'), 120)!r}") from e
         if out.shape != (n, self.num_classes):
             raise ModelError(f"model server {self.url} returned outputs of shape {tuple(out.shape)} for {n} image(s); "

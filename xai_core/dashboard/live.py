@@ -1,0 +1,297 @@
+"""Explain images live (the "Explain an image" page), through the core: the model is loaded by
+:func:`xai_core.models.loading.load_model`, the maps and scores come from the runner's engine
+through :class:`xai_core.append.LiveExplainer` (the same predictions, tags, maps and scores a
+run stores), and "Add to a run" appends them with :class:`xai_core.append.RunLog` to a scratch
+run in the logdir, in the normal format, so they appear in the grid and the assessments.
+
+Bounds (:data:`~.live_inputs.LIMITS`): at most ``max_images`` images and ``max_labels`` labels
+per image per request; an explainer's parameters may cost at most ``max_passes`` model passes
+per (image, label) (the explanation service's bound, :func:`~xai_core.service.protocol.passes_per_label`);
+no new image is started once a request has run ``max_seconds``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import XaiError
+from .live_inputs import LIMITS, LiveError, LiveLimits, LiveModel
+
+MAP_METRICS = ("sparseness", "complexity")        # from the map alone: always
+CURVE_METRICS = ("deletion_auc", "insertion_auc")  # model passes per map: on request
+SCRATCH = "scratch"                               # the logdir folder of the runs the page adds to
+DEFAULT_EXPLAINERS = ("gradient", "gradcam", "occlusion")
+# One live computation at a time per server: the engines of one model share its network, and
+# hook-based explainers (Grad-CAM) must not hook it from two requests at once. The other pages
+# keep serving meanwhile.
+_COMPUTE = threading.Lock()
+
+
+def explainer_choices(model: LiveModel) -> list[dict]:
+    """Registry metadata of the explainers this model can run (forward-only models: no
+    gradient methods; TorchScript: none that act inside the Python forward pass)."""
+    from ..explainers import EXPLAINERS
+
+    out = []
+    for cls in EXPLAINERS:
+        meta = cls.metadata()
+        if model.forward_only and meta["needs_gradients"]:
+            continue
+        if model.model.get("torchscript") and meta["needs_python_forward"]:
+            continue
+        out.append(meta)
+    return out
+
+
+def main_params(type_name: str) -> dict:
+    """{parameter: default} of an explainer's numeric and yes/no parameters (the registry's
+    defaults); the others keep their defaults."""
+    from ..explainers import EXPLAINERS
+
+    schema = EXPLAINERS.get(type_name).metadata()["params"]
+    return {k: v for k, v in schema.items() if isinstance(v, (int, float, bool))}
+
+
+@dataclass(frozen=True)
+class LiveRequest:
+    """What to compute: ``explainers`` ((type, ((param, value), …)), …), ``curves`` (deletion and
+    insertion AUC too), ``top_k`` labels by probability, or exactly the ``labels`` named."""
+
+    explainers: tuple[tuple[str, tuple], ...]
+    curves: bool = False
+    top_k: int = 3
+    labels: tuple[int, ...] = ()
+    seed: int = 0
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(MAP_METRICS) + (list(CURVE_METRICS) if self.curves else [])
+
+    def entries(self) -> list[dict]:
+        return [{"type": t, "name": t, "params": dict(p)} for t, p in self.explainers]
+
+    def run_config(self, model: LiveModel) -> dict:
+        # fast_forward off: an ONNX export and probe per configuration would cost more than it saves
+        return {"model": {**model.model, "fast_forward": "off"},
+                "dataset": {"kind": "memory", "classes": list(model.classes)},
+                "explainers": self.entries(), "metrics": self.metrics,
+                "labels": {"top_k": self.config_top_k}, "seed": self.seed}
+
+    @property
+    def config_top_k(self) -> int:
+        """The run configuration's ``labels.top_k``: k, or 0 when the labels are named (the
+        request's targets choose them)."""
+        return 0 if self.labels else self.top_k
+
+    @property
+    def key(self) -> str:
+        """Identifies the configuration (a scratch run holds one): explainers, metrics, top-k, seed."""
+        return hashlib.sha256(json.dumps([self.entries(), self.metrics, self.config_top_k, self.seed], sort_keys=True,
+                                         default=str).encode()).hexdigest()[:8]
+
+    def targets(self, n: int) -> list[list[int]] | Callable:
+        if self.labels:
+            return [list(self.labels)] * n
+        k = self.top_k
+        return lambda probs: [list(np.argsort(-p, kind="stable")[:k]) for p in probs]
+
+
+def check_request(model: LiveModel, req: LiveRequest, n_images: int, limits: LiveLimits = LIMITS) -> None:
+    """LiveError, before anything runs, for a request over the bounds or with bad parameters."""
+    from ..config import config_from_dict
+    from ..service.protocol import passes_per_label
+
+    if not req.explainers:
+        raise LiveError("choose at least one explainer")
+    if not 1 <= n_images <= limits.max_images:
+        raise LiveError(f"{n_images} images; a request explains 1 … {limits.max_images}")
+    n_labels = len(req.labels) if req.labels else req.top_k
+    if not 1 <= n_labels <= limits.max_labels:
+        raise LiveError(f"{n_labels} labels per image; the cap is {limits.max_labels}")
+    bad = [c for c in req.labels if not 0 <= c < len(model.classes)]
+    if bad:
+        raise LiveError(f"labels {bad} are not classes of this model (0 … {len(model.classes) - 1})")
+    try:
+        exps, _ = config_from_dict(req.run_config(model)).instantiate()
+    except XaiError as e:
+        raise LiveError(str(e)) from e
+    h, w = model.input_size
+    for e in exps:
+        cost = passes_per_label(e, h, w)
+        if cost > limits.max_passes:
+            raise LiveError(f"{e.instance_name}: these parameters cost {cost:,} model passes per image and label; "
+                            f"the cap is {limits.max_passes:,}")
+
+
+def load_handle(model: LiveModel):
+    """The loaded model (torch, TorchScript or ONNX Runtime), checked against its classes."""
+    from ..config import config_from_dict
+    from ..models.loading import load_model
+
+    cfg = config_from_dict(LiveRequest((("random", ()),)).run_config(model))
+    try:
+        return load_model(cfg.model, num_classes=len(model.classes))
+    except XaiError as e:
+        raise LiveError(str(e)) from e
+
+
+def make_engine(model: LiveModel, handle, req: LiveRequest):
+    """The runner's engine for this model and request (:class:`xai_core.append.LiveExplainer`)."""
+    from ..append import LiveExplainer
+    from ..config import config_from_dict
+
+    try:
+        return LiveExplainer(config_from_dict(req.run_config(model)), model=handle)
+    except XaiError as e:
+        raise LiveError(str(e)) from e
+
+
+@dataclass
+class LiveImage:
+    """One explained image: ``image`` as the model saw it (uint8), ``probs`` (K,), ``labels``
+    (label, class, probability, tag) rows, ``maps`` {explainer: {label: (H, W) float32}},
+    ``scores`` rows (label, explainer, metric, raw, score), ``boxes`` (class, x0, y0, x1, y1)."""
+
+    sample_id: str
+    image: np.ndarray
+    probs: np.ndarray
+    labels: pd.DataFrame
+    maps: dict
+    scores: pd.DataFrame
+    boxes: list = field(default_factory=list)
+
+
+@dataclass
+class LiveResult:
+    images: list[LiveImage]
+    seconds: float
+    skipped: list[str]
+    explainers: list[str]
+    signed: dict[str, bool]
+
+
+def _image_of(got, i: int, classes: Sequence[str]) -> LiveImage:
+    res = got.result
+    lab, sc = res["labels"], res["scores"]
+    rows = got.labels_of(i)
+    sidx = res["samples"]["sample_index"][i]
+    labels = pd.DataFrame({"label": [int(lab["label"][r]) for r in rows],
+                           "class": [classes[int(lab["label"][r])] for r in rows],
+                           "probability": [float(lab["prob"][r]) for r in rows],
+                           "tag": [str(lab["tag"][r]) for r in rows]})
+    labels = labels.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
+    maps = {e: {int(lab["label"][r]): np.asarray(res["saliency"][e][r]) for r in rows} for e in res["saliency"]}
+    keep = [j for j, s in enumerate(sc["sample_index"]) if s == sidx]
+    scores = pd.DataFrame({"label": [int(sc["label"][j]) for j in keep], "explainer": [sc["explainer"][j] for j in keep],
+                           "metric": [sc["metric"][j] for j in keep], "raw": [float(sc["raw"][j]) for j in keep],
+                           "score": [float(sc["score"][j]) for j in keep]})
+    boxes = [(classes[int(b[0])], *map(float, b[1:5])) for b in res["samples"]["boxes"][i]]
+    return LiveImage(str(res["samples"]["sample_id"][i]), np.asarray(res["images"][i]),
+                     np.asarray(res["samples"]["probs"][i], dtype=np.float64), labels, maps, scores, boxes)
+
+
+def explain_images(engine, model: LiveModel, req: LiveRequest, items: Sequence, *,
+                   on_progress: Callable[[int, int, str], None] | None = None,
+                   limits: LiveLimits = LIMITS) -> LiveResult:
+    """Explain ``items`` (:class:`xai_core.data.memory.Item`) one at a time with ``engine``;
+    ``on_progress(done, total, sample id)`` after each. Images not started within
+    ``limits.max_seconds`` are listed in ``skipped``."""
+    t0 = time.perf_counter()
+    out, skipped = [], []
+    for i, item in enumerate(items):
+        if time.perf_counter() - t0 > limits.max_seconds:
+            skipped.append(str(item.id))
+            continue
+        try:
+            with _COMPUTE:
+                got, _ = engine.explain([item], targets=req.targets(1), where=lambda k, i=i: f"image {i + 1} ({item.id})")
+        except XaiError as e:
+            raise LiveError(str(e)) from e
+        out.append(_image_of(got, 0, model.classes))
+        if on_progress:
+            on_progress(i + 1, len(items), str(item.id))
+    exps = engine.ctx.explainers
+    return LiveResult(out, time.perf_counter() - t0, skipped, [e.instance_name for e in exps],
+                      {e.instance_name: bool(e.is_signed) for e in exps})
+
+
+def scratch_run(model: LiveModel, req: LiveRequest) -> str:
+    """The scratch run (name under the logdir) that this model and request add to: one per
+    configuration, as a run log requires (``scratch/<origin>-<model>-<request>``)."""
+    origin = "".join(c if c.isalnum() or c in "-_" else "_" for c in (model.origin or "upload"))[:40]
+    return f"{SCRATCH}/{origin}-{model.key[:6]}-{req.key}"
+
+
+def add_to_run(engine, model: LiveModel, req: LiveRequest, items: Sequence, logdir: str | Path) -> tuple[str, list[int]]:
+    """Append ``items`` to the scratch run of this configuration under ``logdir`` (made on
+    first use), one committed part per image; returns (run name, parts). The run log computes
+    each image alone with the same engine, as :func:`explain_images` did, so the run holds the
+    maps the page showed."""
+    from ..append import RunLog
+
+    name = scratch_run(model, req)
+    parts = []
+    try:
+        with _COMPUTE, RunLog.open(Path(logdir) / name, engine) as log:
+            for i, item in enumerate(items):
+                got = log.append([item], targets=req.targets(1), where=lambda k, i=i: f"image {i + 1} ({item.id})")
+                parts.append(int(got.part))
+    except XaiError as e:
+        raise LiveError(str(e)) from e
+    except OSError as e:
+        raise LiveError(f"cannot write the scratch run {name} under {logdir}: {e.strerror or e}") from e
+    return name, parts
+
+
+def sample_item(t, store, pos: int, run_name: str):
+    """The Item of a sample of a run (its stored image, ground truth and boxes), to explain again."""
+    from ..data.memory import Item
+
+    image = store.image(int(t.scol("part")[pos]), int(t.scol("offset")[pos]))
+    boxes = [(b[0], list(b[1:5])) for b in t.boxes(pos)]
+    sid = str(t.scol("sample_id")[pos])
+    return Item(np.array(image), labels=t.gt_labels(pos), boxes=boxes or None, id=sid,
+                source=f"run {run_name}, sample {sid}")
+
+
+def upload_item(image: np.ndarray, name: str):
+    """The Item of an uploaded image; its id is the file's stem and a content hash."""
+    from ..data.memory import Item
+
+    digest = hashlib.sha256(image.tobytes()).hexdigest()[:6]
+    return Item(image, id=f"{Path(name).stem[:40]}-{digest}", source=f"upload {name}")
+
+
+def metric_names() -> dict[str, str]:
+    """{metric: display name} of the metrics the page computes."""
+    from ..metrics import METRICS
+
+    return {m: METRICS.get(m).display_name or m for m in MAP_METRICS + CURVE_METRICS}
+
+
+def scores_table(img: LiveImage, label: int, names: dict[str, str]) -> pd.DataFrame:
+    """Explainers × metrics [0, 1] scores of one label (label-agnostic ones included)."""
+    s = img.scores[(img.scores["label"] == label) | (img.scores["label"] < 0)]
+    if not len(s):
+        return pd.DataFrame()
+    p = s.pivot_table(index="explainer", columns="metric", values="score", aggfunc="first", sort=False)
+    return p.rename(columns=lambda m: names.get(m, m))
+
+
+def top_probabilities(img: LiveImage, classes: Sequence[str], k: int = 10) -> pd.DataFrame:
+    order = np.argsort(-img.probs, kind="stable")[:k]
+    return pd.DataFrame({"class": [classes[c] for c in order], "probability": img.probs[order]})
+
+
+__all__ = ["LIMITS", "LiveError", "LiveRequest", "LiveResult", "add_to_run", "check_request", "explain_images",
+           "explainer_choices", "load_handle", "main_params", "make_engine", "sample_item", "scratch_run",
+           "upload_item"]

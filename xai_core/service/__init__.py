@@ -1,0 +1,8 @@
+"""The explanation service (``xai-core explainer``): KServe's explainer protocol beside a
+predictor, on starlette + uvicorn. :mod:`.protocol` is the wire format (parsing, bounds, answers),
+:mod:`.app` the ASGI app and its state."""
+
+from .app import Service, ServiceConfig, create_app, serve_service
+from .protocol import BadRequest, Limits
+
+__all__ = ["BadRequest", "Limits", "Service", "ServiceConfig", "create_app", "serve_service"]
