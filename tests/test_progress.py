@@ -42,8 +42,12 @@ def test_every_phase_prints_and_the_last_line_says_where_the_time_went(toy_data,
     assert any(line.startswith("sanity check:") and "gradient" in line for line in lines)
     last = lines[-1]
     assert last.startswith("done in") and lines.index(last) > starts["finishing:"]
-    for phase in ("setup", "explain", "metrics", "analyses", "sanity", "finishing"):
+    for phase in ("explain", "metrics", "analyses", "sanity"):
         assert re.search(rf"\b{phase} [\d.]+ (s|min)", last), (phase, last)
+    # setup (a toy model, no fast-path probe) and finishing (recounting parts) can take under
+    # the 0.05 s a phase needs to be listed on a quiet machine
+    for phase in ("setup", "finishing"):
+        assert re.search(rf"\b{phase} [\d.]+ (s|min)", last) or phase not in last, (phase, last)
     assert "writing" in last and "ran beside the model" in last
 
     timing = RunReader(tmp_path / "run").manifest["timing"]
@@ -53,7 +57,7 @@ def test_every_phase_prints_and_the_last_line_says_where_the_time_went(toy_data,
     # the phases after setup add up to the run's own wall time (recorded before finishing)
     assert abs(sum(v for k, v in phases.items() if k != "setup") - timing["seconds"]) < 0.05 * timing["seconds"] + 0.05
     assert phases["sanity"] > 0 and timing["analysis_s"]["sanity"] == phases["sanity"] and phases["setup"] > 0
-    assert f"setup {phases['setup']:.1f} s" in last or phases["setup"] >= 10
+    assert f"setup {phases['setup']:.1f} s" in last or phases["setup"] >= 10 or phases["setup"] < 0.05
 
 
 def test_quiet_prints_nothing(toy_data, tmp_path):
