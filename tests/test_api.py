@@ -19,6 +19,7 @@ from toy import CLASSES, SIZE, colour_net, toy_config
 from xai_core.config import config_from_dict
 from xai_core.errors import ConfigError, DatasetError, ModelError, SummaryError, XaiError
 from xai_core.runner import run
+from xai_core.summary.manifest import read_manifest, write_manifest
 
 LIGHT = dict(explainers=["gradient", {"type": "occlusion", "params": {"window": 8, "stride": 4}}, "random"],
              metrics=[{"type": "deletion_auc", "params": {"steps": 6}}, "pointing_game", "sparseness"])
@@ -135,9 +136,9 @@ def test_rerun_reuses_resumes_and_refuses_another_call(toy_data, tmp_path):
     before = first.scores.sort_values(["sample_id", "label", "explainer", "metric"]).reset_index(drop=True)
     last = max(int(p.stem.split("-")[1]) for p in (out / "tables" / "samples").glob("part-*.parquet"))
     (out / "tables" / "samples" / f"part-{last:06d}.parquet").unlink()
-    m = json.loads((out / "manifest.json").read_text())
+    m = read_manifest(out)
     m["status"] = "interrupted"
-    (out / "manifest.json").write_text(json.dumps(m))
+    write_manifest(out, m)  # sealed again, as the runner writes it
     resumed = call(net, images, out, **kw)
     assert resumed.status == "complete"
     pd.testing.assert_frame_equal(

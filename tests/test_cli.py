@@ -5,6 +5,7 @@ import yaml
 
 from toy import toy_config
 from xai_core.cli import main
+from xai_core.summary import FORMAT_VERSION
 
 
 @pytest.fixture
@@ -15,11 +16,17 @@ def config_file(toy_data, tmp_path):
 
 
 def test_run_then_inspect_json(config_file, tmp_path, capsys):
-    assert main(["run", "--config", str(config_file), "--quiet", "--set", "labels.top_k=1"]) == 0
-    capsys.readouterr()
+    assert main(["run", "--config", str(config_file), "--set", "labels.top_k=1"]) == 0
+    # the closing line says where the time went, the fast-forward decision's share of setup included
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("done in "), line
+    timing = json.loads((tmp_path / "out" / "manifest.json").read_text())["timing"]
+    assert set(timing["setup_s"]) == {"model", "fast_forward"}
+    # (this light run skips the fast-path probe: its decision takes no time worth a mention)
+    assert ("of it the fast-forward decision" in line) == (timing["setup_s"]["fast_forward"] >= 0.05)
     assert main(["inspect", str(tmp_path / "out"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["format_version"] == 1 and info["status"] == "complete"
+    assert info["format_version"] == FORMAT_VERSION == 2 and info["status"] == "complete"
     assert info["n_samples"] == 12
     assert set(info["tags"]) == {"TP", "FP", "FN", "TN"}
     assert sum(info["tags"].values()) == info["n_explained"]

@@ -16,6 +16,7 @@ from xai_core.workers import WorkerPlan, plan_workers, worker_config
 from xai_core.errors import ConfigError
 from xai_core.runner import run
 from xai_core.summary.format import table_path
+from xai_core.summary.integrity import commit_record
 from xai_core.summary.reader import RunReader, read_manifest
 from xai_core.summary.writer import committed_parts
 
@@ -79,7 +80,7 @@ def scheduler():
         yield client.scheduler.address
 
 
-def assert_same_run(a, b):
+def assert_same_run(a, b, parts: int = N_IMAGES // BATCH):
     """Tables equal up to row order (scores within 1e-6), maps equal within 1e-6."""
     ra, rb = RunReader(a), RunReader(b)
     assert ra.status == rb.status == "complete"
@@ -91,7 +92,7 @@ def assert_same_run(a, b):
             for col in ("raw", "score"):
                 np.testing.assert_allclose(x.pop(col), y.pop(col), rtol=0, atol=1e-6, equal_nan=True)
         pd.testing.assert_frame_equal(x, y)
-    assert ra.parts() == rb.parts() == list(range(N_IMAGES // BATCH))
+    assert ra.parts() == rb.parts() == list(range(parts))
     for p in ra.parts():
         np.testing.assert_array_equal(ra._store(p)["images"][...], rb._store(p)["images"][...])
         for e in ("gradient", "gradcam", "random"):
@@ -131,6 +132,32 @@ def test_cli_run_on_cluster_equals_single_process(data, reference, scheduler, tm
     sanity, ref_sanity = read_manifest(out)["sanity"], read_manifest(reference)["sanity"]
     assert {e: r["passed"] for e, r in sanity.items()} == {e: r["passed"] for e, r in ref_sanity.items()}
     assert sanity["random"]["final_similarity"] == pytest.approx(ref_sanity["random"]["final_similarity"])
+    # The fast-forward decision was made once (not per worker) and every part says it followed it.
+    decided = read_manifest(out)["model"]["fast_forward"]
+    assert decided == read_manifest(reference)["model"]["fast_forward"]  # this run makes too few passes to probe
+    assert decided["backend"] == "torch" and "too few" in decided["reason"]
+    assert {commit_record(out, p)["backend"]["forward"] for p in range(6)} == {"torch"}
+
+
+def test_workers_follow_the_fast_forward_decision_the_driver_records(data, scheduler, tmp_path):
+    out = tmp_path / "run"
+    raw = cheap_config(data, out, fast_forward="on")
+    raw.update(uncertainty={"enabled": False}, sanity={"enabled": False})
+    raw["dataset"]["limit"] = 12
+    cfg = config_from_dict(raw)
+    run_distributed(cfg, out, scheduler=scheduler, progress=False, shard_parts=1)
+    decided = read_manifest(out)["model"]["fast_forward"]
+    assert decided["backend"] == "onnxruntime" and decided["mode"] == "on"  # recorded, where it used to be null
+    assert {commit_record(out, p)["backend"]["forward"] for p in range(3)} == {"onnxruntime"}
+    # A resume on the cluster follows the recorded decision and leaves it as it was.
+    table_path(out, "samples", 1).unlink()
+    run_distributed(cfg, out, resume=True, scheduler=scheduler, progress=False)
+    assert read_manifest(out)["model"]["fast_forward"] == decided
+    assert commit_record(out, 1)["backend"]["forward"] == "onnxruntime"
+    # and equals the single-process run on the fast path (scores within 1e-6, as without it)
+    single = tmp_path / "single"
+    run(config_from_dict({**raw, "out": str(single)}), single, progress=False)
+    assert_same_run(single, out, parts=3)
 
 
 def test_resume_recomputes_only_missing_parts(data, reference, scheduler, tmp_path):
@@ -138,9 +165,11 @@ def test_resume_recomputes_only_missing_parts(data, reference, scheduler, tmp_pa
     cfg = config_from_dict(cheap_config(data, out))
     run(cfg, out, progress=False, stop_after_parts=3)  # an interrupted run: parts 0–2
     stamps = {p: table_path(out, "samples", p).stat().st_mtime_ns for p in range(3)}
+    decided = read_manifest(out)["model"]["fast_forward"]
     run_distributed(cfg, out, resume=True, scheduler=scheduler, progress=False, shard_parts=2)
     assert {p: table_path(out, "samples", p).stat().st_mtime_ns for p in range(3)} == stamps
     m = read_manifest(out)
+    assert m["model"]["fast_forward"] == decided  # the single-process start decided; the cluster followed
     assert m["timing"]["parts_computed"] == 3
     assert m["progress"]["done_parts"] == 6 and m["progress"]["done_samples"] == N_IMAGES
     assert_same_run(reference, out)

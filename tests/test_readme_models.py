@@ -57,3 +57,31 @@ def test_architecture_columns_match_what_the_explainers_do():
             if rows[c.name][columns.index(col)] != runs:
                 wrong.append(f"{c.name} on {arch}: README says {'✓' if not runs else '✗'}, it {'runs' if runs else 'is refused'}")
     assert not wrong, wrong
+
+
+def test_the_config_values_the_readme_says_are_refused_are_refused(toy_data, tmp_path):
+    """Guarantees, "Bad input gets one line": each `key: value` example is refused with one line
+    (the README used to list `input_size: 64`, which is valid)."""
+    import yaml
+
+    from toy import toy_config
+    from xai_core.config import config_from_dict
+    from xai_core.errors import ConfigError
+
+    text = README.read_text()
+    bullet = text[text.index("* **Bad input gets one line**"):]
+    examples = re.findall(r"`([a-z_]+):\s+([^`]+)`", bullet[:bullet.index(")")])
+    assert {k for k, _ in examples} == {"batch_size", "top_k", "input_size"}
+    where = {"batch_size": (), "top_k": ("labels",), "input_size": ("model",)}
+    for key, value in examples:
+        raw = toy_config(toy_data, tmp_path / "run")
+        node = raw
+        for section in where[key]:
+            node = node.setdefault(section, {})
+        node[key] = yaml.safe_load(value)
+        try:
+            config_from_dict(raw)
+        except ConfigError as e:
+            assert "\n" not in str(e) and key in str(e)
+        else:
+            raise AssertionError(f"the README says `{key}: {value}` is refused; it is accepted")

@@ -65,3 +65,44 @@ def test_xai_core_serve_passes_what_config_toml_sets():
         for key, value in values.items():
             want = str(value).lower() if isinstance(value, bool) else str(value)
             assert flags.get(f"--{section}.{key}") == want, (section, key, flags)
+
+
+def _module_imports(path: Path, module: str, modules: set[str]) -> set[str]:
+    """The ``xai_core`` modules ``path`` imports anywhere (top level or inside functions: a
+    lazy import still ties the two modules together)."""
+    import ast
+
+    package = path.name == "__init__.py"
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = module.split(".") if package else module.split(".")[:-1]
+            base = base[:len(base) - node.level + 1] if node.level else []
+            prefix = ".".join(base + ([node.module] if node.module else []))
+            names = [prefix] + [f"{prefix}.{a.name}" for a in node.names]
+        else:
+            continue
+        out.update(n for n in names if n in modules and n != module)
+    return out
+
+
+def test_xai_core_has_no_import_cycles():
+    files = {}
+    for f in (ROOT / "xai_core").rglob("*.py"):
+        parts = list(f.relative_to(ROOT).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    graph = {m: _module_imports(f, m, set(files)) for m, f in files.items()}
+    cycles = []
+    for start in graph:  # a path back to the start through the graph (the graph is small)
+        seen, stack = set(), [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    cycles.append(" -> ".join(path + [start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, path + [nxt]))
+    assert not cycles, "import cycles in xai_core:\n" + "\n".join(sorted(set(cycles)))

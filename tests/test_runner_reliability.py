@@ -22,6 +22,7 @@ from xai_core.config import config_from_dict
 from xai_core.errors import ConfigError, ModelError, SummaryError
 from xai_core.runner import run
 from xai_core.summary import RunReader
+from xai_core.summary.manifest import read_manifest, write_manifest
 
 LOCK = ".lock"  # xai_core.summary.lock.LOCK, literal so this file also runs against older code
 TESTS = Path(__file__).parent
@@ -177,11 +178,10 @@ def test_resume_after_a_kill_right_after_the_last_commit_counts_every_part(toy_d
     cfg = light(toy_data, tmp_path / "run", batch_size=6)
     run(cfg, cfg.out, progress=False)
     # What a SIGKILL after the last commit but before the throttled flush leaves behind.
-    man_path = Path(cfg.out) / "manifest.json"
-    man = json.loads(man_path.read_text())
+    man = read_manifest(cfg.out)
     man["status"] = "running"
     man["progress"].update(done_samples=6, done_parts=1)
-    man_path.write_text(json.dumps(man))
+    write_manifest(cfg.out, man)
     run(cfg, cfg.out, progress=False, resume=True)
     prog = RunReader(cfg.out).manifest["progress"]
     assert (prog["done_samples"], prog["done_parts"]) == (12, 2)
@@ -401,7 +401,7 @@ def test_inspect_verify_finds_a_damaged_chunk(toy_data, tmp_path, capsys):
     cfg = light(toy_data, tmp_path / "run")
     run(cfg, cfg.out, progress=False)
     assert main(["inspect", str(cfg.out), "--verify"]) == 0
-    assert "verified 3 parts" in capsys.readouterr().out
+    assert "verified the manifest and 3 parts" in capsys.readouterr().out
     victim = [f for f in sorted((Path(cfg.out) / "arrays" / "part-000002.zarr" / "images").rglob("*")) if "/c/" in str(f) and f.is_file()][-1]
     victim.write_bytes(victim.read_bytes()[:-1])
     assert main(["inspect", str(cfg.out), "--verify"]) == 2

@@ -181,3 +181,55 @@ class OomColourNet(ColourNet):
 
 def oom_colour_net(forward_limit: int = 6, backward_limit: int = 1 << 30) -> nn.Module:
     return OomColourNet(forward_limit, backward_limit).eval()
+
+
+class StandardisingColourNet(ColourNet):
+    """ColourNet behind a per-image standardisation factor s / s (s: the image's standard
+    deviation), which is 1 on every real image and 0 / 0 = NaN on a constant one — what a
+    deletion curve's last step (every pixel filled with 0) is. Its predictions on the dataset
+    are finite; some passes inside the metrics are not."""
+
+    def forward(self, x):
+        s = x.std(dim=(1, 2, 3), keepdim=True).flatten(1)
+        return super().forward(x) * (s / s)
+
+
+def standardising_colour_net() -> nn.Module:
+    return StandardisingColourNet().eval()
+
+
+class InfColourNet(ColourNet):
+    """ColourNet whose logits are +inf where ColourNet's are positive: probabilities of
+    exactly 1 and 0, which look finite."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return torch.where(out > 0, torch.full_like(out, float("inf")), out)
+
+
+def inf_colour_net() -> nn.Module:
+    return InfColourNet().eval()
+
+
+def marking_colour_net(marker: str) -> nn.Module:
+    """colour_net, after creating the file ``marker``: shows whether (and when) a run set its
+    model up."""
+    Path(marker).write_text("the model was set up")
+    return colour_net()
+
+
+class BatchOfOneColourNet(ColourNet):
+    """ColourNet whose forward refuses batches of more than ``most`` images, or exactly ``only``."""
+
+    def __init__(self, most: int = 0, only: int = 0):
+        super().__init__()
+        self.most, self.only = most, only
+
+    def forward(self, x):
+        if (self.most and x.shape[0] > self.most) or x.shape[0] == self.only:
+            raise ValueError(f"this network takes no batch of {x.shape[0]} images")
+        return super().forward(x)
+
+
+def picky_colour_net(most: int = 0, only: int = 0) -> nn.Module:
+    return BatchOfOneColourNet(most, only).eval()

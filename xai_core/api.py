@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .errors import ConfigError, XaiError
+from .errors import ConfigError, one_line_errors
 from .runview import Run, open_run
 
 __all__ = ["explain", "open_run", "serve", "Run", "DEFAULT_EXPLAINERS", "FORWARD_ONLY_EXPLAINERS"]
@@ -78,7 +77,7 @@ def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[
     Bad input raises the runner's one-line :class:`~xai_core.errors.XaiError` (``XAI_DEBUG=1``
     keeps the chained traceback).
     """
-    with _one_line_errors():
+    with one_line_errors():
         return _explain(model, images, labels=labels, classes=classes, explainers=explainers, metrics=metrics,
                         activation=activation, mean=mean, std=std, boxes=boxes, masks=masks, ids=ids, out=out,
                         input_size=input_size, overwrite=overwrite, progress=progress, options=options)
@@ -90,19 +89,8 @@ def serve(logdir: str | Path = "summaries", *, port: int = 8501, host: str = "12
     ``.stop()`` (also at interpreter exit, or as a context manager). ``port=0`` picks a free one."""
     from .dashboard_server import start_dashboard
 
-    with _one_line_errors():
+    with one_line_errors():
         return start_dashboard(logdir, port=port, host=host, timeout=timeout)
-
-
-@contextmanager
-def _one_line_errors():
-    """Our errors surface as their one line: the chain (pyarrow, torch internals) only with XAI_DEBUG."""
-    try:
-        yield
-    except XaiError as e:
-        if os.environ.get("XAI_DEBUG"):
-            raise
-        raise type(e)(str(e)) from None
 
 
 def _explain(model, images, *, labels, classes, explainers, metrics, activation, mean, std, boxes, masks, ids, out,

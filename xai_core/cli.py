@@ -108,8 +108,11 @@ def _cmd_inspect(args) -> int:
                   + f" — {d['requested']}: {d.get('reason')}")
         if "verified" in info:
             v = info["verified"]
-            print(f"verified {v['parts']} parts: every file matches its commit record"
-                  + (f" ({v['without_record']} older parts have none; checked for links only)" if v["without_record"] else ""))
+            older = [f"{v['without_record']} older parts have none (checked for links only)"] if v["without_record"] else []
+            if v.get("without_table_checksums"):
+                older.append(f"{v['without_table_checksums']} parts written before format 2 have no table checksums")
+            print(f"verified the manifest and {v['parts']} parts: every file matches its checksum"
+                  + (f" ({'; '.join(older)})" if older else ""))
         for e, row in info["scores"].items():
             cells = ", ".join(f"{m}={v:.3f}" if v is not None else f"{m}=n/a" for m, v in row.items())
             print(f"  {e}: {cells}")
@@ -117,6 +120,12 @@ def _cmd_inspect(args) -> int:
             print(f"  {e}: {text}")
         for line in info.get("warnings", []):
             print(f"  WARNING {line}")
+        if info.get("backends"):
+            print("parts by backend: " + ", ".join(f"{b}={n}" for b, n in info["backends"].items()))
+        if info.get("model_nan"):
+            cells = ", ".join(f"{e}/{m} {n}" for e, row in info["model_nan"].items() for m, n in row.items())
+            print(f"scores n/a because the model returned non-finite outputs: {cells} "
+                  f"(e.g. {info['model_nan_example']})")
     return 0
 
 

@@ -91,6 +91,9 @@ class RunConfig:
     explain_batch_size: int | str = "auto"
     seed: int = 0
     out: str = ""
+    # Stop the run when the model returns NaN/inf inside an explanation or a metric, instead of
+    # storing the scores it spoils as n/a with the reason (xai_core/finite.py).
+    strict: bool = False
     # intra-op CPU threads of torch and ONNX Runtime; None: $OMP_NUM_THREADS, else the cores
     # this process may use (xai_core/threads.py). Not part of what a run computes.
     threads: int | None = None
@@ -211,7 +214,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"the configuration is {type(raw).__name__}; expected a YAML map")
     known = {"model", "dataset", "explainers", "metrics", "labels", "uncertainty", "counterfactual", "sanity",
-             "batch_size", "explain_batch_size", "seed", "out", "threads"}
+             "batch_size", "explain_batch_size", "seed", "out", "strict", "threads"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown top-level key {unknown[0]!r}; expected some of {sorted(known)}")
@@ -245,7 +248,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
             v["classes"] = rel(v["classes"])  # a class file; a bare name is a bundled list
         return v
 
-    top = {k: raw[k] for k in ("batch_size", "explain_batch_size", "seed", "out", "threads") if k in raw}
+    top = {k: raw[k] for k in ("batch_size", "explain_batch_size", "seed", "out", "strict", "threads") if k in raw}
     if top.get("out") is None:
         top.pop("out", None)
     check_types(RunConfig, top, "")
@@ -263,6 +266,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
             explain_batch_size=_explain_batch(raw.get("explain_batch_size", "auto")),
             seed=int(raw.get("seed", 0)),
             out=str(rel(raw.get("out", "")) or ""),
+            strict=bool(raw.get("strict", False)),
             threads=raw.get("threads"),
         )
     except (TypeError, ValueError) as e:
@@ -297,6 +301,11 @@ def validate(cfg: RunConfig) -> None:
     cfg.instantiate()
 
 
+def _yaml_kind(value) -> str:
+    kind = {list: "a list", str: "a string", bool: "a boolean"}.get(type(value))
+    return kind or ("a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
 def set_override(raw: dict, assignment: str) -> None:
     """Apply ``a.b.c=value`` (value parsed as YAML) to a nested dict in place."""
     if "=" not in assignment:
@@ -316,9 +325,15 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {str(path)!r} cannot be read ({getattr(e, 'strerror', None) or e})") from e
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):  # before --set / --out edit it as a map
+        raise ConfigError(f"{path}: the configuration is {_yaml_kind(raw)}; expected a YAML map of sections "
+                          "(model:, dataset:, explainers:, …)")
     for o in overrides:
         set_override(raw, o)
     return config_from_dict(raw, base_dir=path.parent)

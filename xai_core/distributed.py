@@ -49,7 +49,7 @@ from .errors import ConfigError, XaiError
 from .models.loading import load_model
 from .pipeline import PartPipeline
 from .progress import RunProgress, format_seconds, time_summary
-from .runner import INTERRUPTED, as_xai_error, fail, final_progress, open_writer, owned
+from .runner import INTERRUPTED, as_xai_error, fail, final_progress, open_writer, owned, recorded_fast_forward
 from .summary.writer import committed_parts, write_part
 from .threads import check_threads, cpu_threads
 from .workers import WorkerPlan, pinned_cluster, plan_workers, visible_gpus, worker_config
@@ -138,24 +138,43 @@ def _undo_malloc_trim() -> None:
     _MALLOPT_DONE = True
 
 
-def _worker_context(config: RunConfig, key: str) -> RunContext:
+def _worker_context(config: RunConfig, key: str, fast_forward: dict | None = None) -> RunContext:
+    """The thread's context for ``config``, built once; ``fast_forward``: the run's decision
+    (None: decide here, as :func:`decide_on_worker` does for the driver)."""
     tid = threading.get_ident()
+    key = f"{key}:{json.dumps(fast_forward, sort_keys=True, default=str)}" if fast_forward else key
     with _CONTEXTS_LOCK:
         ctx = _CONTEXTS.get((key, tid))
         if ctx is None:
             for k in [k for k in _CONTEXTS if k[1] == tid]:
                 del _CONTEXTS[k]  # one configuration per thread: memory stays bounded
     if ctx is None:
-        ctx = RunContext.build(config)
+        ctx = RunContext.build(config, fast_forward=fast_forward)
         with _CONTEXTS_LOCK:
             _CONTEXTS[(key, tid)] = ctx
     return ctx
 
 
+def decide_on_worker(config: RunConfig, key: str, sys_path: list[str]) -> dict:
+    """The run's fast-forward decision, made once on a worker (the hardware that will run the
+    parts; the driver loads no model) and recorded by the driver; every shard then follows it.
+    The context built for it is kept, under the decision it made, for that worker's shards."""
+    _prepare_process(sys_path, config.threads)
+    ctx = RunContext.build(config)
+    decided = dict(ctx.fast_forward or {})
+    tid = threading.get_ident()
+    with _CONTEXTS_LOCK:
+        for k in [k for k in _CONTEXTS if k[1] == tid]:
+            del _CONTEXTS[k]
+        _CONTEXTS[(f"{key}:{json.dumps(decided, sort_keys=True, default=str)}", tid)] = ctx
+    return decided
+
+
 def run_shard(config: RunConfig, key: str, out_dir: str, shard: list[tuple[int, list[int]]],
-              sys_path: list[str], pipelined: bool = True) -> dict:
+              sys_path: list[str], pipelined: bool = True, fast_forward: dict | None = None) -> dict:
     """Compute and commit the uncommitted parts of one shard (runs on a worker), reading
-    ahead and writing behind the model as the single-process runner does (:mod:`.pipeline`).
+    ahead and writing behind the model as the single-process runner does (:mod:`.pipeline`),
+    with the run's fast-forward decision ``fast_forward``.
 
     shard: (part, dataset indices) pairs. Returns small bookkeeping only: parts computed,
     parts found committed (by an earlier attempt of this shard), samples, model passes
@@ -164,7 +183,7 @@ def run_shard(config: RunConfig, key: str, out_dir: str, shard: list[tuple[int, 
     """
     t_setup = time.perf_counter()
     _prepare_process(sys_path, config.threads)
-    ctx = _worker_context(config, key)  # built once per worker thread: the model, the fast-path probe
+    ctx = _worker_context(config, key, fast_forward)  # built once per worker thread: the model, the fast path
     setup_s = time.perf_counter() - t_setup
     # Only attempts of this very shard write its parts, so one look before starting suffices.
     done = committed_parts(out_dir)
@@ -253,11 +272,12 @@ def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     ctx = RunContext(config, dataset, None, explainers, metrics)
     batches = part_indices(len(dataset), config.batch_size)
     with owned(out_dir):
+        decided = recorded_fast_forward(out_dir) if resume else None
         writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
-        return _drive(config, ctx, writer, out_dir, batches, plan, scheduler, report, shard_parts, pipelined)
+        return _drive(config, ctx, writer, out_dir, batches, plan, scheduler, report, shard_parts, pipelined, decided)
 
 
-def _drive(config, ctx, writer, out_dir, batches, plan, scheduler, report, shard_parts, pipelined) -> Path:
+def _drive(config, ctx, writer, out_dir, batches, plan, scheduler, report, shard_parts, pipelined, decided) -> Path:
     dataset = ctx.dataset
     done = committed_parts(out_dir)
     done_samples = sum(len(batches[p]) for p in done if p < len(batches))
@@ -274,16 +294,24 @@ def _drive(config, ctx, writer, out_dir, batches, plan, scheduler, report, shard
                         + (f"; {plan.note}" if plan.note else "") + "…")
         with dask_client(scheduler=scheduler, plan=plan) as client:
             n_workers = len(client.scheduler_info()["workers"])
+            run_cfg = worker_config(config, plan) if plan is not None else config
+            key, where = config_key(run_cfg), str(out_dir)
+            env = [os.getcwd(), *sys.path]
+            if decided is None and todo:  # decided once, before any part, and recorded
+                with report.timed_line("fast path: deciding once on a worker, for every worker…") as line:
+                    decided = client.submit(decide_on_worker, run_cfg, key, env, pure=False,
+                                            key=f"xai-decide-{key}-{time.time_ns()}").result()
+                    line["done"] = f"fast path: {decided.get('backend')} for every worker; {{s}}"
+                writer.manifest["model"]["fast_forward"] = decided
+                writer.flush(force=True)
             phases["setup"] += time.perf_counter() - t0
             t_parts = time.perf_counter()
             report.line(f"setup: {len(dataset)} items in {len(batches)} parts ({len(todo)} to compute) on "
                         f"{n_workers} worker(s); {format_seconds(phases['setup'])}")
             bar = report.bar(total=len(dataset), initial=done_samples, unit="img", desc="explaining")
             shards = make_shards(todo, n_workers, shard_parts)
-            run_cfg = worker_config(config, plan) if plan is not None else config
-            key, where = config_key(run_cfg), str(out_dir)
-            env = [os.getcwd(), *sys.path]
             futures = [client.submit(run_shard, run_cfg, key, where, [(p, batches[p]) for p in shard], env, pipelined,
+                                     decided,
                                      pure=False, key=f"xai-shard-{key}-{shard[0]:06d}-{time.time_ns()}")
                        for shard in shards]
             first = {f.key: shard for f, shard in zip(futures, shards)}

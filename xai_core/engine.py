@@ -16,6 +16,7 @@ from .config import RunConfig
 from .devices import model_device, to_device, to_host
 from .errors import ConfigError, ModelError, XaiError
 from .data import open_dataset, object_mask, prepare_batch
+from .finite import PassWatch, combine
 from .labels import given_labels, select_labels
 from .metrics.base import MetricContext
 from .models.batching import CPU_BATCH
@@ -43,13 +44,17 @@ class RunContext:
             self.batch_size = CPU_BATCH if b == "auto" else int(b)
 
     @classmethod
-    def build(cls, config: RunConfig, *, network=None, dataset=None, model=None, progress=None) -> "RunContext":
+    def build(cls, config: RunConfig, *, network=None, dataset=None, model=None, progress=None,
+              fast_forward: dict | None = None) -> "RunContext":
         """Load what ``config`` names. In-memory objects replace what it cannot load
         (``xai_core.explain``, the explanation service): ``network`` an ``nn.Module`` (with
         ``model.module`` set), ``dataset`` a :class:`~.data.memory.MemoryDataset`, ``model`` an
         already loaded handle (shared by the service's configurations). ``progress``: a
         :class:`~xai_core.progress.RunProgress` for the lines of the fast-path probe (None:
-        silent, as in a Dask worker)."""
+        silent, as in a Dask worker). ``fast_forward``: a recorded decision (the manifest's
+        ``model.fast_forward``) to follow instead of deciding again — ``--resume`` and Dask
+        workers pass the run's (see :func:`decide_fast_forward`)."""
+        t0 = time.perf_counter()
         dataset = dataset if dataset is not None else open_dataset(config.dataset)
         device = device_record(config.model)  # an unavailable device stops here, before any work
         if model is None:
@@ -59,13 +64,17 @@ class RunContext:
         check_capabilities(model, config, explainers)
         for e in explainers:  # e.g. DeepLIFT on TorchScript: refused before any work
             e.check_model(model)
+        t1 = time.perf_counter()
         batch = _explain_batch(model, config, dataset)
-        model, fast = _fast_forward(model, config, dataset, batch, progress)
+        model, fast = decide_fast_forward(model, config, dataset, explainers, metrics, batch_size=batch,
+                                          decided=fast_forward, progress=progress)
         ident = model_identity(config.model, network)
         if getattr(model, "transport", None):  # a served model: binary tensors or JSON (manifest model.transport)
             ident["transport"] = dict(model.transport)
-        return cls(config, dataset, model, explainers, metrics, fast_forward=fast, model_ident=ident,
-                   device=device, batch_size=batch)
+        ctx = cls(config, dataset, model, explainers, metrics, fast_forward=fast, model_ident=ident,
+                  device=device, batch_size=batch)
+        ctx.stats["setup_s"] = {"model": t1 - t0, "fast_forward": time.perf_counter() - t1}
+        return ctx
 
     def model_identity(self) -> dict:
         """What the manifest records as the model's identity (and ``--resume`` compares)."""
@@ -167,30 +176,60 @@ def _explain_batch(model, config: RunConfig, dataset) -> int:
     return batch
 
 
-def _fast_forward(model, config: RunConfig, dataset, batch_size: int, progress=None):
-    """(model, manifest record) for ``model.fast_forward`` (see :mod:`.models.fast`)."""
+def decide_fast_forward(model, config: RunConfig, dataset, explainers, metrics, *, batch_size: int,
+                        decided: dict | None = None, progress=None):
+    """(model, manifest record) for ``model.fast_forward`` (see :mod:`.models.fast`).
+
+    A run decides once, when it starts: ``decided`` (a record of that decision) is followed
+    as it is — torch stays torch, and an ``onnxruntime`` decision exports the recorded variant
+    again without timing it. Without one, ``auto`` first estimates the run's gradient-free
+    passes and skips the probe when they are too few to repay it. ``batch_size``: the run's
+    resolved ``explain_batch_size``."""
     if not model.supports_gradients:
         return model, {"mode": config.model.fast_forward, "backend": model.kind,
                        "reason": f"the model itself is served by {model.kind}"}
-    if config.model.fast_forward == "off":
+    mode = config.model.fast_forward
+    if mode == "off":
         return model, {"mode": "off", "backend": "torch"}
     if model.device.type != "cpu":  # ONNX Runtime runs here on its CPU provider
-        return model, {"mode": config.model.fast_forward, "backend": "torch",
+        return model, {"mode": mode, "backend": "torch",
                        "reason": f"the model runs on {model.device}: ONNX Runtime's CPU provider is no match for it"}
     if model.precision != "fp32":
-        return model, {"mode": config.model.fast_forward, "backend": "torch",
+        return model, {"mode": mode, "backend": "torch",
                        "reason": f"model.precision is {model.precision}: forward passes run under torch autocast"}
-    from .models.fast import enable_fast_forward
+    from .models import fast as ff
 
+    if decided is not None and decided.get("backend") in ("torch", "onnxruntime"):
+        if decided["backend"] == "torch":
+            return model, decided
+        handle, why = ff.reuse_fast_forward(model, _sample_images(model, config, dataset), decided,
+                                            batch_size=batch_size)
+        # The recorded decision stays the run's; the parts record what computed them (and why).
+        return handle, (decided if why is None else {**decided, "fallback": why})
+    record = {}
+    if mode == "auto":
+        unc, cf = config.uncertainty, config.counterfactual
+        per_label = config.labels.top_k_for(config.model.activation) or 1
+        extra = (unc.passes if unc.enabled and unc.dropout == 0 else 0) + (100 * per_label if cf.enabled else 0)
+        estimate = ff.estimate_forward_passes(explainers, metrics, n_items=len(dataset), labels_per_image=per_label,
+                                              size=tuple(config.model.input_size), extra_per_image=extra)
+        record = {"estimated_passes": estimate}
+        if estimate < ff.MIN_PASSES:
+            info = {"mode": "auto", "backend": "torch", **record, "setup_s": 0.0,
+                    "reason": f"the run makes about {estimate:,} gradient-free passes, too few to repay "
+                              f"the export and its probe (auto probes from {ff.MIN_PASSES:,})"}
+            if progress is not None:
+                progress.line(f"fast path: staying on torch ({info['reason']})")
+            return model, info
     images = _sample_images(model, config, dataset)
     with _probe_lines(progress) as done:
-        fast, info = enable_fast_forward(model, images, batch_size=batch_size,
-                                         require_speedup=config.model.fast_forward == "auto")
+        fast, info = ff.enable_fast_forward(model, images, batch_size=batch_size,
+                                            require_speedup=mode == "auto")
         done["done"] = "fast path: " + (f"ONNX Runtime serves the forward-only passes ({info.get('export')} export, "
                                         f"max |logit difference| {info.get('max_abs_diff'):.2g})"
                                         if info.get("backend") == "onnxruntime" else
                                         f"staying on torch ({info.get('reason', 'no exact export')})") + "; probe {s}"
-    info["mode"] = config.model.fast_forward
+    info.update(mode=mode, **record)
     return fast, info
 
 
@@ -207,13 +246,15 @@ def part_indices(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
 
 
-def check_finite(probs: np.ndarray, part: int, batch) -> None:
-    """Refuse NaN/inf outputs: stored, they would poison every score of the run silently."""
-    bad = ~np.isfinite(probs).all(axis=tuple(range(1, probs.ndim)))
+def check_finite(logits: np.ndarray, part: int, batch) -> None:
+    """Refuse NaN/inf logits for the dataset's own images: stored, they would poison every
+    score of the run silently. Logits, not probabilities: ±inf gives probabilities of exactly
+    0 or 1, which look finite."""
+    bad = ~np.isfinite(logits).all(axis=tuple(range(1, logits.ndim)))
     if bad.any():
         ids = [batch.samples[i].id for i in np.flatnonzero(bad)]
         raise ModelError(f"part {part} (items {batch.indices[0]}–{batch.indices[-1]}): the model returned NaN or "
-                         f"infinite outputs for {len(ids)} sample(s) {ids[:5]}{'…' if len(ids) > 5 else ''}; "
+                         f"infinite logits for {len(ids)} sample(s) {ids[:5]}{'…' if len(ids) > 5 else ''}; "
                          "expected finite logits (check the weights and the input normalisation)")
 
 
@@ -247,6 +288,7 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
     image, the labels to explain instead of the label policy's (an explanation request's), or
     a function of the (N, K) probabilities returning them (a request's top-k)."""
     cfg = ctx.config
+    passes0, fast0 = int(ctx.model.passes), ctx.fast_passes
     # Seeded per part, so a resumed or distributed run reproduces the same numbers.
     seed_everything(cfg.seed * 1_000_003 + part)
     size = tuple(cfg.model.input_size)
@@ -256,9 +298,11 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
     # The part's pixels cross to the model's device once; maps and scores come back once per
     # explainer and metric (xai_core/devices.py).
     pixels = to_device(batch.pixels, model_device(ctx.model))
-    probs_t = ctx.model.predict(pixels, batch_size=bs)
+    logits = ctx.model.predict_logits(pixels, batch_size=bs)
+    check_finite(to_host(logits).numpy(), part, batch)
+    probs_t = ctx.model.activate(logits)
     probs = to_host(probs_t).numpy()
-    check_finite(probs, part, batch)
+    watch = PassWatch(ctx.model, f"part {part}", cfg.strict)
     gts = [s.labels for s in batch.samples]
     if callable(targets):
         targets = targets(probs)
@@ -279,7 +323,8 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
     }
     rows = [(i, r) for i, labs in enumerate(chosen) for r in labs]
     t0 = time.perf_counter()
-    unc = _uncertainty(ctx, part, pixels, probs)
+    with watch.watch("uncertainty"):
+        unc = _uncertainty(ctx, part, pixels, probs)
     _add_time(ctx, "analysis_s", "uncertainty", t0, unc is not None)
     labels = {
         "sample_index": [batch.indices[i] for i, _ in rows],
@@ -304,13 +349,27 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
     masks, has_mask = _pair_masks(batch, rows, size)
     is_gt = np.array([r.is_gt for _, r in rows], dtype=bool)
 
-    scores = {k: [] for k in ("sample_index", "label", "explainer", "metric", "raw", "score")}
+    def evaluate(met, maps, explain_fn):
+        """(raw values, their sample indices, their labels) of one metric on one explainer's maps."""
+        if met.label_agnostic:
+            mctx = MetricContext(ctx.model, pixels, torch.as_tensor(probs.argmax(1)), None,
+                                 explain=explain_fn, batch_size=bs, seed=cfg.seed,
+                                 probs=probs_t)
+            return np.asarray(met.evaluate(mctx), dtype=np.float64), batch.indices, [-1] * len(indices)
+        mctx = MetricContext(ctx.model, pair_x, pair_tgt, maps, masks=masks, has_mask=has_mask,
+                             is_ground_truth=is_gt, explain=explain_fn,
+                             batch_size=bs, seed=cfg.seed, probs=pair_probs)
+        raw = np.asarray(met.evaluate(mctx), dtype=np.float64) if rows else np.zeros(0)
+        return raw, labels["sample_index"], labels["label"]
+
+    scores = {k: [] for k in ("sample_index", "label", "explainer", "metric", "raw", "score", "nan_reason")}
     saliency = {}
     details = {k: [] for k in ("sample_index", "label", "explainer", "key", "value")}
     for exp in ctx.explainers:
         t0 = time.perf_counter()
-        grouped = exp.explain_grouped(ctx.model, pixels, [[r.label for r in labs] for labs in chosen],
-                                      batch_size=bs)
+        with watch.watch(f"explainer {exp.instance_name}") as explained:
+            grouped = exp.explain_grouped(ctx.model, pixels, [[r.label for r in labs] for labs in chosen],
+                                          batch_size=bs)
         maps = to_host(torch.cat(grouped)) if grouped else torch.zeros(0, *size)
         ctx.stats["explain_s"][exp.instance_name] = ctx.stats["explain_s"].get(exp.instance_name, 0.0) + time.perf_counter() - t0
         saliency[exp.instance_name] = maps.numpy().astype(np.float32)
@@ -329,36 +388,45 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
 
         for met in ctx.metrics:
             t0 = time.perf_counter()
-            if met.label_agnostic:
-                mctx = MetricContext(ctx.model, pixels, torch.as_tensor(probs.argmax(1)), None,
-                                     explain=explain_fn, batch_size=bs, seed=cfg.seed,
-                                     probs=probs_t)
-                raw = np.asarray(met.evaluate(mctx), dtype=np.float64)
-                idx, labs = batch.indices, [-1] * len(indices)
-            else:
-                mctx = MetricContext(ctx.model, pair_x, pair_tgt, maps, masks=masks, has_mask=has_mask,
-                                     is_ground_truth=is_gt, explain=explain_fn,
-                                     batch_size=bs, seed=cfg.seed, probs=pair_probs)
-                raw = np.asarray(met.evaluate(mctx), dtype=np.float64) if rows else np.zeros(0)
-                idx, labs = labels["sample_index"], labels["label"]
+            with watch.watch(f"metric {met.instance_name} of {exp.instance_name}") as measured:
+                raw, idx, labs = evaluate(met, maps, explain_fn)
             ctx.stats["metric_s"][met.instance_name] = ctx.stats["metric_s"].get(met.instance_name, 0.0) + time.perf_counter() - t0
             norm = met.normalise(raw)
+            # NaN where the metric does not apply, or (with a reason) where the model's outputs were not finite.
+            why = combine(explained.reason, measured.reason)
             scores["sample_index"] += list(idx)
             scores["label"] += list(labs)
             scores["explainer"] += [exp.instance_name] * len(raw)
             scores["metric"] += [met.instance_name] * len(raw)
             scores["raw"] += raw.tolist()
             scores["score"] += norm.tolist()
+            scores["nan_reason"] += [why if why and not np.isfinite(v) else None for v in raw.tolist()]
 
     t0 = time.perf_counter()
-    counterfactuals = _counterfactuals(ctx, batch, pixels, chosen, probs)
+    with watch.watch("counterfactual"):
+        counterfactuals = _counterfactuals(ctx, batch, pixels, chosen, probs)
     _add_time(ctx, "analysis_s", "counterfactual", t0, counterfactuals is not None)
     return {"samples": samples, "labels": labels, "scores": scores, "images": batch.display,
             "saliency": saliency, "counterfactuals": counterfactuals,
             "details": details if details["key"] else None,
             # The object masks the localisation metrics scored against, so they can be
             # recomputed from the run directory alone (xai_core/recompute.py).
-            "masks": masks, "has_mask": has_mask}
+            "masks": masks, "has_mask": has_mask,
+            "backend": part_backend(ctx, watch, passes0, fast0)}
+
+
+def part_backend(ctx: RunContext, watch: PassWatch, passes0: int, fast0: int) -> dict:
+    """What computed a part (its commit record's ``backend``): ``forward``, the backend of its
+    gradient-free passes (``torch``; ``onnxruntime``, the fast path; ``onnx``; a server),
+    ``passes`` and ``fast_passes`` (of them through ONNX Runtime's fast path) and, when some
+    passes returned non-finite outputs, ``nonfinite`` {evaluation: [passes, of passes]}."""
+    out = {"forward": getattr(ctx.model, "backend", "torch"), "passes": int(ctx.model.passes) - passes0,
+           "fast_passes": ctx.fast_passes - fast0}
+    if (ctx.fast_forward or {}).get("fallback"):  # the recorded fast path could not be rebuilt here
+        out["reason"] = ctx.fast_forward["fallback"]
+    if watch.seen:
+        out["nonfinite"] = dict(watch.seen)
+    return out
 
 
 def _add_time(ctx: RunContext, kind: str, name: str, t0: float, ran: bool = True) -> None:

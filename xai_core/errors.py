@@ -4,6 +4,9 @@ Pages and the CLI catch :class:`XaiError` in one place and show ``str(err)`` to 
 never a traceback.
 """
 
+import os
+from contextlib import contextmanager
+
 
 class XaiError(Exception):
     """Base class for every error xaiboard raises on purpose."""
@@ -51,3 +54,15 @@ class ServerTimeout(ModelError):
 
 class ServerFailed(ModelError):
     """A model server answered with an HTTP error or a malformed answer."""
+
+
+@contextmanager
+def one_line_errors():
+    """Our errors surface as their one line: the chain (pyarrow, torch internals) only with
+    XAI_DEBUG (the Python API's entry points, ``xai_core.explain`` and ``open_run``)."""
+    try:
+        yield
+    except XaiError as e:
+        if os.environ.get("XAI_DEBUG"):
+            raise
+        raise type(e)(str(e)) from None

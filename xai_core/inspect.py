@@ -26,10 +26,14 @@ def inspect_run(run_dir: str | Path) -> dict:
     means: dict = {}
     raw_means: dict = {}
     skipped: dict = {}
+    model_nan: dict = {}
     for (e, m), g in scores.groupby(["explainer", "metric"], sort=True):
         means.setdefault(e, {})[m] = _finite_mean(g["score"])
         raw_means.setdefault(e, {})[m] = _finite_mean(g["raw"])
         skipped.setdefault(e, {})[m] = int((~np.isfinite(g["raw"].to_numpy(dtype=float))).sum())
+        if int(g["nan_reason"].notna().sum()):  # n/a because the model misbehaved, not "does not apply"
+            model_nan.setdefault(e, {})[m] = int(g["nan_reason"].notna().sum())
+    reasons = scores["nan_reason"].dropna()
     man = r.manifest
     diagnostics = man.get("diagnostics") if isinstance(man.get("diagnostics"), dict) else summarise(r.details())
     resolved = {e["name"]: e["resolved"] for e in r.explainers if isinstance(e, dict) and e.get("resolved")}
@@ -48,6 +52,9 @@ def inspect_run(run_dir: str | Path) -> dict:
         "scores": means,
         "raw_scores": raw_means,
         "not_applicable": skipped,
+        "model_nan": model_nan,  # of not_applicable: scores the model's non-finite outputs spoiled
+        "model_nan_example": str(reasons.iloc[0]) if len(reasons) else None,
+        "backends": part_backends(r),
         "progress": man.get("progress"),
         "timing": man.get("timing"),
         # Axiom figures per explainer (median, worst, share of maps beyond the threshold) and
@@ -93,3 +100,15 @@ def _device_summary(model: dict) -> dict | None:
     return {"requested": dev.get("requested"), "resolved": dev.get("resolved"), "name": dev.get("name"),
             "reason": dev.get("reason"), "precision": model.get("precision"),
             "explain_batch_size": batches.get("resolved"), "forward_backoffs": batches.get("forward_backoffs")}
+
+
+def part_backends(r: RunReader) -> dict[str, int]:
+    """{backend of the gradient-free passes: committed parts it computed} from the parts'
+    commit records ("unrecorded" for parts written before they said)."""
+    from .summary.integrity import commit_record
+
+    out: dict[str, int] = {}
+    for p in r.parts():
+        b = ((commit_record(r.run_dir, p) or {}).get("backend") or {}).get("forward", "unrecorded")
+        out[str(b)] = out.get(str(b), 0) + 1
+    return out

@@ -81,6 +81,9 @@ def time_summary(timing: dict, *, finishing: float | None = None) -> str:
     wall = sum(phases.values())
     items = [f"{name} {format_seconds(phases[name])} ({100 * phases[name] / wall:.0f} %)" if wall > 0 else name
              for name in PHASES if phases.get(name, 0) >= 0.05]
+    decide = (timing.get("setup_s") or {}).get("fast_forward", 0.0)  # of setup: the fast-path decision
+    if decide >= 0.05 and items and items[0].startswith("setup "):
+        items[0] = items[0][:-1] + f", of it the fast-forward decision {format_seconds(decide)})"
     text = f"done in {format_seconds(wall)}: " + ", ".join(items) if items else f"done in {format_seconds(wall)}"
     if timing.get("workers"):
         work = {k: v for k, v in (timing.get("workers_s") or {}).items() if v >= 0.05}

@@ -69,4 +69,5 @@ def recompute_localisation(run_dir: str | Path, *, params: dict[str, dict] | Non
                 cols["metric"] += [met.instance_name] * len(raw)
                 cols["raw"] += raw.tolist()
                 cols["score"] += met.normalise(raw).tolist()
+    cols["nan_reason"] = [None] * len(cols["raw"])  # localisation never runs the model
     return pa.Table.from_pydict(cols, schema=SCHEMAS["scores"]).to_pandas()

@@ -85,8 +85,10 @@ def check_identity(ctx: RunContext, out_dir: Path, manifest: dict, n_parts: int,
     then_ds, now_ds = manifest.get("dataset") or {}, ctx.dataset.identity()
     then_m, now_m = manifest.get("model") or {}, ctx.model_identity()
     changed = [f"dataset {k}" for k in ("n_items", "sha256") if then_ds.get(k) != now_ds.get(k)]
-    changed += [f"model {k}" for k in ("weights_sha256", "torchscript_sha256", "module_sha256")
+    changed += [f"model {k}" for k in ("weights_sha256", "torchscript_sha256", "onnx_sha256", "module_sha256")
                 if then_m.get(k) != now_m.get(k)]
+    if served_model(then_m) != served_model(now_m):
+        changed.append(f"served model ({_said(served_model(then_m))} then, {_said(served_model(now_m))} now)")
     if not changed:
         return
     # A changed item count is never forced: the parts would not line up with the items.
@@ -97,15 +99,48 @@ def check_identity(ctx: RunContext, out_dir: Path, manifest: dict, n_parts: int,
                           + (", or pass --force to resume anyway" if forcible else ""))
 
 
+#: What identifies a model behind a V2 URL in its metadata (``server_model``): a model replaced
+#: behind the same URL shows in one of these, or goes unnoticed (a V1 server has no metadata).
+SERVED_IDENTITY = ("name", "versions", "platform", "inputs", "outputs")
+
+
+def served_model(model: dict) -> dict | None:
+    """The identifying part of a served model's recorded V2 metadata; None for a local model."""
+    if not model.get("url"):
+        return None
+    meta = model.get("server_model") if isinstance(model.get("server_model"), dict) else {}
+    return {k: meta.get(k) for k in SERVED_IDENTITY}
+
+
+def _said(ident: dict | None) -> str:
+    if not ident or not any(ident.values()):
+        return "no metadata"
+    return ", ".join(f"{k} {ident[k]}" for k in ("name", "versions", "platform") if ident.get(k) is not None) or "metadata"
+
+
 @contextmanager
 def owned(out_dir: Path):
-    """Hold the run directory's lock (``.lock``, pid + host) while writing it."""
+    """Hold the run directory's lock (``.lock``, pid + host) while writing it. Take it before
+    anything expensive (the model's setup), so a second writer is refused at once; a directory
+    this creates is removed again when nothing was written into it (a refusal before the run)."""
+    created = not out_dir.exists()
     make_run_dir(out_dir)
     lock = RunLock(out_dir).acquire()
     try:
         yield lock
     finally:
         lock.release()
+        if created:
+            try:
+                out_dir.rmdir()  # only succeeds while empty
+            except OSError:
+                pass
+
+
+def recorded_fast_forward(out_dir: Path) -> dict | None:
+    """The fast-forward decision a run recorded when it started (None for runs before it did)."""
+    ff = (read_manifest(out_dir).get("model") or {}).get("fast_forward")
+    return ff if isinstance(ff, dict) and ff.get("backend") else None
 
 
 def final_progress(writer: RunWriter, out_dir: Path, batches: list[list[int]]) -> bool:
@@ -151,14 +186,18 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
     """
     out_dir = Path(out_dir)
     report = RunProgress(progress)
-    with cpu_threads(config.threads) as threads:
-        ctx = RunContext.build(config, network=network, dataset=dataset, progress=report)
+    with cpu_threads(config.threads) as threads, owned(out_dir):  # the lock before the model's setup
+        decided = recorded_fast_forward(out_dir) if resume else None  # a resumed run keeps its backend
+        ctx = RunContext.build(config, network=network, dataset=dataset, progress=report, fast_forward=decided)
         batches = part_indices(len(ctx.dataset), config.batch_size)
-        with owned(out_dir):
-            writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
-            writer.manifest["model"].update(fast_forward=ctx.fast_forward, **ctx.model_record())  # decided again when resuming
-            return _run_parts(ctx, writer, out_dir, batches, report, stop_after_parts,
-                              pipelined=pipelined, threads=threads)
+        writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
+        # decided now, once (runs started before decisions were recorded record it now); the
+        # device and batch record are this process's
+        writer.manifest["model"].update(**ctx.model_record())
+        if decided is None:
+            writer.manifest["model"]["fast_forward"] = ctx.fast_forward
+        return _run_parts(ctx, writer, out_dir, batches, report, stop_after_parts,
+                          pipelined=pipelined, threads=threads)
 
 
 def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, report: RunProgress, stop_after_parts,
@@ -222,6 +261,8 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, repor
     writer.manifest["model"]["batches"] = ctx.model_record()["batches"]  # with the run's OOM back-offs
     timing = {
         "seconds": round(wall, 3),
+        # this process's setup before the first part: model loading, the fast-path decision
+        "setup_s": {k: round(v, 3) for k, v in ctx.stats.get("setup_s", {}).items()},
         "images_per_s": round(n_new / wall, 3) if wall > 0 and n_new else None,
         "model_passes": ctx.model.passes - passes0,
         "fast_forward_passes": ctx.fast_passes - fast0,

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import SummaryError, XaiError
+from .errors import SummaryError, XaiError, one_line_errors
 
 
 class Run:
@@ -241,7 +241,5 @@ class Run:
 
 def open_run(path: str | Path) -> Run:
     """The run in ``path`` (a directory holding ``manifest.json``)."""
-    from .api import _one_line_errors
-
-    with _one_line_errors():
+    with one_line_errors():
         return Run(path)

@@ -147,9 +147,11 @@ def synthetic_map(sample: int, label: int, explainer: str) -> np.ndarray:
 
 
 def write_synthetic(run_dir: Path, *, parts=((0, 1, 2), (3, 4)), sanity: dict | None = None,
-                    prob_std: bool = False, classes: list[str] = CLASSES, between_parts=None) -> Path:
+                    prob_std: bool = False, classes: list[str] = CLASSES, between_parts=None,
+                    counterfactuals: dict | None = None) -> Path:
     """``classes``: the model's classes (the first three are the explained ones).
-    ``between_parts()`` is called after each committed part (a writer still at work)."""
+    ``between_parts()`` is called after each committed part (a writer still at work);
+    ``counterfactuals``: {part: rows of its counterfactuals table}, for the parts that have one."""
     from xai_core.summary.writer import RunWriter, write_part
 
     metrics = [
@@ -205,7 +207,8 @@ def write_synthetic(run_dir: Path, *, parts=((0, 1, 2), (3, 4)), sanity: dict | 
             labels["prob_std"] = [0.01 * (i + 1) * (r[0] + 1) for i, r in rows]
             labels["ci_low"] = [max(0.0, r[1] - 0.1) for _, r in rows]
             labels["ci_high"] = [min(1.0, r[1] + 0.1) for _, r in rows]
-        write_part(run_dir, p, samples=samples, labels=labels, scores=scores, images=images, saliency=saliency)
+        write_part(run_dir, p, samples=samples, labels=labels, scores=scores, images=images, saliency=saliency,
+                   counterfactuals=(counterfactuals or {}).get(p))
         done += len(idx)
         w.progress(done, p + 1, force=True)
         if between_parts is not None:
@@ -217,12 +220,12 @@ def write_synthetic(run_dir: Path, *, parts=((0, 1, 2), (3, 4)), sanity: dict | 
 def write_running(run_dir: Path) -> Path:
     """A run whose writer is still at work: the first of its two parts is committed."""
     write_synthetic(run_dir)
-    import json as _json
+    from xai_core.summary.manifest import read_manifest, write_manifest
 
-    m = _json.loads((run_dir / "manifest.json").read_text())
+    m = read_manifest(run_dir)
     m.update(status="running", finished=None)
     m["progress"].update(done_samples=3, done_parts=1)
-    (run_dir / "manifest.json").write_text(_json.dumps(m))
+    write_manifest(run_dir, m)
     (run_dir / "tables" / "samples" / "part-000001.parquet").unlink()  # part 1 not committed yet
     return run_dir
 

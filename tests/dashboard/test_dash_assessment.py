@@ -196,3 +196,10 @@ def test_score_names_say_how_the_raw_value_was_mapped():
 
 def test_quick_ranking_agrees_with_the_comprehensive_score(synth_tables, long):
     assert A.quick_ranking(synth_tables) == A.comprehensive(long, EQUAL)["explainer"].tolist() == ["b", "a"]
+
+
+def test_weights_near_the_float_maximum_are_normalised_safely(long):
+    assert A.normalise_weights({"x": 1e308, "y": 1e308, "z": 0}) == {"x": 0.5, "y": 0.5, "z": 0.0}
+    assert A.normalise_weights({"x": 5e-324, "y": 5e-324}) == {"x": 0.5, "y": 0.5}
+    huge = A.comprehensive(long, {m: 1e308 for m in EQUAL})
+    pd.testing.assert_frame_equal(huge, A.comprehensive(long, EQUAL))

@@ -1,11 +1,8 @@
 """Counterfactual-page logic against the runner-made analyses run (read back with the plain
 reader as the reference) and small hand-written tables."""
 
-import json
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -16,7 +13,7 @@ from xai_core.dashboard import counterfactual as CF
 from xai_core.dashboard.render import MapStore
 from xai_core.errors import XaiError
 from xai_core.summary import RunReader
-from xai_core.summary.format import COUNTERFACTUALS_SCHEMA, table_path
+from xai_core.summary.manifest import read_manifest, write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -130,19 +127,16 @@ def test_runs_without_counterfactuals_say_how_to_enable_them(synth_tables, tmp_p
     assert args.config == "CONFIG.yaml" and args.out == "DIR"
     assert not len(CF.select_images(synth_tables, CF.CounterfactualFilter()))
     run = dash_runs.write_synthetic(tmp_path / "on")
-    m = json.loads((run / "manifest.json").read_text())
+    m = read_manifest(run)  # edited and sealed again, as the runner writes it
     m["config"] = {"counterfactual": {"enabled": True, "layers": 3}}
-    (run / "manifest.json").write_text(json.dumps(m))
+    write_manifest(run, m)
     assert "found none" in CF.availability(RunTables.load(run, root=tmp_path))
 
 
 def test_table_in_some_parts_only_and_unknown_pairs_dropped(tmp_path):
-    run = dash_runs.write_synthetic(tmp_path / "cf")
     rows = {"sample_index": [0, 0, 1], "label": [0, 0, 2], "layer": [1, 0, 0], "side": [2, 4, 4],
             "prob": [0.8, 0.7, 0.9], "boxes": [[[0, 0, 2, 2]], [[0, 0, 4, 4]], [[4, 4, 8, 8]]]}
-    path = table_path(run, "counterfactuals", 0)
-    path.parent.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pydict(rows, schema=COUNTERFACTUALS_SCHEMA), path)
+    run = dash_runs.write_synthetic(tmp_path / "cf", counterfactuals={0: rows})
     t = RunTables.load(run, root=tmp_path)       # part 1 has no counterfactuals file: optional
     cf = t.counterfactuals()
     # label 2 is not an explained label of sample 1: dropped; rows come in layer order

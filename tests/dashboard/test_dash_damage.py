@@ -1,7 +1,6 @@
 """Damaged runs read as damaged, never as zeros or a crash; nothing outside the logdir is read
 (issue 11, items 4 and 5)."""
 
-import json
 import os
 import zlib
 from pathlib import Path
@@ -13,6 +12,7 @@ from xai_core.dashboard import list_runs, open_run
 from xai_core.dashboard.render import MapStore
 from xai_core.errors import SummaryError
 from xai_core.summary import RunReader
+from xai_core.summary.manifest import read_manifest, write_manifest
 
 
 def chunk(run: Path, part: int, explainer: str = "a") -> Path:
@@ -51,13 +51,13 @@ def test_a_damaged_chunk_is_reported_not_read_as_zeros(tmp_path, damage):
     assert store.image(1, 0).any() and store.saliency("b", 1, 0).any()
 
 
-def test_a_truncated_table_part_is_reported_by_its_row_count(tmp_path):
+def test_a_truncated_table_part_is_reported(tmp_path):
     import pyarrow.parquet as pq
 
     run = dash_runs.write_synthetic(tmp_path / "r")
     p = run / "tables" / "scores" / "part-000000.parquet"
     pq.write_table(pq.read_table(p).slice(0, 3), p)
-    with pytest.raises(SummaryError, match="part 0 of table 'scores' has 3 rows"):
+    with pytest.raises(SummaryError, match="part 0, table 'scores' does not match its checksum"):
         RunReader(run).scores()
 
 
@@ -66,9 +66,9 @@ def test_a_truncated_table_part_is_reported_by_its_row_count(tmp_path):
 def test_a_wrong_typed_manifest_is_unreadable_and_healthy_runs_still_list(tmp_path, field, value):
     dash_runs.write_synthetic(tmp_path / "good")
     bad = dash_runs.write_synthetic(tmp_path / "bad")
-    m = json.loads((bad / "manifest.json").read_text())
+    m = read_manifest(bad)  # sealed again: the type checks, not the checksum, must catch it
     m[field] = value
-    (bad / "manifest.json").write_text(json.dumps(m))
+    write_manifest(bad, m)
     runs = {r.name: r for r in list_runs(tmp_path)}
     assert runs["good"].status == "complete"
     assert runs["bad"].status == "unreadable" and f"`{field}" in runs["bad"].error
@@ -142,3 +142,18 @@ def test_parts_without_a_commit_record_still_read(tmp_path):
     os.symlink(tmp_path / "elsewhere", f)
     with pytest.raises(SummaryError, match="outside the log directory"):
         MapStore(run).saliency("a", 1, 0)
+
+
+@pytest.mark.parametrize("folder", ["tables", "arrays", "tables/scores"])
+def test_a_run_whose_data_is_linked_outside_the_logdir_is_listed_as_unreadable(tmp_path, folder):
+    logdir, outside = tmp_path / "logs", tmp_path / "elsewhere"
+    run = dash_runs.write_synthetic(logdir / "run")
+    dash_runs.write_synthetic(logdir / "good")
+    (run / folder).rename(outside)
+    os.symlink(outside, run / folder)
+    runs = {r.name: r for r in list_runs(logdir)}
+    assert runs["good"].status == "complete"
+    assert runs["run"].status == "unreadable" and "outside the log directory" in runs["run"].error
+    assert runs["run"].status_text.startswith("unreadable: ")
+    with pytest.raises(SummaryError, match="outside the log directory"):
+        open_run(logdir, "run")

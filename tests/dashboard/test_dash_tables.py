@@ -46,7 +46,7 @@ def test_uncertainty_only_when_stored(tmp_path, synth_tables):
 
 
 def test_corrupt_part_is_a_clear_error(dash_logdir):
-    with pytest.raises(SummaryError, match=r"part-000001.*corrupt.*--resume"):
+    with pytest.raises(SummaryError, match=r"part-000001.*(corrupt|checksum).*--resume"):
         open_run(dash_logdir, "broken/corrupt_part")
 
 

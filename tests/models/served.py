@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -47,14 +49,15 @@ class ServerError(RuntimeError):
 
 @contextmanager
 def model_server(what: str, venv: Path, script: str, args: list[str], ready_path: str, log_path: Path, *,
-                 ready_s: float = 120.0):
-    """Start ``script`` (beside this file) with ``venv``'s Python on a free loopback port (given as
-    ``--port``); yield a :class:`Served` once ``GET ready_path`` answers; stop it on exit."""
+                 ready_s: float = 120.0, port: int | None = None):
+    """Start ``script`` (beside this file) with ``venv``'s Python on a loopback port (``port``, or a
+    free one; given as ``--port``); yield a :class:`Served` once ``GET ready_path`` answers; stop it
+    on exit (a server already killed is fine)."""
     python = venv / "bin" / "python"
     if not (venv / ".installed").is_file():
         raise ServerError(f"the {what} test server's venv {venv} is missing; build it with "
                           f"`make {venv.name}/.installed` (`make test` does)")
-    port = free_port()
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     with open(log_path, "w") as log:
         proc = subprocess.Popen([str(python), str(Path(__file__).with_name(script)), *args, "--port", str(port)],
@@ -88,10 +91,11 @@ def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
         proc.wait()
 
 
-def kserve_server(model_file: Path, log_path: Path, *, ready_s: float = 120.0):
-    """``kserve_server.py`` serving ``model_file`` (TorchScript) as ``MODEL`` and ``MODEL-probs``."""
+def kserve_server(model_file: Path, log_path: Path, *, ready_s: float = 120.0, port: int | None = None):
+    """``kserve_server.py`` serving ``model_file`` (TorchScript) as ``MODEL`` and ``MODEL-probs``
+    (on ``port``, or a free one)."""
     return model_server("KServe", KSERVE_VENV, "kserve_server.py", ["--model-file", str(model_file), "--name", MODEL],
-                        f"/v2/models/{MODEL}/ready", log_path, ready_s=ready_s)
+                        f"/v2/models/{MODEL}/ready", log_path, ready_s=ready_s, port=port)
 
 
 def seldon_server(model_file: Path, log_path: Path, *, ready_s: float = 120.0):
@@ -119,3 +123,74 @@ def trace_demo_cnn(path: Path) -> Path:
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.trace(load_demo_model(), torch.zeros(1, 3, 64, 64)).save(str(path))
     return path
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet request handler with ``_reply`` (JSON by default), for the loopback test servers."""
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, status: int, body: bytes, headers: dict | None = None):
+        self.send_response(status)
+        for k, v in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@dataclass
+class Relay:
+    """What a :func:`relay_server` did and answers: ``posts`` relayed or failed, ``failed``
+    (the 503s it answered), ``metadata`` (the V2 model metadata it answers GET with; None:
+    relay the GET too)."""
+
+    base: str
+    posts: int = 0
+    failed: int = 0
+    metadata: dict | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@contextmanager
+def relay_server(target: str, *, fail_every: int = 0, metadata: dict | None = None):
+    """A loopback HTTP server in front of ``target`` (the real KServe server) that relays every
+    request, except that POST number k (1-based) with k % ``fail_every`` == 0 is answered
+    ``503 {"error": "overloaded"}`` (a flaky server the client must retry), and GETs are
+    answered with ``metadata`` when it is set. Yields a :class:`Relay`."""
+    import requests
+
+    state = Relay("")
+
+    class Handler(JsonHandler):
+        def do_GET(self):
+            if state.metadata is not None:
+                import json
+
+                return self._reply(200, json.dumps(state.metadata).encode())
+            r = requests.get(target + self.path, timeout=30)
+            self._reply(r.status_code, r.content)
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            with state.lock:
+                state.posts += 1
+                fail = bool(fail_every) and state.posts % fail_every == 0
+                state.failed += fail
+            if fail:
+                return self._reply(503, b'{"error": "overloaded"}')
+            keep = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "inference-header-content-length")}
+            r = requests.post(target + self.path, data=body, headers=keep, timeout=60)
+            self._reply(r.status_code, r.content, {k: v for k, v in r.headers.items()
+                                                   if k.lower() in ("content-type", "inference-header-content-length")})
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.base = f"http://127.0.0.1:{srv.server_port}"
+    state.metadata = metadata
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield state
+    finally:
+        srv.shutdown()
+        srv.server_close()

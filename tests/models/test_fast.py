@@ -253,3 +253,76 @@ def test_a_network_with_hooks_stays_on_torch_without_an_export():
     h, info = enable_fast_forward(base, torch.rand(2, 3, SIZE, SIZE), batch_size=8, require_speedup=False)
     assert h is base and info["backend"] == "torch" and "forward hooks" in info["reason"]
     assert info["max_abs_diff"] is None and info["setup_s"] == 0.0
+
+
+# --- issue 15 item 7 and issue 19 item 3: a bounded probe, decided once --------------------------
+
+
+def test_auto_skips_the_probe_for_a_run_of_few_gradient_free_passes(toy_data, tmp_path, monkeypatch):
+    from xai_core.models import fast
+
+    exported = []
+    monkeypatch.setattr(fast, "export", lambda *a, **k: exported.append(1))
+    cfg = config_from_dict(toy_config(toy_data, tmp_path / "run", explainers=["gradient", "random"],
+                                      metrics=["pointing_game", "sparseness"]))
+    run(cfg, cfg.out, progress=False)
+    ff = RunReader(cfg.out).manifest["model"]["fast_forward"]
+    assert not exported and ff["backend"] == "torch" and ff["setup_s"] == 0.0
+    assert ff["estimated_passes"] == 12 and "too few to repay" in ff["reason"]  # one prediction per image
+
+
+def test_the_estimate_counts_what_the_fast_path_could_serve(toy_data, tmp_path):
+    from xai_core.models.fast import estimate_forward_passes
+
+    cfg = config_from_dict(toy_config(toy_data, tmp_path, explainers=[
+        "gradient", {"type": "rise", "params": {"masks": 100}}, {"type": "occlusion", "params": {"window": 8, "stride": 8}}],
+        metrics=[{"type": "deletion_auc", "params": {"steps": 10}}, "pointing_game"]))
+    explainers, metrics = cfg.instantiate()
+    n = estimate_forward_passes(explainers, metrics, n_items=5, labels_per_image=2, size=(32, 32))
+    # per label: RISE 100 + occlusion (24 // 8 + 2)² = 25 + deletion 10 for each of 3 explainers
+    assert n == 5 * (1 + 2 * (100 + 25 + 3 * 10))
+
+
+def test_the_probe_uses_at_most_16_images_at_every_batch_size():
+    base = toy_handle()
+    calls = []
+    hook = base.module.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    h, info = enable_fast_forward(base, torch.rand(8, 3, SIZE, SIZE), batch_size=64, require_speedup=False)
+    hook.remove()
+    assert info["probe_images"] == 16 and info["probe_batch_sizes"] == [1, 3, 64]
+    assert max(calls) == 64  # the largest batch size is checked (on the probe repeated)
+    # the old probe: 64 images, 12 at 1 and 3, 64 at 64, 4 × 64 to time: 344 torch passes per variant
+    assert sum(calls) <= 12 + 12 + 64 + 4 * 16
+
+
+def test_a_model_that_refuses_a_probe_batch_keeps_torch():
+    base = load_model(ModelSpec(factory="toy:picky_colour_net", factory_kwargs={"only": 3}, input_size=(SIZE, SIZE)),
+                      num_classes=3)
+    h, info = enable_fast_forward(base, torch.rand(4, 3, SIZE, SIZE), batch_size=8, require_speedup=False)
+    assert h is base and info["backend"] == "torch"
+    assert info["reason"] == ("the model raised ValueError: this network takes no batch of 3 images on a probe "
+                              "batch of 3 image(s); kept torch (a part that feeds it such a batch fails with this error)")
+
+
+def test_resume_follows_the_recorded_decision_without_deciding_again(toy_data, tmp_path, monkeypatch):
+    from xai_core.models import fast
+    from xai_core.summary.integrity import commit_record
+
+    raw = toy_config(toy_data, tmp_path / "run", explainers=["occlusion"], metrics=[], batch_size=4)
+    cfg = config_from_dict(raw)
+    monkeypatch.setattr(fast, "MIN_PASSES", 0)
+    monkeypatch.setattr(fast, "compare_speed", lambda *a: (1.0, 0.5))  # ONNX Runtime "faster" at the start
+    run(cfg, cfg.out, progress=False, stop_after_parts=1)
+    decided = RunReader(cfg.out).manifest["model"]["fast_forward"]
+    assert decided["backend"] == "onnxruntime"
+
+    def no_timing(*a):
+        raise AssertionError("a resumed run must not decide again")
+
+    monkeypatch.setattr(fast, "compare_speed", no_timing)  # a fresh decision here would time (and pick torch)
+    run(cfg, cfg.out, progress=False, resume=True)
+    r = RunReader(cfg.out)
+    assert r.status == "complete" and r.manifest["model"]["fast_forward"] == decided
+    backends = [commit_record(cfg.out, p)["backend"] for p in r.parts()]
+    assert [b["forward"] for b in backends] == ["onnxruntime"] * 3
+    assert all(0 < b["fast_passes"] <= b["passes"] for b in backends)

@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,7 @@ import requests
 import torch
 import yaml
 
-from served import MODEL, free_port
+from served import MODEL, JsonHandler, free_port
 from xai_core.cli import main
 from xai_core.config import config_from_dict
 from xai_core.dashboard import list_runs, open_run
@@ -214,18 +214,7 @@ def scripted_server(script: list, target: str | None = None):
     hits: list = []
     closing = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _reply(self, status: int, body: bytes, headers: dict | None = None):
-            self.send_response(status)
-            for k, v in {"Content-Type": "application/json", **(headers or {})}.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(JsonHandler):
         def do_GET(self):  # no V2 metadata here
             self._reply(404, b'{"error": "no metadata"}')
 

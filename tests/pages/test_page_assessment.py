@@ -141,3 +141,14 @@ def test_a_metric_random_scores_as_well_as_the_best_is_flagged_on_the_page(monke
     assert "Metric three is uninformative on this run: the random reference b scores 0.750" in warning
     assert "Metric three ⚠" in score_table(at).columns
     assert any("uninformative on this run: Metric three" in c.value for c in at.caption)
+
+
+def test_huge_weights_rank_like_equal_ones(monkeypatch, dash_logdir, means):
+    """Two weights of 1e308 summed to inf and made every weight 0 (an error deep in pandas)."""
+    at = open_page(monkeypatch, dash_logdir, CMP, dash_runs.RUNNER_RUN)
+    a, b = list(means.columns)[:2]
+    for m in means.columns:
+        at.number_input(key=f"cmp_w_{m}").set_value(1e308 if m in (a, b) else 0.0)
+    at.run()
+    assert not at.exception and not at.error
+    assert shown_ranking(at) == ranking(means, {a: 1.0, b: 1.0})

@@ -338,12 +338,12 @@ def test_each_explainer_column_has_a_colour_bar(at):
 
 
 def test_a_run_that_failed_half_way_shows_its_error_and_what_it_finished(monkeypatch, tmp_path):
-    import json
+    from xai_core.summary.manifest import read_manifest, write_manifest
 
     run = dash_runs.write_synthetic(tmp_path / "half")
-    m = json.loads((run / "manifest.json").read_text())
+    m = read_manifest(run)
     m.update(status="failed", error="OutOfMemoryError: part 2")
-    (run / "manifest.json").write_text(json.dumps(m))
+    write_manifest(run, m)
     at = open_page(monkeypatch, tmp_path, PAGE, "half")
     assert "This run failed: OutOfMemoryError: part 2" in at.error[0].value and "5 finished images" in at.error[0].value
     assert len(pictures(at)) == 5

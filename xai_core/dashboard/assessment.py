@@ -189,7 +189,8 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int = N_BOOT, level: float = 0.9
 def explainer_metric_table(t: RunTables, *, n_boot: int = N_BOOT, seed: int = 0,
                            rows_filter: RowFilter = ALL_ROWS) -> pd.DataFrame:
     """Long table, one row per explainer × metric present in the run: ``n`` finite results,
-    ``skipped`` non-finite ones, ``mean`` of the [0, 1] score, ``ci_low``/``ci_high``,
+    ``skipped`` non-finite ones (``model_nan`` of them because the model's outputs were not
+    finite, the rest because the metric does not apply), ``mean`` of the [0, 1] score, ``ci_low``/``ci_high``,
     ``ci_method``, ``raw_mean`` (finite raw values, in the metric's own units); over the
     results ``rows_filter`` keeps."""
     rows = []
@@ -204,10 +205,12 @@ def explainer_metric_table(t: RunTables, *, n_boot: int = N_BOOT, seed: int = 0,
             fin = np.isfinite(s)
             lo, hi, how = bootstrap_ci(s[fin], n_boot=n_boot, seed=seed)
             fr = np.isfinite(raw)
+            model_nan = int(part["nan_reason"].notna().sum()) if "nan_reason" in part else 0
             rows.append({"explainer": e, "metric": m.name, "n": int(fin.sum()), "skipped": int((~fin).sum()),
+                         "model_nan": model_nan,
                          "mean": float(s[fin].mean()) if fin.any() else float("nan"), "ci_low": lo, "ci_high": hi,
                          "ci_method": how, "raw_mean": float(raw[fr].mean()) if fr.any() else float("nan")})
-    cols = ["explainer", "metric", "n", "skipped", "mean", "ci_low", "ci_high", "ci_method", "raw_mean"]
+    cols = ["explainer", "metric", "n", "skipped", "model_nan", "mean", "ci_low", "ci_high", "ci_method", "raw_mean"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -217,10 +220,14 @@ def normalise_weights(weights: Mapping[str, float]) -> dict[str, float]:
     bad = [k for k, v in w.items() if not np.isfinite(v) or v < 0]
     if bad:
         raise XaiError(f"metric weights must be finite and ≥ 0; got {', '.join(f'{k}={w[k]}' for k in bad)}")
-    total = sum(w.values())
-    if total <= 0:
+    top = max(w.values(), default=0.0)
+    if top <= 0:
         raise XaiError("every metric weight is 0; give at least one metric a positive weight")
-    return {k: v / total for k, v in w.items()}
+    # Scaled by the largest first: a sum of weights near the float maximum (1e308 + 1e308)
+    # would overflow to inf and make every weight 0.
+    scaled = {k: v / top for k, v in w.items()}
+    total = sum(scaled.values())
+    return {k: v / total for k, v in scaled.items()}
 
 
 def comprehensive(long: pd.DataFrame, weights: Mapping[str, float]) -> pd.DataFrame:
@@ -266,7 +273,7 @@ def assessment_table(t: RunTables, long: pd.DataFrame, weights: Mapping[str, flo
     for m in metric_infos(t):
         g = long[long["metric"] == m.name].set_index("explainer")
         for col, src in (("mean", "mean"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("n", "n"), ("skipped", "skipped"),
-                         ("raw_mean", "raw_mean")):
+                         ("raw_mean", "raw_mean"), ("model n/a", "model_nan")):
             table[f"{m.name} {col}"] = table["explainer"].map(g[src]) if len(g) else np.nan
     # The weights used, normalised, so a downloaded table says how its score was made.
     norm = normalise_weights(weights)
@@ -424,12 +431,15 @@ def interval_table(table: pd.DataFrame, infos: list[MetricInfo]) -> pd.DataFrame
     for m in infos:
         if f"{m.name} mean" not in table:
             continue
-        for e, mean, lo, hi, n, sk in zip(table["explainer"], table[f"{m.name} mean"], table[f"{m.name} ci_low"],
-                                          table[f"{m.name} ci_high"], table.get(f"{m.name} n", [np.nan] * len(table)),
-                                          table[f"{m.name} skipped"]):
+        for e, mean, lo, hi, n, sk, bad in zip(table["explainer"], table[f"{m.name} mean"], table[f"{m.name} ci_low"],
+                                               table[f"{m.name} ci_high"], table.get(f"{m.name} n", [np.nan] * len(table)),
+                                               table[f"{m.name} skipped"],
+                                               table.get(f"{m.name} model n/a", [np.nan] * len(table))):
             ok = np.isfinite(mean)
+            # Scores the model's non-finite outputs spoiled are not "does not apply": said so.
+            why = f" ({int(bad)}: the model returned non-finite outputs)" if bad == bad and bad else ""
             rows.append({"explainer": e, "metric": m.score_name, "mean": f"{mean:.3f}" if ok else MISSING,
                          "95 % interval": f"[{lo:.3f}, {hi:.3f}]" if ok and np.isfinite(lo) else MISSING,
                          "results": MISSING if n != n else str(int(n)),
-                         "skipped": MISSING if sk != sk else str(int(sk))})
+                         "skipped": MISSING if sk != sk else str(int(sk)) + why})
     return pd.DataFrame(rows, columns=["explainer", "metric", "mean", "95 % interval", "results", "skipped"])

@@ -47,6 +47,7 @@ def sample_detail(t: RunTables, pos: int) -> SampleDetail:
         "metric": sc["metric"].astype(str).to_numpy(),
         "raw": sc["raw"].to_numpy(),
         "score": sc["score"].to_numpy(),
+        "nan_reason": sc["nan_reason"].to_numpy() if "nan_reason" in sc else [None] * len(sc),
     })
     return SampleDetail(
         row=row, source=str(s["source"].iat[pos]),
@@ -93,19 +94,21 @@ def scores_pivot(t: RunTables, scores: pd.DataFrame, label: int) -> pd.DataFrame
     """The detail view's scores for one label: explainers × metrics (run order), headed by
     the score names ("Deletion (1 − AUC)"; label-agnostic metrics say "whole image"), as text:
     "0.977" or, where the score is a mapping of the raw value, "0.977 (0.023)"; "—" where the
-    metric has no value for that label."""
+    metric has no value for that label; "n/a: <reason>" where the model's non-finite outputs
+    left it without one."""
     sc = scores[(scores["label_index"].to_numpy() == label) | (scores["label_index"].to_numpy() < 0)]
     if not len(sc):
         return pd.DataFrame()
     infos = {m.name: m for m in metric_infos(t)}
     metrics = [m for m in dict.fromkeys([m.get("name") for m in t.metrics] + list(sc["metric"])) if m in set(sc["metric"])]
     explainers = [e for e in dict.fromkeys(list(t.explainers) + list(sc["explainer"])) if e in set(sc["explainer"])]
-    cells = {(e, m): (s, r) for e, m, s, r in zip(sc["explainer"], sc["metric"], sc["score"], sc["raw"])}
+    why = sc["nan_reason"] if "nan_reason" in sc else [None] * len(sc)
+    cells = {(e, m): (s, r, w) for e, m, s, r, w in zip(sc["explainer"], sc["metric"], sc["score"], sc["raw"], why)}
 
     def text(e, m):
-        s, r = cells.get((e, m), (np.nan, np.nan))
+        s, r, w = cells.get((e, m), (np.nan, np.nan, None))
         if not np.isfinite(s):
-            return MISSING
+            return f"n/a: {w}" if isinstance(w, str) else MISSING
         info = infos.get(m)
         return f"{s:.3f} ({r:.3f})" if info is not None and info.mapped and np.isfinite(r) else f"{s:.3f}"
 

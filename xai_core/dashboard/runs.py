@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..axioms import run_warnings
 from ..errors import SummaryError, XaiError
-from ..summary.format import MANIFEST
+from ..summary.format import MANIFEST, TABLES
 from ..summary.reader import find_runs, read_manifest
 
 DEFAULT_LOGDIR = "summaries"
@@ -114,6 +114,8 @@ def run_info(logdir: Path, run_dir: Path, *, now: datetime | None = None) -> Run
     name = run_name(logdir, run_dir)
     try:
         ensure_inside(logdir, run_dir / MANIFEST)
+        for sub in _run_folders(run_dir):  # a run whose data lives outside the logdir is never read
+            ensure_inside(logdir, sub)
         m = read_manifest(run_dir)
     except XaiError as e:
         return RunInfo(name, run_dir, "unreadable", error=str(e))
@@ -132,6 +134,12 @@ def run_info(logdir: Path, run_dir: Path, *, now: datetime | None = None) -> Run
         stale=status == "running" and _is_stale(updated, now or datetime.now(timezone.utc)),
         warnings=tuple(w for ws in run_warnings(m).values() for w in ws),
     )
+
+
+def _run_folders(run_dir: Path) -> list[Path]:
+    """The folders a run's data lives in (``tables``, ``arrays``, each table's), where present."""
+    subs = [run_dir / "tables", run_dir / "arrays", *(run_dir / "tables" / t for t in TABLES)]
+    return [p for p in subs if os.path.lexists(p)]
 
 
 def list_runs(logdir: str | Path) -> list[RunInfo]:

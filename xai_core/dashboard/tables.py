@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from ..errors import SummaryError
 from ..labels import TAGS
 from ..summary.format import MANIFEST, SCHEMAS, arrays_path, table_path
+from ..summary.parts import check_table_files, table_parts
 from ..summary.reader import RunReader
 from .runs import ensure_inside
 
@@ -46,11 +47,12 @@ def run_stamp(run_dir: str | Path) -> int:
 
 
 def _read_table(run_dir: Path, root: Path, name: str, parts: list[int], columns: list[str],
-                optional: tuple[str, ...] = (), dictionary: tuple[str, ...] = ()) -> pa.Table:
+                optional: tuple[str, ...] = (), dictionary: tuple[str, ...] = (), records: dict | None = None) -> pa.Table:
     """Only the needed columns of every committed part, in part order, read as one dataset
     (pyarrow reads the files in parallel). ``optional`` columns are kept when the files have
     them (later format additions such as ``prob_std``); parts without them read as null."""
     files = [str(ensure_inside(root, table_path(run_dir, name, p))) for p in parts]
+    check_table_files(run_dir, name, parts, records)  # a changed byte is damage, not data (FORMAT.md)
     if not files:
         return SCHEMAS[name].empty_table().select(columns)
     try:
@@ -101,7 +103,7 @@ class RunTables:
     extra: pa.Table                # per sample, not converted: gt_labels, probs, boxes
     labels: pd.DataFrame           # pos, sample_index, label, prob, tag, is_gt, part, map_offset[, UNCERTAINTY]
     starts: np.ndarray             # (n_samples + 1,) int64 offsets of each sample's label rows
-    scores: pd.DataFrame           # explainer, metric, pos, lrow, label, raw, score
+    scores: pd.DataFrame           # explainer, metric, pos, lrow, label, raw, score[, nan_reason]
     pair_slices: dict              # (explainer, metric) -> slice of `scores`
     root: Path | None = None       # the logdir bounding every path read later (lazy tables)
     parts: tuple[int, ...] = ()    # committed parts at load time
@@ -121,8 +123,10 @@ class RunTables:
         for p in parts:
             ensure_inside(root, arrays_path(run_dir, p))
 
+        records: dict = {}  # the parts' commit records, read once for the three tables
         s = _read_table(run_dir, root, "samples", parts,
-                        ["sample_index", "sample_id", "source", "part", "offset", "height", "width", "gt_labels", "probs", "boxes"])
+                        ["sample_index", "sample_id", "source", "part", "offset", "height", "width", "gt_labels", "probs", "boxes"],
+                        records=records)
         order = pa.compute.sort_indices(s, [("sample_index", "ascending")])
         s = s.take(order)
         samples = s.select(["sample_index", "sample_id", "source", "part", "offset", "height", "width"]).to_pandas()
@@ -133,7 +137,7 @@ class RunTables:
 
         lab = _read_table(run_dir, root, "labels", parts,
                           ["sample_index", "label", "prob", "tag", "is_gt", "part", "map_offset"],
-                          optional=UNCERTAINTY, dictionary=("tag",)).to_pandas()
+                          optional=UNCERTAINTY, dictionary=("tag",), records=records).to_pandas()
         # Uncertainty columns are optional and null when the run did not compute them.
         lab = lab.drop(columns=[c for c in UNCERTAINTY if c in lab and lab[c].isna().all()])
         lpos = np.searchsorted(sidx, lab["sample_index"].to_numpy())
@@ -148,7 +152,7 @@ class RunTables:
 
         sc = _read_table(run_dir, root, "scores", parts,
                          ["sample_index", "label", "explainer", "metric", "raw", "score"],
-                         dictionary=("explainer", "metric")).to_pandas()
+                         optional=("nan_reason",), dictionary=("explainer", "metric"), records=records).to_pandas()
         scores = cls._index_scores(sc, sidx, lab)
         pairs = {}
         if len(scores):
@@ -183,6 +187,9 @@ class RunTables:
             "label": label.astype(np.int32),
             "raw": sc["raw"].to_numpy(np.float64),
             "score": sc["score"].to_numpy(np.float64),
+            # why a NaN score is NaN when the model misbehaved (FORMAT.md); absent in older runs
+            **({"nan_reason": sc["nan_reason"].to_numpy(object)} if "nan_reason" in sc and sc["nan_reason"].notna().any()
+               else {}),
         })[keep]
         codes = out["explainer"].cat.codes.to_numpy().astype(np.int64) * 65536 + out["metric"].cat.codes.to_numpy()
         return out.iloc[np.argsort(codes, kind="stable")].reset_index(drop=True)
@@ -293,7 +300,7 @@ class RunTables:
         """An optional table (format.OPTIONAL_TABLES) from the committed parts that have it:
         (rows, each row's sample position, whether that sample is in the samples table)."""
         root = self.root if self.root is not None else self.run_dir
-        have = [p for p in self.parts if ensure_inside(root, table_path(self.run_dir, name, p)).is_file()]
+        have = [p for p in table_parts(self.run_dir, name, self.parts) if ensure_inside(root, table_path(self.run_dir, name, p))]
         df = _read_table(self.run_dir, root, name, have, columns).to_pandas()
         sidx, si = self.samples["sample_index"].to_numpy(), df["sample_index"].to_numpy()
         spos = np.minimum(np.searchsorted(sidx, si), max(len(sidx) - 1, 0))

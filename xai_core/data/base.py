@@ -189,10 +189,21 @@ def prepare_batch(dataset: Dataset, indices: Sequence[int], size: tuple[int, int
     return PreparedBatch(list(indices), samples, pixels, disp, boxes, masks)
 
 
-def object_mask(boxes: Sequence[Box], mask: np.ndarray | None, label: int, size: tuple[int, int]) -> np.ndarray | None:
-    """(H, W) bool: where objects of ``label`` are, from the mask if any, else from boxes.
+def box_span(lo: float, hi: float, n: int) -> tuple[int, int]:
+    """Pixels [start, stop) of an axis of ``n`` pixels whose centre i + 0.5 lies in [lo, hi):
+    i + 0.5 ≥ lo ⇔ i ≥ ⌈lo − 0.5⌉, and i + 0.5 < hi ⇔ i < ⌈hi − 0.5⌉. A box covering no
+    pixel centre spans no pixel (start == stop)."""
+    start = min(max(int(np.ceil(lo - 0.5)), 0), n)
+    return start, min(max(int(np.ceil(hi - 0.5)), start), n)
 
-    None when the sample carries no localisation for that label.
+
+def object_mask(boxes: Sequence[Box], mask: np.ndarray | None, label: int, size: tuple[int, int]) -> np.ndarray | None:
+    """(H, W) bool: where objects of ``label`` are, from the mask if any, else from boxes: a
+    pixel (row r, column c) is inside a box when its centre (r + 0.5, c + 0.5) is, minima
+    inclusive and maxima exclusive (:func:`box_span`).
+
+    None when the sample carries no localisation for that label, or when its boxes cover no
+    pixel centre (nothing to point at: localisation does not apply).
     """
     if mask is not None:
         m = mask == (label + 1)
@@ -203,8 +214,6 @@ def object_mask(boxes: Sequence[Box], mask: np.ndarray | None, label: int, size:
         return None
     out = np.zeros(size, dtype=bool)
     for b in sel:
-        # Pixel (r, c) is inside when its centre (r + .5, c + .5) is inside the box.
-        r0, r1 = int(np.floor(b.y_min + 0.5)), int(np.ceil(b.y_max - 0.5))
-        c0, c1 = int(np.floor(b.x_min + 0.5)), int(np.ceil(b.x_max - 0.5))
-        out[max(r0, 0): max(r1, r0 + 1), max(c0, 0): max(c1, c0 + 1)] = True
-    return out
+        (r0, r1), (c0, c1) = box_span(b.y_min, b.y_max, size[0]), box_span(b.x_min, b.x_max, size[1])
+        out[r0:r1, c0:c1] = True
+    return out if out.any() else None

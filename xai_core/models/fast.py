@@ -39,6 +39,13 @@ TOLERANCE = 1e-5  # max |logit difference| for the export to count as exact
 # probe below this share of torch's (a quiet 2-core machine measured the demo CNN at parity).
 SPEEDUP_NEEDED = 0.9
 OPSET = 17
+# Distinct probe images (the run's own and perturbed copies). The largest batch size is checked
+# on these repeated, so the probe costs about the same whatever the run's batch size.
+PROBE_IMAGES = 16
+# "auto" skips the export and the probe when the run's gradient-free passes are estimated
+# below this (:func:`estimate_forward_passes`): on a 2-core machine the probe of the demo CNN
+# took 0.2 s quiet and 4-8 s loaded, more than ONNX Runtime saves on a few thousand passes.
+MIN_PASSES = 5_000
 
 
 @dataclass
@@ -52,6 +59,7 @@ class FastForwardHandle(ClassifierHandle):
     exported: Any = None  # an :class:`Exported`
     info: dict = field(default_factory=dict)
     fast_passes: int = 0
+    backend = "onnxruntime"
 
     def __post_init__(self):
         super().__post_init__()
@@ -78,7 +86,7 @@ class FastForwardHandle(ClassifierHandle):
         n = int(x.shape[0])
         self.passes += n
         self.fast_passes += n
-        return torch.from_numpy(self.exported(x.detach().contiguous().numpy()))
+        return self._counted(torch.from_numpy(self.exported(x.detach().contiguous().numpy())))
 
 
 def _has_hooks(modules) -> bool:
@@ -169,19 +177,37 @@ def probe_images(images: torch.Tensor, n: int, *, seed: int = 0) -> torch.Tensor
     return torch.cat(out)[:n].contiguous()
 
 
+class ProbeFailed(Exception):
+    """The torch model or its export raised on a probe batch (``side``: "torch" or "export")."""
+
+    def __init__(self, side: str, batch: int, error: Exception):
+        text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        super().__init__(f"{type(error).__name__}: {text}".rstrip(": "))
+        self.side, self.batch = side, batch
+
+
+def _run_side(side: str, fn, x):
+    try:
+        return fn(x)
+    except Exception as e:  # the user's forward or ONNX Runtime, at a batch size they may not take
+        raise ProbeFailed(side, int(x.shape[0]), e) from e
+
+
 def max_logit_diff(module, exported: Exported, probe: torch.Tensor, batch_sizes, *, small: int = 12) -> float:
     """Max |torch − ORT logits| over ``probe`` cut in batches of each of ``batch_sizes``
     (inf when the shapes differ, NaN when either side gives NaN). Batch sizes below
-    ``small`` see only the first ``small`` images: every size is covered for a third of the
-    passes of the whole probe at each size."""
+    ``small`` see only the first ``small`` images; a size above the probe's length sees the
+    probe repeated to that size. :class:`ProbeFailed` when either side raises."""
     worst = 0.0
     with torch.no_grad():
         for b in batch_sizes:
             images = probe if b >= small else probe[:small]
+            if b > images.shape[0]:
+                images = images.repeat((b + images.shape[0] - 1) // images.shape[0], 1, 1, 1)[:b]
             for i in range(0, images.shape[0], b):
                 x = images[i: i + b].contiguous()
-                ref = module(x).numpy()
-                out = exported(x.numpy())
+                ref = _run_side("torch", module, x).numpy()
+                out = _run_side("export", lambda t: exported(t.numpy()), x)
                 if out.shape != ref.shape:
                     return float("inf")
                 d = float(np.abs(out.astype(np.float64) - ref).max())
@@ -204,9 +230,49 @@ def time_per_image(fn, x, repeats: int = 3) -> float:
 def compare_speed(module, exported: "Exported", probe: torch.Tensor) -> tuple[float, float]:
     """(torch ms/img, ONNX Runtime ms/img) on the whole probe in one batch, best of 3 each."""
     with torch.no_grad():
-        t_torch = time_per_image(module, probe)
-    t_ort = time_per_image(lambda x: exported(x.numpy()), probe)
+        t_torch = time_per_image(lambda x: _run_side("torch", module, x), probe)
+    t_ort = time_per_image(lambda x: _run_side("export", lambda t: exported(t.numpy()), x), probe)
     return round(t_torch, 4), round(t_ort, 4)
+
+
+def _failed(e: ProbeFailed) -> str:
+    """The manifest's reason for keeping torch after :class:`ProbeFailed`."""
+    if e.side == "torch":
+        return (f"the model raised {e} on a probe batch of {e.batch} image(s); kept torch (a part that feeds it "
+                "such a batch fails with this error)")
+    return f"the export raised {e} on a probe batch of {e.batch} image(s); kept torch"
+
+
+def estimate_forward_passes(explainers, metrics, *, n_items: int, labels_per_image: int, size, extra_per_image: int = 0) -> int:
+    """A rough count of the gradient-free passes a run makes (what the fast path could serve):
+    the batch's predictions, and per explained label the forward-only explainers' passes
+    (their ``masks``/``samples``/``max_passes``, occlusion's windows) and the activation
+    metrics' (``steps``, ``fractions``, ``samples``, or 50) per explainer, times the explainer's
+    passes again for metrics that re-explain. Gradient passes are not counted: torch runs them."""
+    h, w = size
+
+    def explainer(e) -> int:
+        if e.needs_gradients:
+            return 0
+        p = e.params
+        for key in ("masks", "samples", "max_passes"):
+            if isinstance(getattr(p, key, None), int):
+                return int(getattr(p, key))
+        if hasattr(e, "geometry"):  # occlusion: one pass per window
+            win, stride = e.geometry(h, w)
+            return (max(h - win, 0) // max(stride, 1) + 2) * (max(w - win, 0) // max(stride, 1) + 2)
+        return 0
+
+    def metric(m, e) -> int:
+        p = m.params
+        n = next((len(v) if isinstance(v, (tuple, list)) else int(v) for key in ("steps", "fractions", "samples")
+                  if isinstance(v := getattr(p, key, None), (int, tuple, list)) and not isinstance(v, bool)), 50)
+        if "explainer" in m.needs:
+            return n * (explainer(e) + 1)
+        return n if "activation" in m.needs else 0
+
+    per_label = sum(explainer(e) + sum(metric(m, e) for m in metrics) for e in explainers)
+    return int(n_items * (1 + extra_per_image + labels_per_image * per_label))
 
 
 def enable_fast_forward(handle: ClassifierHandle, images: torch.Tensor, *, batch_size: int,
@@ -227,8 +293,8 @@ def enable_fast_forward(handle: ClassifierHandle, images: torch.Tensor, *, batch
         info.update(reason="the network has forward hooks, which only torch runs", setup_s=0.0)
         return handle, info
     t0 = time.perf_counter()
-    probe = probe_images(images, max(batch_size, 4))
-    sizes = sorted({1, 3, probe.shape[0]})
+    probe = probe_images(images, min(max(batch_size, 4), PROBE_IMAGES))
+    sizes = sorted({1, 3, max(batch_size, 4)})
     info.update(probe_images=int(probe.shape[0]), probe_batch_sizes=sizes)
     tried = []
     for variant, fold, optimize in VARIANTS:
@@ -239,11 +305,16 @@ def enable_fast_forward(handle: ClassifierHandle, images: torch.Tensor, *, batch
             info.update(reason=f"ONNX export failed: {type(e).__name__}: {text}".rstrip(": "),
                         setup_s=round(time.perf_counter() - t0, 3))
             return handle, info  # an unexportable model fails the same way in every variant
-        diff = max_logit_diff(handle.module, exported, probe, sizes)
+        try:
+            diff = max_logit_diff(handle.module, exported, probe, sizes)
+            timings = compare_speed(handle.module, exported, probe) if diff <= tolerance else None
+        except ProbeFailed as e:
+            info.update(reason=_failed(e), setup_s=round(time.perf_counter() - t0, 3))
+            return handle, info
         tried.append(f"{variant} {diff:.3g}")
         info["max_abs_diff"] = diff if info["max_abs_diff"] is None else min(info["max_abs_diff"], diff)
         if diff <= tolerance:
-            t_torch, t_ort = compare_speed(handle.module, exported, probe)
+            t_torch, t_ort = timings
             info.update(export=variant, max_abs_diff=diff, ms_per_image={"torch": t_torch, "onnxruntime": t_ort})
             if require_speedup and not t_ort < SPEEDUP_NEEDED * t_torch:
                 info.update(reason=f"the export is exact but not faster here: {t_ort:.3g} ms/img in ONNX Runtime, "
@@ -251,10 +322,39 @@ def enable_fast_forward(handle: ClassifierHandle, images: torch.Tensor, *, batch
                             setup_s=round(time.perf_counter() - t0, 3))
                 return handle, info
             info.update(backend="onnxruntime", setup_s=round(time.perf_counter() - t0, 3))
-            fast = FastForwardHandle(module=handle.module, activation=handle.activation,
-                                     input_size=handle.input_size, num_classes=handle.num_classes, channels=handle.channels,
-                                     passes=handle.passes, exported=exported, info=info)
-            return fast, info
+            return _fast_handle(handle, exported, info), info
     info.update(reason=f"the export is not exact: max |logit difference| ({', '.join(tried)}) > {tolerance:g}",
                 setup_s=round(time.perf_counter() - t0, 3))
     return handle, info
+
+
+def _fast_handle(handle: ClassifierHandle, exported: Exported, info: dict) -> FastForwardHandle:
+    return FastForwardHandle(module=handle.module, activation=handle.activation, input_size=handle.input_size,
+                             num_classes=handle.num_classes, channels=handle.channels, passes=handle.passes,
+                             exported=exported, info=info)
+
+
+def reuse_fast_forward(handle: ClassifierHandle, images: torch.Tensor, decided: dict, *,
+                       batch_size: int) -> tuple[ClassifierHandle, str | None]:
+    """(the handle to run with, None) following a recorded decision ``decided`` (the manifest's
+    ``model.fast_forward``) without deciding again: ``--resume`` and Dask workers compute
+    their parts with the backend the run chose when it started. An ``onnxruntime`` decision
+    exports the recorded variant again and checks that it is exact here (no timing); if it is
+    not (another machine, another ONNX Runtime), the handle stays on torch and the second
+    element says why — each part records the backend that computed it."""
+    if decided.get("backend") != "onnxruntime":
+        return handle, None
+    variant = decided.get("export", VARIANTS[0][0])
+    fold, optimize = next(((f, o) for name, f, o in VARIANTS if name == variant), VARIANTS[0][1:])
+    probe = probe_images(images, min(max(batch_size, 4), PROBE_IMAGES))
+    try:
+        exported = export(handle.module, images[:1], fold=fold, optimize=optimize)
+        diff = max_logit_diff(handle.module, exported, probe, sorted({1, 3, max(batch_size, 4)}))
+    except ProbeFailed as e:
+        return handle, _failed(e)
+    except Exception as e:  # the exporter's own errors
+        return handle, f"the recorded export {variant!r} failed here: {type(e).__name__}"
+    tolerance = float(decided.get("tolerance", TOLERANCE))
+    if not diff <= tolerance:
+        return handle, f"the recorded export {variant!r} is not exact here ({diff:.3g} > {tolerance:g}); kept torch"
+    return _fast_handle(handle, exported, dict(decided)), None

@@ -45,10 +45,26 @@ class PixelSpaceModel(nn.Module):
 
 
 class _Probabilities:
-    """What both handles derive from ``logits``: probabilities, chunked prediction."""
+    """What both handles derive from ``logits``: probabilities, chunked prediction, and the
+    count of passes whose logits were not finite."""
 
     activation: str
     num_classes: int
+
+    def _counted(self, out: torch.Tensor) -> torch.Tensor:
+        """``out`` (N, K) logits, after adding its rows holding a NaN or ±inf to the count
+        :meth:`take_nonfinite` reads. The count stays a tensor on ``out``'s device: no host
+        round trip per pass."""
+        bad = (~torch.isfinite(out.detach())).any(dim=1).sum() if out.ndim == 2 else (~torch.isfinite(out.detach())).sum()
+        counts = self.__dict__.setdefault("_nonfinite", {})
+        counts[bad.device] = bad + counts[bad.device] if bad.device in counts else bad
+        return out
+
+    def take_nonfinite(self) -> int:
+        """Passes (images) whose logits held a NaN or ±inf since the last call; resets the
+        count. Read it once per explanation or metric evaluation (it waits for the device)."""
+        counts = self.__dict__.pop("_nonfinite", {})
+        return int(sum(int(c) for c in counts.values()))
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """(N, K) logits → (N, K) probabilities, differentiable."""
@@ -66,7 +82,12 @@ class _Probabilities:
     @torch.no_grad()
     def predict(self, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
         """Probabilities (N, K) without gradients, in chunks of ``batch_size``."""
-        out = [self.probs(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+        return self.activate(self.predict_logits(x, batch_size=batch_size))
+
+    @torch.no_grad()
+    def predict_logits(self, x: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
+        """Logits (N, K) without gradients, in chunks of ``batch_size``."""
+        out = [self.logits(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         return torch.cat(out) if out else torch.zeros(0, self.num_classes, device=self.device)
 
 
@@ -97,6 +118,7 @@ class ClassifierHandle(_Probabilities):
     batches: PassBatches = field(default_factory=PassBatches)
     supports_gradients = True  # class attribute, not a field: see ForwardOnlyHandle
     kind = "pytorch"
+    backend = "torch"  # what runs the gradient-free passes (a part's commit record says it)
 
     def __post_init__(self):
         if self.activation not in ACTIVATIONS:
@@ -137,14 +159,14 @@ class ClassifierHandle(_Probabilities):
         if torch.is_grad_enabled() and x.requires_grad:
             out = self.module(x)
             self.passes += int(x.shape[0])
-            return out
+            return self._counted(out)
         return self.batches.forward(self._forward_only, x, self.device)
 
     def _forward_only(self, x: torch.Tensor) -> torch.Tensor:
         with autocast(self.precision, self.device):
             out = self.module(x)
         self.passes += int(x.shape[0])
-        return out.float() if self.precision != "fp32" else out
+        return self._counted(out.float() if self.precision != "fp32" else out)
 
 
 class ForwardOnlyHandle(_Probabilities):
@@ -166,6 +188,10 @@ class ForwardOnlyHandle(_Probabilities):
     batches = None
     patch_grid = None
     output_choice: dict | None = None  # set by handles with several named outputs (ONNX, V2)
+
+    @property
+    def backend(self) -> str:
+        return self.kind
 
     def __init__(self, *, activation: str, input_size: tuple[int, int], num_classes: int, channels: int = 3):
         if activation not in ACTIVATIONS:
@@ -190,4 +216,4 @@ class ForwardOnlyHandle(_Probabilities):
             raise ModelError(f"this model is served by {self.kind}: gradients are unavailable")
         self.passes += int(x.shape[0])
         out = self._forward(to_host(x.detach()).to(torch.float32).contiguous().numpy())
-        return torch.from_numpy(out.astype("float32", copy=False))
+        return self._counted(torch.from_numpy(out.astype("float32", copy=False)))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 TABLES = ("samples", "labels", "scores", "counterfactuals", "details")
 
@@ -48,6 +47,9 @@ SCORES_SCHEMA = pa.schema([
     ("metric", pa.string()),
     ("raw", pa.float64()),
     ("score", pa.float64()),           # raw mapped to [0, 1], higher = better
+    # Why a NaN score is NaN when the model misbehaved (non-finite outputs); null otherwise, and
+    # in parts written before the column existed.
+    ("nan_reason", pa.string()),
 ])
 COUNTERFACTUALS_SCHEMA = pa.schema([
     ("sample_index", pa.int64()),
@@ -118,11 +120,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default).encode())
-
-
-def _json_default(o):
+def json_default(o):
     if hasattr(o, "tolist"):
         return o.tolist()
     if isinstance(o, (set, frozenset, tuple)):

@@ -85,6 +85,10 @@ class RunLock:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+            except OSError as e:  # a read-only file system, a directory we may not write
+                raise SummaryError(f"{self.path}: the run lock of process {pid}, which is gone, cannot be removed "
+                                   f"({e.strerror or e}); the run directory must be writable to finish the run "
+                                   "(remount it read-write, or copy the run elsewhere and resume the copy)") from e
             return
         raise SummaryError(f"{self.run_dir} is being written by process {pid} on {lhost} "
                            f"(since {info.get('started')}); wait for it to finish, or, if that process is gone, "

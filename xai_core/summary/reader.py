@@ -1,117 +1,23 @@
-"""Reads run directories written by :mod:`.writer`; migrates old format versions and
-refuses newer ones."""
+"""Reads run directories written by :mod:`.writer`: lazy access to one run's tables, maps and
+images, and the runs under a log directory. Manifests (with the migration of older format
+versions and the refusal of newer ones) are read by :mod:`.manifest`, committed parts by
+:mod:`.parts`; the writer uses those too, never this module."""
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import zarr
 
-from ..errors import FormatVersionError, SummaryError
-from .format import FORMAT_VERSION, MANIFEST, SCHEMAS, arrays_path, part_of
-from .integrity import commit_record, redo_hint, verify_arrays  # noqa: F401 (verify_arrays re-exported)
-from .writer import committed_parts
-
-# version → function turning a manifest of that version into one of version + 1.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
-
-
-def migrate(manifest: dict, path: Path) -> dict:
-    version = manifest.get("format_version")
-    if not isinstance(version, int):
-        raise SummaryError(f"{path}: manifest has no integer `format_version`; this is not an xaiboard summary")
-    if version > FORMAT_VERSION:
-        raise FormatVersionError(
-            f"{path}: written with summary format {version}, newer than this xaiboard reads ({FORMAT_VERSION}); "
-            "upgrade xaiboard (pip install -U xaiboard) to open it"
-        )
-    while version < FORMAT_VERSION:
-        if version not in MIGRATIONS:
-            raise SummaryError(f"{path}: summary format {version} is too old to migrate; re-run the runner")
-        manifest = MIGRATIONS[version](manifest)
-        version = manifest["format_version"]
-    return manifest
-
-
-def read_manifest(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / MANIFEST
-    if not path.is_file():
-        raise SummaryError(f"{run_dir}: no {MANIFEST}; not a run directory (or the run has not started)")
-    try:
-        manifest = json.loads(path.read_bytes().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SummaryError(f"{path}: corrupt manifest ({e.__class__.__name__}: {e})") from e
-    except OSError as e:
-        raise SummaryError(f"{path}: cannot be read ({e.strerror or e})") from e
-    if not isinstance(manifest, dict):
-        raise SummaryError(f"{path}: corrupt manifest (expected a JSON object)")
-    return check_manifest(migrate(manifest, path), path)
-
-
-def _opt(*types):
-    return lambda v: v is None or isinstance(v, types)
-
-
-def _is(*types):
-    return lambda v: isinstance(v, types)
-
-
-def _list_of(kind):
-    return lambda v: isinstance(v, list) and all(isinstance(x, kind) for x in v)
-
-
-def _count(v) -> bool:
-    return v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
-
-
-# Types of the manifest keys readers rely on (FORMAT.md). Every key may be absent (older runs);
-# a present one of the wrong type makes the run unreadable instead of crashing whoever reads it.
-MANIFEST_TYPES = {
-    "status": (_is(str), "a string"),
-    "error": (_opt(str), "a string or null"),
-    "created": (_opt(str), "an ISO-8601 string"),
-    "updated": (_opt(str), "an ISO-8601 string"),
-    "finished": (_opt(str), "an ISO-8601 string"),
-    "xaiboard_version": (_is(str), "a string"),
-    "config": (_is(dict), "a map"),
-    "model": (_is(dict), "a map"),
-    "dataset": (_is(dict), "a map"),
-    "classes": (_list_of(str), "a list of strings"),
-    "explainers": (_list_of(dict), "a list of maps"),
-    "metrics": (_list_of(dict), "a list of maps"),
-    "progress": (_is(dict), "a map"),
-    "timing": (_opt(dict), "a map"),
-    "sanity": (_opt(dict), "a map"),
-}
-PROGRESS_KEYS = ("total_samples", "done_samples", "total_parts", "done_parts", "batch_size")
-
-
-def check_manifest(manifest: dict, path: Path) -> dict:
-    """``manifest`` when its known keys have the documented types, else SummaryError."""
-    for key, (ok, expected) in MANIFEST_TYPES.items():
-        if key in manifest and not ok(manifest[key]):
-            raise SummaryError(f"{path}: `{key}` is {_short(manifest[key])}; expected {expected}")
-    for key in ("explainers", "metrics"):
-        for i, e in enumerate(manifest.get(key) or []):
-            if not isinstance(e.get("name"), str):
-                raise SummaryError(f"{path}: `{key}[{i}].name` is {_short(e.get('name'))}; expected a string")
-    for key in PROGRESS_KEYS:
-        v = (manifest.get("progress") or {}).get(key)
-        if not _count(v):
-            raise SummaryError(f"{path}: `progress.{key}` is {_short(v)}; expected a count ≥ 0")
-    return manifest
-
-
-def _short(v) -> str:
-    text = json.dumps(v, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."
+from ..errors import SummaryError
+from .format import MANIFEST, SCHEMAS, arrays_path
+from .integrity import commit_record, verify_arrays
+# Re-exported: callers read manifests and parts through the reader.
+from .manifest import MIGRATIONS, check_manifest, migrate, read_manifest  # noqa: F401
+from .parts import committed_parts, measured_negative, read_table  # noqa: F401
 
 
 def find_runs(logdir: str | Path, *, max_depth: int = 6) -> list[Path]:
@@ -143,16 +49,6 @@ def find_runs(logdir: str | Path, *, max_depth: int = 6) -> list[Path]:
         best.setdefault(d.resolve(), d)
     keep = set(best.values())
     return [d for d in found if d in keep]
-
-
-def measured_negative(run_dir: str | Path) -> dict[str, bool]:
-    """{explainer: whether any committed map has a value < 0}, from the per-map
-    ``has_negative`` rows of the details table; explainers without such rows (runs written
-    before they existed) are left out."""
-    r = RunReader(run_dir)
-    d = r.details()
-    d = d[d["key"] == "has_negative"]
-    return {str(k): bool((v > 0).any()) for k, v in d.groupby("explainer")["value"]}
 
 
 class RunReader:
@@ -187,41 +83,25 @@ class RunReader:
         return sorted(committed_parts(self.run_dir))
 
     def verify(self) -> dict:
-        """Check every committed part in full (every table's row count, every array file's
-        size and CRC-32); SummaryError at the first damage. {parts, without_record}."""
-        for name in SCHEMAS:
-            self.table(name)
+        """Check every file of the run in full: the manifest's checksum, every table file
+        against its part's commit record (size, CRC-32, row count), every array file (size,
+        CRC-32); SummaryError at the first damage. {parts, without_record (parts written
+        before commit records existed), without_table_checksums (before format 2)}."""
+        read_manifest(self.run_dir)
+        records: dict[int, dict | None] = {}
         parts = self.parts()
-        bare = 0
+        for name in SCHEMAS:
+            read_table(self.run_dir, name, parts, records=records)
         for p in parts:
-            rec = commit_record(self.run_dir, p)
-            bare += rec is None
-            verify_arrays(self.run_dir, p, record=rec or {})
-        return {"parts": len(parts), "without_record": bare}
+            verify_arrays(self.run_dir, p, record=records[p] or {})
+        return {"parts": len(parts), "without_record": sum(records[p] is None for p in parts),
+                "without_table_checksums": sum(records[p] is not None and "tables" not in records[p] for p in parts)}
 
     # ---- tables ----------------------------------------------------------------------
     def table(self, name: str) -> pd.DataFrame:
         """All committed rows of one table (format.TABLES) as one DataFrame; an optional
         table a run does not have reads as empty."""
-        if name not in SCHEMAS:
-            raise SummaryError(f"unknown table {name!r}; expected one of {list(SCHEMAS)}")
-        done = set(self.parts())
-        d = self.run_dir / "tables" / name
-        files = sorted(f for f in d.glob("part-*.parquet") if part_of(f) in done) if d.is_dir() else []
-        if not files:
-            return SCHEMAS[name].empty_table().to_pandas()
-        try:
-            tabs = [pq.read_table(f, schema=SCHEMAS[name]) for f in files]
-        except (pa.ArrowInvalid, OSError) as e:
-            raise SummaryError(f"{d}: a part is corrupt ({e}); re-run that part with --resume") from e
-        for f, tab in zip(files, tabs):  # row counts against the part's commit record
-            part = part_of(f)
-            rec = commit_record(self.run_dir, part)
-            want = (rec or {}).get("rows", {}).get(name)
-            if want is not None and want != tab.num_rows:
-                raise SummaryError(f"{f}: part {part} of table {name!r} has {tab.num_rows} rows; its commit record "
-                                   f"says {want}; the run directory was damaged; {redo_hint(part)}")
-        return pa.concat_tables(tabs).to_pandas()
+        return read_table(self.run_dir, name, self.parts(), records=self._records).to_pandas()
 
     def samples(self) -> pd.DataFrame:
         return self.table("samples")

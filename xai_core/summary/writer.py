@@ -5,9 +5,10 @@ table last, each by an atomic rename; readers and ``--resume`` treat a part as p
 when its samples table exists. A crash therefore loses at most the part in flight, and a
 re-run of that part overwrites whatever half of it was left behind.
 
-The samples table also carries the part's *commit record* (row counts, and the size and CRC-32
-of every file of its arrays, taken after they were fsynced), so a reader can tell a damaged
-part from a valid one instead of reading a missing chunk as zeros.
+The samples table also carries the part's *commit record* (row counts, the size and CRC-32 of
+every other table file and of every file of its arrays, taken after they were fsynced, and what
+computed the part), and a CRC-32 of its own bytes, so a reader can tell a damaged part from a
+valid one instead of reading a missing chunk as zeros or a flipped bit as a number.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import pyarrow.parquet as pq
 import zarr
 
 from ..errors import SummaryError
-from .format import (COMMIT_KEY, FORMAT_VERSION, MANIFEST, SCHEMAS, arrays_path, atomic_write_bytes,
-                     atomic_write_json, part_of, table_path)
+from .format import COMMIT_KEY, FORMAT_VERSION, MANIFEST, SCHEMAS, arrays_path, atomic_write_bytes, table_path
+from .integrity import SELF_KEY, SELF_PLACEHOLDER, seal_table
+from .manifest import read_manifest, write_manifest
+from .parts import committed_parts, measured_negative  # noqa: F401 (committed_parts re-exported)
 
 
 def now_iso() -> str:
@@ -44,7 +47,8 @@ def _table_bytes(rows: dict, table: str, metadata: dict | None = None) -> bytes:
     rows = {f.name: rows.get(f.name, [None] * n) for f in schema}
     tab = pa.Table.from_pydict(rows, schema=schema)
     buf = io.BytesIO()
-    pq.write_table(tab, buf, compression="zstd")
+    # Page checksums serve other Parquet readers; ours check the whole file (integrity.py).
+    pq.write_table(tab, buf, compression="zstd", write_page_checksum=True)
     return buf.getvalue()
 
 
@@ -128,26 +132,29 @@ def _write_group(tmp: Path, images: np.ndarray, saliency: dict[str, np.ndarray],
 def write_part(run_dir: str | Path, part: int, *, samples: dict, labels: dict, scores: dict,
                images: np.ndarray, saliency: dict[str, np.ndarray], counterfactuals: dict | None = None,
                details: dict | None = None, masks: np.ndarray | None = None,
-               has_mask: np.ndarray | None = None) -> None:
+               has_mask: np.ndarray | None = None, backend: dict | None = None) -> None:
     """Commit one part. ``samples``/``labels``/``scores`` are column dicts matching the
     schemas in format.py; images (n, H, W, 3) uint8; saliency {explainer: (m, H, W) float32}
     with m = number of label rows; optional ``masks`` (m, H, W) bool, each label row's object
-    mask, with ``has_mask`` (m,) bool saying which rows have one. Safe to call from several
-    processes on distinct parts."""
+    mask, with ``has_mask`` (m,) bool saying which rows have one; ``backend``: what computed
+    the part (recorded in its commit record). Safe to call from several processes on distinct
+    parts."""
     run_dir = Path(run_dir)
     files, chunk_rows = _write_arrays(run_dir, part, images, saliency, masks, has_mask)
-    rows = {}
-    for name, cols in (("counterfactuals", counterfactuals), ("details", details)):
-        if cols is not None:  # optional tables (format.OPTIONAL_TABLES)
-            atomic_write_bytes(table_path(run_dir, name, part), _table_bytes(cols, name))
-            rows[name] = _n_rows(cols)
-    atomic_write_bytes(table_path(run_dir, "scores", part), _table_bytes(scores, "scores"))
-    atomic_write_bytes(table_path(run_dir, "labels", part), _table_bytes(labels, "labels"))
-    rows.update(scores=_n_rows(scores), labels=_n_rows(labels), samples=_n_rows(samples))
+    rows, sums = {}, {}
+    for name, cols in (("counterfactuals", counterfactuals), ("details", details), ("scores", scores),
+                       ("labels", labels)):
+        if cols is not None:  # counterfactuals and details are optional (format.OPTIONAL_TABLES)
+            data = _table_bytes(cols, name)
+            atomic_write_bytes(table_path(run_dir, name, part), data)
+            rows[name], sums[name] = _n_rows(cols), [len(data), zlib.crc32(data)]
+    rows["samples"] = _n_rows(samples)
     record = {"rows": rows, "images": int(images.shape[0]), "chunk_rows": chunk_rows,
-              "maps": {k: int(v.shape[0]) for k, v in saliency.items()}, "files": files}
-    atomic_write_bytes(table_path(run_dir, "samples", part),
-                       _table_bytes(samples, "samples", {COMMIT_KEY: json.dumps(record).encode()}))
+              "maps": {k: int(v.shape[0]) for k, v in saliency.items()}, "files": files, "tables": sums}
+    if backend is not None:
+        record["backend"] = backend
+    meta = {COMMIT_KEY: json.dumps(record).encode(), SELF_KEY: SELF_PLACEHOLDER}
+    atomic_write_bytes(table_path(run_dir, "samples", part), seal_table(_table_bytes(samples, "samples", meta)))
 
 
 def _chunk_rows(n: int) -> int:
@@ -171,13 +178,6 @@ def remove_temporaries(run_dir: str | Path) -> int:
                 p.unlink(missing_ok=True)
             n += 1
     return n
-
-
-def committed_parts(run_dir: str | Path) -> set[int]:
-    d = Path(run_dir) / "tables" / "samples"
-    if not d.is_dir():
-        return set()
-    return {p for f in d.glob("part-*.parquet") if (p := part_of(f)) is not None}
 
 
 def make_run_dir(run_dir: Path) -> None:
@@ -229,8 +229,6 @@ class RunWriter:
 
     @classmethod
     def reopen(cls, run_dir: str | Path) -> "RunWriter":
-        from .reader import read_manifest
-
         run_dir = Path(run_dir)
         manifest = read_manifest(run_dir)
         if not isinstance(manifest.get("progress"), dict):
@@ -246,7 +244,7 @@ class RunWriter:
         if force or time.monotonic() - self._last_flush > 1.0:
             self.manifest["updated"] = now_iso()
             try:
-                atomic_write_json(self.run_dir / MANIFEST, self.manifest)
+                write_manifest(self.run_dir, self.manifest)
             except OSError as e:
                 raise SummaryError(f"{self.run_dir / MANIFEST}: cannot be written ({e.strerror or e})") from e
             self._last_flush = time.monotonic()
@@ -267,8 +265,6 @@ class RunWriter:
     def _record_measured_signs(self) -> None:
         """Each explainer entry's ``signed`` becomes what its maps are: signed when the
         instance declares it or when any stored map has a negative value (FORMAT.md)."""
-        from .reader import measured_negative
-
         try:
             negative = measured_negative(self.run_dir)
         except SummaryError:  # a damaged details part: keep the declared signs, finish anyway
