@@ -9,7 +9,10 @@ and every number it produces is hashed: probabilities, the labels table (tags, u
 each explainer's maps and details, each (explainer, metric) score column, counterfactual rows,
 sanity results. The digests in ``golden/cpu_digests.json`` were recorded on the code before
 issue 15 was started (commit 9506794); a single changed bit in one number fails the test and
-names the column it is in.
+names the column it is in. They were recorded again once, for issue 16, which added a number
+on purpose: the guided methods' ``gradient_correlation`` (one more backward pass per call, so
+``model_passes`` and the sanity results' ``forward_passes`` grew); every probability, map, score,
+label, uncertainty and counterfactual digest stayed as it was at 9506794.
 
 Float results depend on the CPU's vector instruction set and on torch's version (oneDNN picks
 kernels per ISA), so the comparison runs where the fixture was made: same torch version and

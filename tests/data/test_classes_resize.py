@@ -10,7 +10,8 @@ from PIL import Image
 from xai_core.config import load_config
 from xai_core.data import Box, ImageFolderDataset, ManifestDataset, prepare_batch
 from xai_core.data.classes import read_classes_file, resolve_classes
-from xai_core.data.spec import DatasetSpec, open_dataset
+from xai_core.data.open import open_dataset
+from xai_core.data.spec import DatasetSpec
 from xai_core.errors import ConfigError, DatasetError
 
 

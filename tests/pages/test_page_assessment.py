@@ -130,12 +130,12 @@ def test_scores_are_named_after_their_mapping_and_raw_values_are_one_click_away(
 
 
 def test_a_metric_random_scores_as_well_as_the_best_is_flagged_on_the_page(monkeypatch, tmp_path):
-    import json
+    from xai_core.summary.manifest import read_manifest, write_manifest
 
     run = dash_runs.write_synthetic(tmp_path / "ref")
-    m = json.loads((run / "manifest.json").read_text())
+    m = read_manifest(run)
     m["explainers"][1]["type"] = "random"                           # b: a random reference
-    (run / "manifest.json").write_text(json.dumps(m))
+    write_manifest(run, m)                                          # sealed again, as a writer does
     at = open_page(monkeypatch, tmp_path, CMP, "ref")
     warning = " ".join(w.value for w in at.warning)
     assert "Metric three is uninformative on this run: the random reference b scores 0.750" in warning

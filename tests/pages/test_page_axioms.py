@@ -23,7 +23,7 @@ def logdir(tmp_path_factory):
 
 def test_runs_page_badge(monkeypatch, logdir):
     at = open_page(monkeypatch, logdir, None)
-    badges = [m for m in at.markdown if "axioms" in m.value and "badge" in m.value]
+    badges = [m for m in at.markdown if ":material/warning: axioms]" in m.value]
     assert badges and "deeplift: completeness violated on" in badges[0].help
 
 

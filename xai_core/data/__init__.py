@@ -9,7 +9,7 @@ from importlib import import_module
 _WHERE = {
     "Box": "base", "Dataset": "base", "PreparedBatch": "base", "Sample": "base", "object_mask": "base",
     "prepare_batch": "base", "ImageFolderDataset": "imagefolder", "ManifestDataset": "manifest",
-    "DatasetSpec": "spec", "open_dataset": "spec",
+    "DatasetSpec": "spec", "open_dataset": "open",
 }
 __all__ = list(_WHERE)
 

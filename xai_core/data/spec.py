@@ -1,11 +1,11 @@
 """The dataset section of the run configuration (torch-free: checked before anything heavy
-is imported; the adapters are imported by :func:`open_dataset`)."""
+is imported; the adapters are imported by :func:`.open.open_dataset`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError
 from .classes import resolve_classes
 
 KINDS = ("manifest", "imagefolder", "memory")
@@ -39,18 +39,3 @@ class DatasetSpec:
         if self.resize not in RESIZE_POLICIES:
             raise ConfigError(f"dataset.resize is {self.resize!r}; expected one of {RESIZE_POLICIES}")
         resolve_classes(self.classes)
-
-
-def open_dataset(spec: DatasetSpec):
-    from .imagefolder import ImageFolderDataset
-    from .manifest import ManifestDataset
-
-    spec.validate()
-    classes = resolve_classes(spec.classes)
-    if spec.kind == "memory":
-        raise DatasetError("dataset.kind memory: the images were handed to xai_core.explain (or a service) in memory, "
-                           "so a configuration cannot read them again; call xai_core.explain again with the same "
-                           "images (it resumes the run)")
-    if spec.kind == "manifest":
-        return ManifestDataset(spec.path, classes=classes, split=spec.split, limit=spec.limit)
-    return ImageFolderDataset(spec.path, classes=classes, limit=spec.limit)

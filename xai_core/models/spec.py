@@ -123,7 +123,7 @@ class ModelSpec:
                 "`onnx` (file.onnx) or `url` (a served model)"
             )
         if self.url:
-            from .remote import detect_protocol, validate_remote
+            from .protocols import detect_protocol, validate_remote
 
             validate_remote(self)
             if self.layout != "nchw":
