@@ -59,6 +59,13 @@ def dying_colour_net(run_dir: str, marker: str, after: int):
     return DyingColourNet(run_dir, marker, after).eval()
 
 
+def pid_logging_colour_net(log: str):
+    """ColourNet, after appending this process's pid to ``log``: which processes loaded the model."""
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return ColourNet().eval()
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("data"), n=N_IMAGES)
@@ -128,7 +135,7 @@ def test_cli_run_on_cluster_equals_single_process(data, reference, scheduler, tm
     assert timing["parts_computed"] == 6 and timing["parts_skipped"] == 0
     # The same computation, split differently: the same number of images through the model.
     assert timing["model_passes"] == read_manifest(reference)["timing"]["model_passes"]
-    # The sanity check runs once, on the driver, and gives the single-process verdicts.
+    # The sanity check runs once, on a worker, and gives the single-process verdicts.
     sanity, ref_sanity = read_manifest(out)["sanity"], read_manifest(reference)["sanity"]
     assert {e: r["passed"] for e, r in sanity.items()} == {e: r["passed"] for e, r in ref_sanity.items()}
     assert sanity["random"]["final_similarity"] == pytest.approx(ref_sanity["random"]["final_similarity"])
@@ -232,4 +239,23 @@ def test_each_worker_process_sees_its_own_gpu_and_a_run_on_them_equals_single_pr
                         progress=False, shard_parts=1)
     timing = read_manifest(out)["timing"]
     assert timing["workers"] == 2 and set(timing["worker_gpus"]) <= {"0", "1"} and timing["worker_gpus"]
+    # every worker's own device record (here the CPU each saw), with the GPU it was pinned to
+    workers = read_manifest(out)["model"]["workers"]
+    assert {w["cuda_visible_devices"] for w in workers} == set(timing["worker_gpus"])
+    assert {w["device"]["resolved"] for w in workers} == {"cpu"} and all(w["batches"]["resolved"] == 64 for w in workers)
     assert_same_run(reference, out)
+
+
+def test_the_driver_never_loads_the_model_not_even_for_the_sanity_check(data, scheduler, tmp_path):
+    """A driver in front of a GPU cluster may have no GPU to load the model on: the model is
+    loaded by the workers only, the sanity check included (it ran on the driver before)."""
+    log = tmp_path / "loads.txt"
+    out = tmp_path / "run"
+    cfg = cheap_config(data, out, factory="test_distributed:pid_logging_colour_net", factory_kwargs={"log": str(log)})
+    run_distributed(config_from_dict(cfg), out, scheduler=scheduler, progress=False)
+    pids = {int(line) for line in log.read_text().split()}
+    assert pids and os.getpid() not in pids
+    man = read_manifest(out)
+    assert set(man["sanity"]) == {"gradient", "gradcam", "random"} and man["status"] == "complete"
+    assert man["model"]["device"]["resolved"] is None  # the driver resolved nothing: see model.workers
+    assert man["model"]["workers"] and {w["device"]["resolved"] for w in man["model"]["workers"]} == {"cpu"}

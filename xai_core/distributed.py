@@ -46,12 +46,11 @@ from .data import open_dataset
 from .engine import (RunContext, check_capabilities, check_localisation, compute_part, load_part, part_indices,
                      sanity_checks)
 from .errors import ConfigError, XaiError
-from .models.loading import load_model
 from .pipeline import PartPipeline
 from .progress import RunProgress, format_seconds, time_summary
 from .runner import INTERRUPTED, as_xai_error, fail, final_progress, open_writer, owned, recorded_fast_forward
 from .summary.writer import committed_parts, write_part
-from .threads import check_threads, cpu_threads
+from .threads import check_threads
 from .workers import WorkerPlan, pinned_cluster, plan_workers, visible_gpus, worker_config
 
 #: At most this many parts per shard: a retried shard recomputes at most one part, but a
@@ -204,7 +203,24 @@ def run_shard(config: RunConfig, key: str, out_dir: str, shard: list[tuple[int, 
             "explain_s": delta.get("explain_s", {}), "metric_s": delta.get("metric_s", {}),
             "analysis_s": delta.get("analysis_s", {}), "pid": os.getpid(),
             "setup_s": setup_s, "reading_s": pipe.stats["read"], "writing_s": pipe.stats["write"],
-            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "record": _worker_record(ctx)}
+
+
+def sanity_on_worker(config: RunConfig, key: str, sys_path: list[str], fast_forward: dict | None = None) -> dict:
+    """The randomisation sanity check, on a worker: where the parts ran, on the model's device
+    (a driver — a laptop in front of a GPU cluster — may have no GPU to load the model on).
+    Returns the manifest's ``sanity`` entry, the passes it made and the worker's record."""
+    _prepare_process(sys_path, config.threads)
+    ctx = _worker_context(config, key, fast_forward)
+    passes0 = ctx.model.passes
+    result = sanity_checks(ctx)
+    return {"sanity": result, "passes": ctx.model.passes - passes0, "record": _worker_record(ctx)}
+
+
+def _worker_record(ctx: RunContext) -> dict:
+    """Where this worker's passes ran: device, precision, batch sizes (the manifest's
+    ``model.workers``), and the GPU it was pinned to."""
+    return {**ctx.model_record(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 # ---- driver side ------------------------------------------------------------------------------
@@ -284,7 +300,8 @@ def _drive(config, ctx, writer, out_dir, batches, plan, scheduler, report, shard
     done_parts = len([p for p in done if p < len(batches)])
     todo = [p for p in range(len(batches)) if p not in done]
     totals = {"computed": 0, "skipped": 0, "passes": 0, "samples": 0, "explain_s": {}, "metric_s": {},
-              "analysis_s": {}, "setup_s": 0.0, "reading_s": 0.0, "writing_s": 0.0, "gpus": set()}
+              "analysis_s": {}, "setup_s": 0.0, "reading_s": 0.0, "writing_s": 0.0, "gpus": set(),
+              "records": []}
     t0, n_workers, futures, bar = time.perf_counter(), 0, [], None
     phases = {"setup": t0 - report.started}
     try:
@@ -326,14 +343,23 @@ def _drive(config, ctx, writer, out_dir, batches, plan, scheduler, report, shard
                 writer.progress(done_samples, done_parts)
             bar.close()
             phases["parts"] = time.perf_counter() - t_parts
-        t_sanity = time.perf_counter()
-        if config.sanity.enabled:  # on the driver: a handful of images, after the shards
-            with cpu_threads(config.threads):
-                ctx.model = load_model(config.model, num_classes=len(dataset.classes))
-                writer.manifest["sanity"] = sanity_checks(ctx, report)
-            totals["analysis_s"]["sanity"] = time.perf_counter() - t_sanity
-            totals["passes"] += ctx.model.passes
-        phases["sanity"] = time.perf_counter() - t_sanity
+            t_sanity = time.perf_counter()
+            if config.sanity.enabled:  # on a worker, after the shards: a handful of images
+                with report.timed_line("sanity check: on a worker…") as line:
+                    res = client.submit(sanity_on_worker, run_cfg, key, env, decided, pure=False,
+                                        key=f"xai-sanity-{key}-{time.time_ns()}").result()
+                    line["done"] = f"sanity check: {len(res['sanity'] or {})} explainers on a worker; {{s}}"
+                writer.manifest["sanity"] = res["sanity"]
+                totals["records"].append(res["record"])
+                totals["analysis_s"]["sanity"] = time.perf_counter() - t_sanity
+                totals["passes"] += res["passes"]
+            phases["sanity"] = time.perf_counter() - t_sanity
+        # Each worker resolved the device and its batch sizes: the distinct records, in order.
+        records = []
+        for r in totals["records"]:
+            if r not in records:
+                records.append(r)
+        writer.manifest["model"]["workers"] = records
         t_finish = time.perf_counter()
         report.line(f"finishing: recounting the {len(batches)} committed parts and the measured signs of their maps…")
         if not final_progress(writer, out_dir, batches):
@@ -402,6 +428,8 @@ def _accumulate(totals: dict, res: dict) -> None:
     totals["writing_s"] += res.get("writing_s", 0.0)
     if res.get("cuda_visible_devices"):
         totals["gpus"].add(res["cuda_visible_devices"])
+    if res.get("record"):
+        totals["records"].append(res["record"])
     for k in ("explain_s", "metric_s", "analysis_s"):
         for name, v in res.get(k, {}).items():
             totals[k][name] = totals[k].get(name, 0.0) + v
