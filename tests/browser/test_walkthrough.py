@@ -338,7 +338,8 @@ def test_issue_18_walk_through(browser, server, shots):
             row.locator("[class*='st-key-sal_det_'] button").click()
             dialog = page.get_by_role("dialog")
             expect(dialog.locator(".st-key-sal_detail_scores")).to_be_visible(timeout=WAIT)
-            chosen = dialog.locator("[role=radio][aria-checked=true]")
+            # .first: while the dialog reruns, Streamlit may briefly keep its stale copy beside the new one
+            chosen = dialog.locator("[role=radio][aria-checked=true]").first
             expect(chosen).to_contain_text(f"· {name}\u00a0·", timeout=WAIT)
             # 8. explainers × metrics of that label, named after the scores; rows line up
             table = dialog.locator(".st-key-sal_detail_scores table")
