@@ -6,21 +6,17 @@ the active run travels in the URL as ``?run=<name>``.
 
 import streamlit as st
 
-from pages._common import FRAME, frame_extras, nav_pages, rewritten_meanwhile
+from pages._common import FRAME, frame_extras, nav_pages
 from xai_core.dashboard import preload
-from xai_core.errors import XaiError
 
 st.set_page_config(page_title="xaiboard", page_icon="🔍", layout="wide")
 
-FRAME.active, FRAME.run = True, None
+FRAME.active = True
 frame_extras()
 try:
     st.navigation(nav_pages()).run()
-except XaiError as e:
-    if not rewritten_meanwhile(e):  # a run replaced under the page is not damage; anything else is shown
-        raise
 finally:
-    FRAME.active, FRAME.run = False, None
+    FRAME.active = False
     # Heavy imports off the path of a later click (once per server process), started after
     # the first page is drawn so that they do not slow it down.
     preload()

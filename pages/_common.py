@@ -174,22 +174,7 @@ def active_run(*, require: bool = True) -> OpenRun | None:
             st.stop()
         return None
     show_failure(run)
-    FRAME.run = run  # for rewritten_meanwhile(): the version this page reads lazily from
     return run
-
-
-def rewritten_meanwhile(e: XaiError) -> bool:
-    """True (after saying so, and arming a retry) when ``e`` came from a lazy read — details,
-    maps — of a run that another process replaced or committed to after this page opened it:
-    the files the page opened are gone, which is not damage (app.py calls this for an error
-    escaping a page). False for any other error, which the caller raises as it is."""
-    run = getattr(FRAME, "run", None)
-    if run is None or (run_stamp(run.info.path) == run.stamp and run.info.status != "running"):
-        return False
-    st.warning(f"The run `{run.info.name}` was rewritten while this page read it ({e}); this page tries "
-               "again in a few seconds.")
-    _retry_soon()
-    return True
 
 
 def _read(ld: str, name: str, info: RunInfo) -> OpenRun:

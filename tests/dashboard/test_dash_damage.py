@@ -157,3 +157,25 @@ def test_a_run_whose_data_is_linked_outside_the_logdir_is_listed_as_unreadable(t
     assert runs["run"].status_text.startswith("unreadable: ")
     with pytest.raises(SummaryError, match="outside the log directory"):
         open_run(logdir, "run")
+
+
+def test_a_lazy_table_of_a_run_replaced_since_loading_reads_empty_but_damage_still_raises(tmp_path):
+    """Optional tables are read on first use. When a writer replaced the run in between, the
+    loaded version's files are gone: not damage (the page's next load reads the new version).
+    The same missing file in a run nobody touched is damage, reported as such."""
+    from xai_core.dashboard.tables import RunTables
+    from xai_core.summary.format import table_path
+
+    rows = {"sample_index": [0], "label": [0], "layer": [0], "side": [4], "prob": [0.8], "boxes": [[[0, 0, 4, 4]]]}
+    run = dash_runs.write_synthetic(tmp_path / "cf", counterfactuals={0: rows})
+    t = RunTables.load(run, root=tmp_path)
+    table_path(run, "counterfactuals", 0).unlink()                   # damage: the run did not change
+    with pytest.raises(SummaryError, match="counterfactuals"):
+        t.counterfactuals()
+    assert not t.replaced()
+
+    run = dash_runs.write_synthetic(tmp_path / "cf2", counterfactuals={0: rows})
+    t = RunTables.load(run, root=tmp_path)
+    dash_runs.write_synthetic(run, parts=((0,),))                      # replaced: one part, no counterfactuals
+    assert t.parts == (0, 1) and t.replaced() and not table_path(run, "samples", 1).exists()
+    assert len(t.counterfactuals()) == 0                                # part 1 (listed at load) is gone

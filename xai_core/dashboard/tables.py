@@ -107,6 +107,7 @@ class RunTables:
     pair_slices: dict              # (explainer, metric) -> slice of `scores`
     root: Path | None = None       # the logdir bounding every path read later (lazy tables)
     parts: tuple[int, ...] = ()    # committed parts at load time
+    stamp: int = 0                 # run_stamp() before loading: the version these tables are of
     _cache: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -118,6 +119,7 @@ class RunTables:
         root = Path(root) if root is not None else run_dir
         ensure_inside(root, run_dir)
         ensure_inside(root, run_dir / MANIFEST)
+        stamp = run_stamp(run_dir)
         reader = RunReader(run_dir)  # reads + migrates the manifest; refuses newer formats
         parts = reader.parts()
         for p in parts:
@@ -163,7 +165,7 @@ class RunTables:
         # The Arrow tables were transient; give their pages back instead of keeping them pooled
         # (about 100 MiB on a 100,000-sample run).
         pa.default_memory_pool().release_unused()
-        return cls(run_dir, reader.manifest, samples, extra, lab, starts, scores, pairs, root, tuple(parts))
+        return cls(run_dir, reader.manifest, samples, extra, lab, starts, scores, pairs, root, tuple(parts), stamp)
 
     @staticmethod
     def _index_scores(sc: pd.DataFrame, sidx: np.ndarray, lab: pd.DataFrame) -> pd.DataFrame:
@@ -300,12 +302,25 @@ class RunTables:
         """An optional table (format.OPTIONAL_TABLES) from the committed parts that have it:
         (rows, each row's sample position, whether that sample is in the samples table)."""
         root = self.root if self.root is not None else self.run_dir
-        have = [p for p in table_parts(self.run_dir, name, self.parts) if ensure_inside(root, table_path(self.run_dir, name, p))]
-        df = _read_table(self.run_dir, root, name, have, columns).to_pandas()
+        try:
+            have = [p for p in table_parts(self.run_dir, name, self.parts) if ensure_inside(root, table_path(self.run_dir, name, p))]
+            df = _read_table(self.run_dir, root, name, have, columns).to_pandas()
+        except SummaryError:
+            if not self.replaced():
+                raise  # damage: said as such
+            # Read lazily, after a writer replaced the run these tables are of (issue 18: an
+            # overwritten run read as damage): its old files are gone, which is not damage. The
+            # table reads as empty for this old version; the page's next load reads the new one.
+            df = _read_table(self.run_dir, root, name, [], columns).to_pandas()
         sidx, si = self.samples["sample_index"].to_numpy(), df["sample_index"].to_numpy()
         spos = np.minimum(np.searchsorted(sidx, si), max(len(sidx) - 1, 0))
         known = sidx[spos] == si if len(sidx) else np.zeros(len(si), bool)
         return df, spos, known
+
+    def replaced(self) -> bool:
+        """Whether the run on disk is no longer the version these tables were loaded from (a
+        writer committed a part or replaced the run since)."""
+        return run_stamp(self.run_dir) != self.stamp
 
     def counterfactuals(self) -> pd.DataFrame:
         """The optional ``counterfactuals`` table (FORMAT.md), read on first use and kept:

@@ -99,7 +99,10 @@ def table_bytes(run_dir: str | Path, name: str, part: int, record: dict | None) 
         if sums is not None and name in sums:
             raise SummaryError(f"{path}: part {part}, table {name!r} is missing; the run directory was damaged; "
                                f"{redo_hint(part)}") from None
-        raise
+        # Listed a moment ago (the samples file holds the commit record): removed since, by a
+        # writer replacing the run, or by damage; a reader retries or reports it, never a traceback.
+        raise SummaryError(f"{path}: part {part}, table {name!r} vanished while it was read (the run is being "
+                           f"rewritten, or its directory was damaged); {redo_hint(part)}") from None
     except OSError as e:
         raise SummaryError(f"{path}: part {part}, table {name!r} cannot be read ({e.strerror or e})") from e
     if name == "samples":
