@@ -143,22 +143,25 @@ class JsonHandler(BaseHTTPRequestHandler):
 @dataclass
 class Relay:
     """What a :func:`relay_server` did and answers: ``posts`` relayed or failed, ``failed``
-    (the 503s it answered), ``metadata`` (the V2 model metadata it answers GET with; None:
-    relay the GET too)."""
+    (the 503s it answered), ``broken`` (the answers it cut off halfway), ``metadata`` (the V2
+    model metadata it answers GET with; None: relay the GET too)."""
 
     base: str
     posts: int = 0
     failed: int = 0
+    broken: int = 0
     metadata: dict | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @contextmanager
-def relay_server(target: str, *, fail_every: int = 0, metadata: dict | None = None):
+def relay_server(target: str, *, fail_every: int = 0, break_every: int = 0, metadata: dict | None = None):
     """A loopback HTTP server in front of ``target`` (the real KServe server) that relays every
     request, except that POST number k (1-based) with k % ``fail_every`` == 0 is answered
-    ``503 {"error": "overloaded"}`` (a flaky server the client must retry), and GETs are
-    answered with ``metadata`` when it is set. Yields a :class:`Relay`."""
+    ``503 {"error": "overloaded"}`` (a flaky server the client must retry), one with
+    k % ``break_every`` == 0 gets the first half of the real answer and then a closed connection
+    (a server dying while it answers), and GETs are answered with ``metadata`` when it is set.
+    Yields a :class:`Relay`."""
     import requests
 
     state = Relay("")
@@ -182,6 +185,18 @@ def relay_server(target: str, *, fail_every: int = 0, metadata: dict | None = No
                 return self._reply(503, b'{"error": "overloaded"}')
             keep = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "inference-header-content-length")}
             r = requests.post(target + self.path, data=body, headers=keep, timeout=60)
+            with state.lock:
+                cut = bool(break_every) and state.posts % break_every == 0
+                state.broken += cut
+            if cut:  # the full length announced, half of it sent, then the connection closed
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", r.headers.get("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content[: len(r.content) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
             self._reply(r.status_code, r.content, {k: v for k, v in r.headers.items()
                                                    if k.lower() in ("content-type", "inference-header-content-length")})
 

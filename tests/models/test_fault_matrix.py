@@ -173,6 +173,28 @@ def test_a_flaky_server_is_retried_to_the_same_run(demo_data, kserve, served_ref
     assert_same_run(cfg.out, served_reference)
 
 
+def test_an_answer_cut_off_midway_is_retried_and_then_reported_as_unreachable(demo_data, kserve, served_reference,
+                                                                               tmp_path, capsys):
+    """A server dying while it answers breaks the connection mid-body (IncompleteRead): the
+    same failure as a refused connection, seen later — retried, and after the last attempt one
+    line saying the server is unreachable (it was "request failed" with urllib3's text, at once)."""
+    with relay_server(kserve.base, break_every=3) as relay:
+        cfg = config_from_dict(served_config(demo_data, tmp_path / "run", f"{relay.base}/v2/models/{MODEL}/infer",
+                                             retries=2))
+        run(cfg, cfg.out, progress=False)
+    assert relay.broken >= 3
+    assert_same_run(cfg.out, served_reference)
+    with relay_server(kserve.base, break_every=1) as relay:  # every answer cut off
+        cfg = served_config(demo_data, tmp_path / "run2", f"{relay.base}/v2/models/{MODEL}/infer", retries=1)
+        path = tmp_path / "run2.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        assert main(["run", "--config", str(path), "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"model server {relay.base}/v2/models/{MODEL}/infer is unreachable (the connection broke in the middle " \
+           "of the answer) after 2 attempt(s)" in lines[0]
+
+
 def test_a_model_replaced_behind_its_url_is_refused_on_resume(demo_data, kserve, tmp_path, capsys):
     meta = {"name": MODEL, "versions": ["1"], "platform": "pytorch_torchscript",
             "inputs": [{"name": "pixels", "datatype": "FP32", "shape": [-1, 3, 64, 64]}],

@@ -86,6 +86,8 @@ def _short(text: str, limit: int = 200) -> str:
 
 def _connection_reason(err: Exception) -> str:
     # requests' texts nest three exception reprs; the errno text is what a user needs.
+    if isinstance(err, requests.exceptions.ChunkedEncodingError):
+        return "the connection broke in the middle of the answer"
     m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(err))
     return m.group(1).strip() if m else type(err).__name__
 
@@ -150,7 +152,9 @@ class RemoteHandle(ForwardOnlyHandle):
             try:
                 r = self._session.post(self.url, data=payload, timeout=self.timeout,
                                        headers=headers or {"Content-Type": "application/json"})
-            except requests.exceptions.ConnectionError as e:  # ConnectTimeout included
+            # ConnectTimeout included; a connection broken in the middle of the answer (the server
+            # died while sending it: ChunkedEncodingError) is the same failure, seen later.
+            except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
                 if last:
                     raise ServerUnreachable(f"model server {self.url} is unreachable ({_connection_reason(e)}) after "
                                      f"{attempts} attempt(s); start it or fix model.url") from e
