@@ -40,13 +40,19 @@ def _q(name: str) -> str:
     return name.replace("/", "%2F")
 
 
+def _page(browser, **options):
+    """A 1440 × 900 page with the default wait, and the list its page errors go to."""
+    page = browser.new_page(viewport={"width": 1440, "height": 900}, **options)
+    page.set_default_timeout(WAIT)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return page, errors
+
+
 def test_compare_two_demo_runs(browser, app, shots):
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
-    page.set_default_timeout(WAIT)
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    page, errors = _page(browser)
     try:
         page.goto(f"{app}/compare?run={_q(pages_runs.DEMO_A)}", wait_until="domcontentloaded")
         expect(page.get_by_role("heading", name="Compare runs")).to_be_visible(timeout=WAIT)
@@ -128,10 +134,7 @@ def test_explain_an_uploaded_image_add_it_to_a_run_and_find_it_in_the_grid(brows
     shutil.rmtree(logdir / "scratch", ignore_errors=True)     # the grid must hold this image only
     png = tmp_path / "my digit.png"
     png.write_bytes(pages_runs.png_bytes(pages_runs.demo_image(logdir, 4)))
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
-    page.set_default_timeout(WAIT)
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+    page, errors = _page(browser)
     try:
         page.goto(f"{app}/explain?run={_q(pages_runs.DEMO_A)}", wait_until="domcontentloaded")
         expect(page.get_by_text("Model: the model of run demo/seed0")).to_be_visible(timeout=WAIT)

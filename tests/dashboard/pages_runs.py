@@ -87,6 +87,13 @@ def pages_logdir(tmp_path_factory) -> Path:
     return _MEMO["logdir"]
 
 
+def load_pair(logdir: Path):
+    """The tables of runs A and B of :func:`pages_logdir`."""
+    from xai_core.dashboard import RunTables
+
+    return (RunTables.load(logdir / RUN_A, root=logdir), RunTables.load(logdir / RUN_B, root=logdir))
+
+
 def export_onnx(net, path: Path, *, shape) -> Path:
     """``net`` (normalised input → logits) as an ONNX file with a dynamic batch axis."""
     import warnings

@@ -26,8 +26,7 @@ def logdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pair(logdir):
-    a = RunTables.load(logdir / pages_runs.RUN_A, root=logdir)
-    b = RunTables.load(logdir / pages_runs.RUN_B, root=logdir)
+    a, b = pages_runs.load_pair(logdir)
     return a, b, C.compare(a, b, pages_runs.RUN_A, pages_runs.RUN_B)
 
 

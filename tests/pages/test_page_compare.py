@@ -6,7 +6,6 @@ import pytest
 import dash_runs
 import pages_runs
 from apptest_util import open_page
-from xai_core.dashboard import RunTables
 from xai_core.dashboard import compare as C
 
 PAGE = "pages/compare.py"
@@ -19,9 +18,7 @@ def logdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cmp(logdir):
-    a = RunTables.load(logdir / pages_runs.RUN_A, root=logdir)
-    b = RunTables.load(logdir / pages_runs.RUN_B, root=logdir)
-    return C.compare(a, b)
+    return C.compare(*pages_runs.load_pair(logdir))
 
 
 def _frame(at, column):
