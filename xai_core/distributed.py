@@ -137,20 +137,28 @@ def _undo_malloc_trim() -> None:
     _MALLOPT_DONE = True
 
 
+def _context_key(key: str, fast_forward: dict | None) -> str:
+    return f"{key}:{json.dumps(fast_forward, sort_keys=True, default=str)}" if fast_forward else key
+
+
+def _keep_context(key: str, ctx: RunContext) -> None:
+    """Keep ``ctx`` as this thread's only context (one configuration per thread: memory stays bounded)."""
+    tid = threading.get_ident()
+    with _CONTEXTS_LOCK:
+        for k in [k for k in _CONTEXTS if k[1] == tid]:
+            del _CONTEXTS[k]
+        _CONTEXTS[(key, tid)] = ctx
+
+
 def _worker_context(config: RunConfig, key: str, fast_forward: dict | None = None) -> RunContext:
     """The thread's context for ``config``, built once; ``fast_forward``: the run's decision
     (None: decide here, as :func:`decide_on_worker` does for the driver)."""
-    tid = threading.get_ident()
-    key = f"{key}:{json.dumps(fast_forward, sort_keys=True, default=str)}" if fast_forward else key
+    key = _context_key(key, fast_forward)
     with _CONTEXTS_LOCK:
-        ctx = _CONTEXTS.get((key, tid))
-        if ctx is None:
-            for k in [k for k in _CONTEXTS if k[1] == tid]:
-                del _CONTEXTS[k]  # one configuration per thread: memory stays bounded
+        ctx = _CONTEXTS.get((key, threading.get_ident()))
     if ctx is None:
         ctx = RunContext.build(config, fast_forward=fast_forward)
-        with _CONTEXTS_LOCK:
-            _CONTEXTS[(key, tid)] = ctx
+        _keep_context(key, ctx)
     return ctx
 
 
@@ -161,11 +169,7 @@ def decide_on_worker(config: RunConfig, key: str, sys_path: list[str]) -> dict:
     _prepare_process(sys_path, config.threads)
     ctx = RunContext.build(config)
     decided = dict(ctx.fast_forward or {})
-    tid = threading.get_ident()
-    with _CONTEXTS_LOCK:
-        for k in [k for k in _CONTEXTS if k[1] == tid]:
-            del _CONTEXTS[k]
-        _CONTEXTS[(f"{key}:{json.dumps(decided, sort_keys=True, default=str)}", tid)] = ctx
+    _keep_context(_context_key(key, decided), ctx)
     return decided
 
 

@@ -92,8 +92,7 @@ class RunContext:
         batches = getattr(self.model, "batches", None)
         return {"device": self.device, "precision": getattr(self.model, "precision", self.config.model.precision),
                 "batches": {"explain_batch_size": self.config.explain_batch_size, "resolved": self.batch_size,
-                            **({k: v for k, v in batches.record().items() if k != "explain_batch_size"}
-                               if batches is not None else {})}}
+                            **(batches.record() if batches is not None else {})}}
 
     @property
     def fast_passes(self) -> int:
@@ -174,14 +173,9 @@ def load_part(ctx: RunContext, indices: list[int]):
     cfg = ctx.config
     batch = prepare_batch(ctx.dataset, indices, tuple(cfg.model.input_size), channels=ctx.model.channels,
                           resize=cfg.dataset.resize)
-    if _on_cuda(ctx.model):
+    if model_device(ctx.model).type == "cuda":
         batch.pixels = batch.pixels.pin_memory()
     return batch
-
-
-def _on_cuda(model) -> bool:
-    device = getattr(model, "device", None)  # model.device (issue 15): absent means the CPU
-    return device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available()
 
 
 def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, targets=None) -> dict:
@@ -243,7 +237,9 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
         for col, arr in (("prob_mean", unc.mean), ("prob_std", unc.std), ("ci_low", unc.lo), ("ci_high", unc.hi)):
             labels[col] = [float(arr[i, r.label]) for i, r in rows]
     pair_img = torch.as_tensor([i for i, _ in rows], dtype=torch.long)
-    pair_tgt = torch.as_tensor([r.label for _, r in rows], dtype=torch.long)
+    # Moved to the model's device once, not by each of the explainers × metrics contexts.
+    pair_tgt = to_device(torch.as_tensor([r.label for _, r in rows], dtype=torch.long), pixels.device)
+    top = to_device(torch.as_tensor(probs.argmax(1)), pixels.device)  # label-agnostic metrics' targets
     pair_x = pixels[pair_img] if rows else pixels[:0]
     # The batch's probabilities, computed once above: metrics that start from p(x) reuse them
     # instead of pushing every pair through the model again.
@@ -254,7 +250,7 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
     def evaluate(met, maps, explain_fn):
         """(raw values, their sample indices, their labels) of one metric on one explainer's maps."""
         if met.label_agnostic:
-            mctx = MetricContext(ctx.model, pixels, torch.as_tensor(probs.argmax(1)), None,
+            mctx = MetricContext(ctx.model, pixels, top, None,
                                  explain=explain_fn, batch_size=bs, seed=cfg.seed,
                                  probs=probs_t)
             return np.asarray(met.evaluate(mctx), dtype=np.float64), batch.indices, [-1] * len(indices)
@@ -395,9 +391,7 @@ def sanity_checks(ctx: RunContext, progress=None) -> dict | None:
     from .sanity import randomisation_check
 
     n = min(spec.images, len(ctx.dataset))
-    batch = prepare_batch(ctx.dataset, list(range(n)), tuple(ctx.config.model.input_size),
-                          channels=ctx.model.channels, resize=ctx.config.dataset.resize)
-    pixels = to_device(batch.pixels, model_device(ctx.model))
+    pixels = to_device(load_part(ctx, list(range(n))).pixels, model_device(ctx.model))
     targets = ctx.model.predict(pixels).argmax(dim=1)
     out = {}
     bar, step = (None, None) if progress is None else progress.sanity_bar([e.instance_name for e in ctx.explainers], n)

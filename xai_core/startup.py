@@ -41,7 +41,7 @@ def explain_batch(model, config: RunConfig, dataset) -> int:
         return CPU_BATCH
     images = to_device(_sample_images(model, config, dataset), device)
     batch, record = probe_batch(model._forward_only, images, device)
-    model.batches.probe, model.batches.chosen = record, batch
+    model.batches.probe = record
     return batch
 
 

@@ -37,9 +37,9 @@ class WorkerPlan:
 def visible_gpus() -> list[str]:
     """The CUDA devices this process may use, named as ``CUDA_VISIBLE_DEVICES`` names them
     (indices or ``GPU-…`` UUIDs; ``0…n-1`` when it is unset); empty without CUDA."""
-    import torch
+    from .devices import cuda_count
 
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    n = cuda_count()
     if n == 0:
         return []
     env = os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -99,8 +99,8 @@ class PerturbationExplainer(Explainer):
                 firsts.append(p)
                 members.append([])
             members[slot[key]].append((t, p))
-        grouped = self.explain_grouped(model, images[firsts], [[t for t, _ in m] for m in members],
-                                       batch_size=batch_size)
+        grouped = self._grouped(model, images[firsts], [[t for t, _ in m] for m in members], batch_size,
+                                host[firsts] if self.uses_host_pixels else None)
         out = torch.empty(images.shape[0], *images.shape[2:], device=images.device)
         for maps, m in zip(grouped, members):
             for j, (_, p) in enumerate(m):
@@ -110,6 +110,11 @@ class PerturbationExplainer(Explainer):
     def explain_grouped(self, model, images: torch.Tensor, targets: Sequence[Sequence[int]], *,
                         batch_size: int = 32) -> list[torch.Tensor]:
         """As :meth:`Explainer.explain_grouped`; every label of an image from the same passes."""
+        return self._grouped(model, images, targets, batch_size, self.host_copy(images))
+
+    def _grouped(self, model, images: torch.Tensor, targets, batch_size: int, host) -> list[torch.Tensor]:
+        """:meth:`explain_grouped` with ``host``, the host copy of ``images`` (:meth:`host_copy`)
+        already made (``explain`` made one to group its pairs)."""
         lists = [[int(c) for c in t] for t in targets]
         if images.ndim != 4 or len(lists) != images.shape[0]:
             raise self.error(f"images {tuple(images.shape)} with {len(lists)} label lists; "
@@ -122,11 +127,13 @@ class PerturbationExplainer(Explainer):
         self.forward_batch = max(1, int(batch_size))
         home = images.device
         x = to_device(images.detach(), model_device(model))
-        self._host = self.host_copy(images)
-        with torch.no_grad():
-            # Standard layout, as in Explainer.explain (channels-last takes other kernels).
-            maps = self.attribute_grouped(model, x.contiguous(), lists)
-        self._host = None
+        self._host = host
+        try:
+            with torch.no_grad():
+                # Standard layout, as in Explainer.explain (channels-last takes other kernels).
+                maps = self.attribute_grouped(model, x.contiguous(), lists)
+        finally:
+            self._host = None
         size = tuple(images.shape[2:])
         out = []
         for m, t in zip(maps, lists):

@@ -333,8 +333,10 @@ class Anchors(Explainer):
         self.last_details, self.last_segments = [], []
         x = to_device(images.detach(), model_device(model))
         self._host = self.host_copy(images)
-        maps = self.run(model, x, targets, batch_size=max(batch_size, 1))
-        self._host = None
+        try:
+            maps = self.run(model, x, targets, batch_size=max(batch_size, 1))
+        finally:
+            self._host = None
         return [to_device(m, images.device) for m in maps]
 
     def explain(self, model, images, targets, *, batch_size: int = 32) -> torch.Tensor:
@@ -342,7 +344,7 @@ class Anchors(Explainer):
         return super().explain(model, images, targets, batch_size=batch_size)
 
     def attribute(self, model, images, targets):
-        maps = self.run(model, images, [[t] for t in to_host(targets).tolist()], batch_size=self.forward_batch)
+        maps = self.run(model, images, [[t] for t in self.host_targets(targets)], batch_size=self.forward_batch)
         return torch.cat(maps) if maps else torch.zeros(0, *images.shape[2:], device=images.device)
 
 

@@ -326,10 +326,12 @@ class Explainer:
         if self._fit is not None:  # an earlier chunk ran out of device memory at this size
             pairs, self.forward_batch = min(pairs, self._fit[0]), min(batch_size, self._fit[1])
         out = []
-        for i in range(0, images.shape[0], pairs):
-            out.append(self._attribute_fitting(model, images[i: i + pairs], targets[i: i + pairs],
-                                               _slice(host, i, pairs)))
-        self._host = self._host_targets = None
+        try:
+            for i in range(0, images.shape[0], pairs):
+                out.append(self._attribute_fitting(model, images[i: i + pairs], targets[i: i + pairs],
+                                                   _slice(host, i, pairs)))
+        finally:  # no stale host copy for a later direct call, after an error too
+            self._host = self._host_targets = None
         if not out:
             return torch.zeros(0, *images.shape[2:], device=home)
         return to_device(torch.cat(out), home)

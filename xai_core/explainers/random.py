@@ -33,7 +33,7 @@ class RandomMap(Explainer):
     def attribute(self, model, images, targets):
         host = self.host_pixels(images)
         out = torch.empty(images.shape[0], *images.shape[2:])
-        for i, t in enumerate(to_host(targets).tolist()):
+        for i, t in enumerate(self.host_targets(targets)):
             g = pair_generator(self.params.seed, host[i], t)
             out[i] = torch.rand(images.shape[2:], generator=g)
         return to_device(out, images.device)

@@ -68,7 +68,6 @@ class PassBatches:
         self.forward_backoffs = 0
         self.gradient_backoffs: dict[str, dict] = {}
         self.probe: dict | None = None
-        self.chosen: int | None = None
 
     def forward(self, fn, x: torch.Tensor, device: torch.device) -> torch.Tensor:
         """``fn(x)`` for a forward-only batch ``x`` (N, …), cut into pieces that fit."""
@@ -101,7 +100,7 @@ class PassBatches:
 
     def record(self) -> dict:
         """What the manifest stores under ``model.batches`` (besides the configured size)."""
-        return {"explain_batch_size": self.chosen, "largest_forward": self.largest or None,
+        return {"largest_forward": self.largest or None,
                 "forward_limit": self.limit, "forward_backoffs": self.forward_backoffs,
                 "gradient_backoffs": dict(self.gradient_backoffs), "probe": self.probe}
 
