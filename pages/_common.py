@@ -96,7 +96,7 @@ def open_named(name: str) -> OpenRun:
     info = next((r for r in all_runs if r.name == name), None)
     if info is None:
         raise XaiError("No run of this name under the log directory; choose another.")
-    return _open(ld, name, run_stamp(info.path))
+    return _read(ld, name, info)  # read again, like the active run, when a writer was at work
 
 
 def key_of(name: str) -> str:

@@ -31,8 +31,9 @@ def inspect_run(run_dir: str | Path) -> dict:
         means.setdefault(e, {})[m] = _finite_mean(g["score"])
         raw_means.setdefault(e, {})[m] = _finite_mean(g["raw"])
         skipped.setdefault(e, {})[m] = int((~np.isfinite(g["raw"].to_numpy(dtype=float))).sum())
-        if int(g["nan_reason"].notna().sum()):  # n/a because the model misbehaved, not "does not apply"
-            model_nan.setdefault(e, {})[m] = int(g["nan_reason"].notna().sum())
+        bad = int(g["nan_reason"].notna().sum())
+        if bad:  # n/a because the model misbehaved, not "does not apply"
+            model_nan.setdefault(e, {})[m] = bad
     reasons = scores["nan_reason"].dropna()
     man = r.manifest
     diagnostics = man.get("diagnostics") if isinstance(man.get("diagnostics"), dict) else summarise(r.details())
@@ -62,7 +63,7 @@ def inspect_run(run_dir: str | Path) -> dict:
         "diagnostics": diagnostics,
         "warnings": [w for ws in run_warnings({**man, "diagnostics": diagnostics}).values() for w in ws],
         "resolved": resolved,
-        "resolved_text": {e: resolved_text(v) for e, v in resolved.items() if resolved_text(v)},
+        "resolved_text": {e: text for e, v in resolved.items() if (text := resolved_text(v))},
         "device": _device_summary(man.get("model") or {}),
     }
 

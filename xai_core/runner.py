@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .axioms import run_diagnostics
-from .config import RunConfig, resume_config  # noqa: F401  (resume_config: importable from here too)
+from .config import RunConfig
 from .engine import RunContext, compute_part, load_part, part_indices, sanity_checks
 from .errors import ConfigError, SummaryError, XaiError
 from .pipeline import PartPipeline

@@ -108,6 +108,7 @@ class RunTables:
     root: Path | None = None       # the logdir bounding every path read later (lazy tables)
     parts: tuple[int, ...] = ()    # committed parts at load time
     stamp: int = 0                 # run_stamp() before loading: the version these tables are of
+    records: dict = field(default_factory=dict, repr=False)  # {part: commit record}, read once at load
     _cache: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -165,7 +166,7 @@ class RunTables:
         # The Arrow tables were transient; give their pages back instead of keeping them pooled
         # (about 100 MiB on a 100,000-sample run).
         pa.default_memory_pool().release_unused()
-        return cls(run_dir, reader.manifest, samples, extra, lab, starts, scores, pairs, root, tuple(parts), stamp)
+        return cls(run_dir, reader.manifest, samples, extra, lab, starts, scores, pairs, root, tuple(parts), stamp, records)
 
     @staticmethod
     def _index_scores(sc: pd.DataFrame, sidx: np.ndarray, lab: pd.DataFrame) -> pd.DataFrame:
@@ -303,8 +304,9 @@ class RunTables:
         (rows, each row's sample position, whether that sample is in the samples table)."""
         root = self.root if self.root is not None else self.run_dir
         try:
-            have = [p for p in table_parts(self.run_dir, name, self.parts) if ensure_inside(root, table_path(self.run_dir, name, p))]
-            df = _read_table(self.run_dir, root, name, have, columns).to_pandas()
+            have = [p for p in table_parts(self.run_dir, name, self.parts, self.records)
+                    if ensure_inside(root, table_path(self.run_dir, name, p))]
+            df = _read_table(self.run_dir, root, name, have, columns, records=self.records).to_pandas()
         except SummaryError:
             if not self.replaced():
                 raise  # damage: said as such

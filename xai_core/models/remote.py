@@ -35,7 +35,7 @@ import requests
 from ..errors import ModelError, ServerFailed, ServerTimeout, ServerUnreachable
 from .handle import ForwardOnlyHandle
 from .outputs import choose_named
-from .protocols import OUTPUTS, PROTOCOLS, detect_protocol, validate_remote  # noqa: F401  (importable from here too)
+from .protocols import OUTPUTS, detect_protocol
 
 KINDS = {"v1": "remote (KServe V1)", "v2": "remote (V2)", "seldon": "remote (Seldon)"}
 # V2 binary tensor extension (KServe, Triton): datatypes a classifier's output may come in.

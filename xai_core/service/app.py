@@ -99,6 +99,7 @@ class Service:
         self.config = config
         self.entries = _entries(config.explainers)
         self.names = [e["name"] for e in self.entries]
+        self._default_key = self._key(None)[0]  # the key of the service's own explainers and parameters
         base = config_from_dict(config.run_config(self.entries))  # bad explainers/metrics: one line, at start
         exps, _ = base.instantiate()
         check_capabilities(None, base, exps)  # a served predictor answers forward passes only
@@ -179,7 +180,7 @@ class Service:
         from ..data.memory import Item
 
         key, entries = self._key(req)
-        default = key == self._key(None)[0]  # the service's own explainers and parameters
+        default = key == self._default_key
         engine = self.engine(key, entries)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         tag = f"{stamp}-{uuid.uuid4().hex[:6]}"

@@ -106,7 +106,8 @@ def table_bytes(run_dir: str | Path, name: str, part: int, record: dict | None) 
     except OSError as e:
         raise SummaryError(f"{path}: part {part}, table {name!r} cannot be read ({e.strerror or e})") from e
     if name == "samples":
-        if self_checksum(data) is False or (sums is not None and self_checksum(data) is None):
+        sealed = self_checksum(data)
+        if sealed is False or (sums is not None and sealed is None):
             raise SummaryError(f"{path}: part {part}, table 'samples' does not match its checksum; the run "
                                f"directory was damaged; {redo_hint(part)}")
         return data

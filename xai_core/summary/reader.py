@@ -16,7 +16,7 @@ from ..errors import SummaryError
 from .format import MANIFEST, SCHEMAS, arrays_path
 from .integrity import commit_record, verify_arrays
 # Re-exported: callers read manifests and parts through the reader.
-from .manifest import MIGRATIONS, check_manifest, migrate, read_manifest  # noqa: F401
+from .manifest import read_manifest  # noqa: F401
 from .parts import committed_parts, measured_negative, read_table  # noqa: F401
 
 
