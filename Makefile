@@ -61,7 +61,7 @@ venvs:
 	$(MAKE) -j4 setup $(SERVER_VENVS)
 
 test: venvs
-	$(SERVER_ENV) $(PY) -m pytest -q tests
+	$(SERVER_ENV) $(PY) -m pytest -q -rs tests
 
 bench: venvs
 	$(SERVER_ENV) $(PY) bench/run_all.py

@@ -18,7 +18,6 @@ Screenshots go to test-artifacts/browser/ (XAI_TEST_ARTIFACTS).
 """
 
 import re
-import time
 
 import numpy as np
 import pytest
@@ -31,7 +30,6 @@ pytestmark = pytest.mark.browser
 WAIT = 45_000            # ms, for a first page on a loaded 2-core machine
 W, H = 1440, 900
 TOY = dash_runs.RUNNER_RUN.replace("/", "%2F")
-DETAIL_BUDGET_S = 2.0    # issue 12: "detail view < 2 s"
 
 
 def _count(page, n, total=12):
@@ -116,11 +114,10 @@ def test_issue_12_walk_through(browser, server, shots, tmp_path):
         _settled(page)
         page.screenshot(path=str(shots / "w02_sorted_by_score.png"))
 
-        # ---- 6. detail view: pictures within the budget; 7. a missing score is "—" --------------
-        times = []
+        # ---- 6. detail view: every picture decodes; 7. a missing score is "—" -------------------
+        # (its speed, "detail view < 2 s" of issue 12, is measured by bench/dashboard_ui.py)
         for i in range(2):
             button = page.locator("[class*='st-key-sal_det_'] button").nth(i)
-            t0 = time.perf_counter()
             button.click()
             dialog = page.get_by_role("dialog")
             expect(dialog.locator(".st-key-sal_detail_scores")).to_be_visible(timeout=WAIT)
@@ -128,7 +125,6 @@ def test_issue_12_walk_through(browser, server, shots, tmp_path):
                 "(n) => { const d = document.querySelector('[role=dialog]'); const im = d ? [...d.querySelectorAll('img')] : [];"
                 " return im.length >= n && im.every(i => i.complete && i.naturalWidth > 0); }", arg=1 + 2 * n_exp,
                 timeout=WAIT)
-            times.append(time.perf_counter() - t0)
             if i == 0:
                 page.screenshot(path=str(shots / "w03_detail.png"))
                 # the scores of one label (issue 18); a non-ground-truth one has no pointing game: "—"
@@ -138,8 +134,6 @@ def test_issue_12_walk_through(browser, server, shots, tmp_path):
                 assert "None" not in scores.text_content() and "nan" not in scores.text_content()
             page.keyboard.press("Escape")
             expect(dialog).to_have_count(0, timeout=WAIT)
-        print(f"detail view: {', '.join(f'{t:.2f} s' for t in times)}")
-        assert min(times) < DETAIL_BUDGET_S, times
 
         # ---- 5. assessment at 1440 px: ranking above the fold, no horizontal scroll ------------
         page.goto(f"{server}/comprehensive?run={TOY}", wait_until="domcontentloaded")

@@ -128,6 +128,7 @@ class RemoteHandle(ForwardOnlyHandle):
         self.mean = np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(1, -1, 1, 1)
         self.requests = 0  # HTTP requests sent, retries included
+        self.waits: list[float] = []  # seconds slept before each retry, in order (backoff or Retry-After)
         self.output = output  # model.output: which V2 output holds the scores (models/outputs.py)
         self.output_choice: dict | None = None
         # How requests travel when binary tensors were asked for (manifest model.transport):
@@ -187,6 +188,7 @@ class RemoteHandle(ForwardOnlyHandle):
             delay = max(delay, min(float(retry_after), _MAX_RETRY_AFTER_S)) if retry_after else delay
         except ValueError:  # an HTTP date: fall back to our own backoff
             pass
+        self.waits.append(delay)
         time.sleep(delay)
 
     def _request(self, x: np.ndarray) -> np.ndarray:
