@@ -70,7 +70,13 @@ def _aligned(h: int, w: int, image_hw: tuple[int, int]) -> bool:
 def token_grid(tokens: int, image_hw: tuple[int, int], grid=None) -> tuple[int, tuple[int, int]] | None:
     """(prefix, (h, w)) for a sequence of ``tokens``: with ``grid`` given, the tokens left
     before it; else the smallest prefix ≤ MAX_PREFIX leaving an h × w grid (h, w ≥ 2) of the
-    image's aspect ratio. None when nothing fits."""
+    image's aspect ratio. None when nothing fits. ``grid`` may also be what the model declares
+    (``_tokens.Declared``): used when ``tokens`` is its prefix + grid, else inference."""
+    if grid is not None and hasattr(grid, "fits"):
+        prefix = grid.fits(tokens)
+        if prefix is not None:
+            return prefix, tuple(grid.grid)
+        grid = None
     if grid is not None:
         h, w = int(grid[0]), int(grid[1])
         prefix = tokens - h * w
