@@ -41,7 +41,7 @@ from ..errors import ExplainerError
 from ._hf_attention import NAME as HF_NAME
 from ._hf_attention import hf_attention_models, recording_attention
 from ._layers import no_fast_path, probe_images, token_grid
-from ._tokens import grid_hint, grid_source, readout_rows
+from ._tokens import grid_hint, note, readout_rows
 from .base import Explainer
 
 TOKENS = ("auto", "cls", "mean")
@@ -258,6 +258,8 @@ class AttentionExplainer(Explainer):
             model.module(x)
         info = self._check_probs(rec, x.shape[0], tuple(image_shape[1:]), grid_hint(model, image_shape[1:]))
         info.update(rec.switched)
+        info.update(note(self.name, info["tokens"], tuple(image_shape[1:]), grid_hint(model, image_shape[1:]),
+                         (info["prefix_tokens"], tuple(info["grid"]))))
         mode, rule = self.params.token, "set (token:)"
         if mode == "auto":
             mode = readout_rows(model, x, info["tokens"], info["prefix_tokens"])
@@ -299,12 +301,8 @@ class AttentionExplainer(Explainer):
         if found is None:
             raise self.error(f"cannot read {t} tokens as prefix + patch grid; set model.patch_grid: [h, w]")
         prefix, g = found
-        source, warning = grid_source(t, image_hw, grid, found)
-        info = {"modules": list(dict.fromkeys(rec.names)), "layers": len(rec.probs), "tokens": t,
-                "prefix_tokens": prefix, "grid": list(g), "grid_source": source}
-        if warning:
-            info["warning"] = warning
-        return info
+        return {"modules": list(dict.fromkeys(rec.names)), "layers": len(rec.probs), "tokens": t,
+                "prefix_tokens": prefix, "grid": list(g)}
 
     def check_model(self, model) -> None:
         super().check_model(model)

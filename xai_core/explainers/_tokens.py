@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -122,21 +123,17 @@ def readings(tokens: int, image_hw) -> list[tuple[int, tuple[int, int]]]:
 
 
 def grid_warning(tokens: int, image_hw, found) -> str | None:
-    """One line when an inferred reading ``found`` (prefix, (h, w)) of ``tokens`` is doubtful: a
-    square image read as a non-square grid, or several readings fit."""
+    """One line when an inferred reading ``found`` (prefix, (h, w)) of ``tokens`` is doubtful:
+    its grid has not exactly the image's aspect ratio (a square image read as a non-square grid,
+    16 registers at 256 px read as 1 + 16×17), naming the other readings that fit."""
     prefix, (h, w) = found
-    fits = readings(tokens, image_hw)
-    others = [f"{p} + {a}×{b}" for p, (a, b) in fits if (p, (a, b)) != (prefix, (h, w))]
-    square = image_hw[0] == image_hw[1]
-    if not (others or (square and h != w)):
+    if h * image_hw[1] == w * image_hw[0]:
         return None
-    what = f"{tokens} tokens read as {prefix} + {h}×{w} by inference"
-    why = []
-    if square and h != w:
-        why.append(f"a non-square grid for a square {image_hw[0]}×{image_hw[1]} image")
-    if others:
-        why.append(f"also fits {', '.join(others[:3])}")
-    return f"{what} ({'; '.join(why)}); set model.patch_grid: [h, w] if that is wrong"
+    others = [f"{p} + {a}×{b}" for p, (a, b) in readings(tokens, image_hw) if (p, (a, b)) != (prefix, (h, w))]
+    shape = "a square" if image_hw[0] == image_hw[1] else "an"
+    also = f"; also fits {', '.join(others[:3])}" if others else ""
+    return (f"{tokens} tokens read as {prefix} + {h}×{w} by inference: a grid not of the aspect ratio of {shape} "
+            f"{image_hw[0]}×{image_hw[1]} image{also}; set model.patch_grid: [h, w] if that is wrong")
 
 
 def readout_rows(model, x: torch.Tensor, tokens: int, prefix: int, forward=None) -> str | None:
@@ -185,3 +182,20 @@ def grid_source(tokens: int, image_hw, hint, found) -> tuple[str, str | None]:
     if isinstance(hint, Declared) and hint.fits(tokens) is not None:
         return hint.source, None
     return "inferred", grid_warning(tokens, image_hw, found)
+
+
+def note(explainer: str, tokens: int, image_hw, hint, found) -> dict:
+    """{grid_source, warning?} for an explainer's resolved record; the warning is also issued
+    (``UserWarning``, once per resolution) so a notebook or CLI user sees it."""
+    source, warning = grid_source(tokens, image_hw, hint, found)
+    if warning:
+        warnings.warn(f"{explainer}: {warning}", stacklevel=3)
+        return {"grid_source": source, "warning": warning}
+    return {"grid_source": source}
+
+
+def layout_note(explainer: str, layout, image_hw, hint) -> dict:
+    """:func:`note` for a CAM layer's ``_layers.SpatialLayout`` ({} for a map layout)."""
+    if layout is None or not layout.kind.startswith("tokens"):
+        return {}
+    return note(explainer, layout.prefix + layout.grid[0] * layout.grid[1], image_hw, hint, (layout.prefix, layout.grid))
