@@ -9,6 +9,8 @@ torchvision import; timm never calls them. Test-only: the product does not impor
 and a user's matching torch + torchvision pair needs none of this. Nothing installed is edited.
 
     from timm_import import timm
+
+transformers' image classes import torchvision too: import them after this module.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ LOCALISATION_METRICS = ("pointing_game", "iosr")
 
 _SOURCES = {"factory", "torchscript", "onnx", "url", "module", "weights", "factory_kwargs"}
 _SECTIONS = ("uncertainty", "counterfactual", "sanity")
-_TOP = ("batch_size", "explain_batch_size", "seed")
+_TOP = ("batch_size", "explain_batch_size", "seed", "threads", "strict")
 
 
 def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[str] | None = None,
@@ -70,7 +70,7 @@ def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[
     out / overwrite: the run directory; an existing run of another call is refused unless
         ``overwrite``. progress: the progress bar.
     options: the rest of a run configuration — ``top_k``, ``threshold`` (labels), ``resize``,
-        ``batch_size``, ``explain_batch_size``, ``seed``, ``uncertainty``/``counterfactual``/
+        ``batch_size``, ``explain_batch_size``, ``seed``, ``threads``, ``strict``, ``uncertainty``/``counterfactual``/
         ``sanity`` (True or a map of their keys), and ``model`` keys (``channels``,
         ``fast_forward``, ``outputs``, ``timeout`` …).
 
@@ -102,7 +102,7 @@ def _explain(model, images, *, labels, classes, explainers, metrics, activation,
     source, network = _model_source(model)
     items = as_items(images, labels=labels, boxes=boxes, masks=masks, ids=ids)
     if classes is None:
-        classes = _probe_classes(network, source, mean, input_size, items)
+        classes = _probe_classes(network, source, mean, input_size, items, options.get("output"))
     elif isinstance(classes, (str, Path)):  # a class file, or a bundled list ("imagenet")
         from .data.classes import resolve_classes
 
@@ -156,8 +156,9 @@ def _model_source(model) -> tuple[dict, Any]:
                       "or the URL of a served model")
 
 
-def _probe_classes(network, source: dict, mean, input_size, items) -> list[str]:
-    """"0" … "K-1" from one forward pass of a PyTorch model (module or TorchScript)."""
+def _probe_classes(network, source: dict, mean, input_size, items, output=None) -> list[str]:
+    """"0" … "K-1" from one forward pass of a PyTorch model (module or TorchScript), its logits
+    picked from a dict/tuple/object output by the rule the runner applies (``model.output``)."""
     import torch
 
     if network is None and source.get("torchscript"):
@@ -184,10 +185,16 @@ def _probe_classes(network, source: dict, mean, input_size, items) -> list[str]:
                           "pass classes= (and input_size=)") from e
     finally:
         network.train(was)
+    from .errors import ModelError
+    from .models.outputs import choose_output, describe_output, pick
+
+    try:
+        out = pick(out, choose_output(out, output, where="the model").selector)
+    except ModelError as e:
+        raise ConfigError(f"{e} (to count its classes; or pass classes=)") from e
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise ConfigError(f"model returned {type(out).__name__} "
-                          f"{tuple(out.shape) if isinstance(out, torch.Tensor) else ''} for a probe input; expected "
-                          "(N, K) logits (pass classes= and, for a tuple or dict output, the model.output option)")
+        raise ConfigError(f"model returned {describe_output(out)} for a probe input; expected (N, K) logits "
+                          "(pass classes= and, for a tuple or dict output, the output= option)")
     return [str(i) for i in range(int(out.shape[1]))]
 
 

@@ -24,7 +24,10 @@ _RECORD: ContextVar = ContextVar("xai_hf_record", default=None)
 
 
 def _is_hf(m: nn.Module) -> bool:
-    return type(m).__module__.startswith("transformers.") and hasattr(getattr(m, "config", None), "_attn_implementation")
+    """A transformers model with attention (ConvNeXt, a ResNet: no attention heads in the config)."""
+    cfg = getattr(m, "config", None)
+    return (type(m).__module__.startswith("transformers.") and hasattr(cfg, "_attn_implementation")
+            and (hasattr(cfg, "num_attention_heads") or hasattr(cfg, "num_heads")))
 
 
 def hf_attention_models(net: nn.Module) -> list[tuple[nn.Module, str]]:
