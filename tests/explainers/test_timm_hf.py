@@ -208,3 +208,20 @@ def test_grid_and_prefix_from_the_model_and_the_inference_fallback():
     assert found == (1, (16, 17))
     line = grid_warning(273, (256, 256), found)
     assert "1 + 16×17 by inference" in line and "square 256×256" in line and "\n" not in line
+
+
+def test_readme_timm_and_transformers_columns_match_what_the_explainers_do(models):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from test_readme_models import table
+
+    columns, rows = table()
+    wrong = []
+    for col, arch in (("timm", "timm_vit"), ("transformers", "hf_vit_sdpa")):
+        for c in EXPLAINERS:
+            runs = refusal(c, models[arch]) is None
+            if rows[c.name][columns.index(col)] != runs:
+                wrong.append(f"{c.name} on {arch}: README says {'✗' if runs else '✓'}, it {'runs' if runs else 'is refused'}")
+    assert not wrong, wrong
