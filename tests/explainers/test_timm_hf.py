@@ -225,3 +225,32 @@ def test_readme_timm_and_transformers_columns_match_what_the_explainers_do(model
             if rows[c.name][columns.index(col)] != runs:
                 wrong.append(f"{c.name} on {arch}: README says {'✗' if runs else '✓'}, it {'runs' if runs else 'is refused'}")
     assert not wrong, wrong
+
+
+class _Uncalled(nn.Module):
+    """An ``attn_drop`` hook point the forward never calls (attention by a fused kernel)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn_drop = nn.Dropout(0.0)
+        self.embed = nn.Conv2d(3, 8, 8, 8)
+        self.head = nn.Linear(8, CLASSES)
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)                          # (N, 16, 8)
+        t = torch.nn.functional.scaled_dot_product_attention(t[:, None], t[:, None], t[:, None])[:, 0]
+        return self.head(t.mean(1))
+
+
+def test_the_refusal_says_why_the_attention_modules_were_not_called():
+    why = refusal(EXPLAINERS.get("attention_rollout"), handle.__globals__["make_handle"](_Uncalled(), size=SIDE,
+                                                                                         classes=CLASSES))
+    assert "were not called" in why and "fused kernel such as F.scaled_dot_product_attention" in why
+    assert "\n" not in why
+
+
+def test_an_inferred_grid_warning_is_a_run_warning():
+    from xai_core.axioms import warnings
+
+    out = warnings({}, [{"name": "gradcam", "resolved": {"warning": "273 tokens read as 1 + 16×17 by inference"}}])
+    assert out == {"gradcam": ["gradcam: 273 tokens read as 1 + 16×17 by inference"]}
