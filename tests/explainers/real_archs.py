@@ -1,13 +1,15 @@
 """Tiny random-weight configurations of real timm and transformers classes (no download): the
 architectures tests/explainers/test_timm_hf.py and the README's "timm" / "transformers" columns
-run on. Every model takes (N, 3, 32, 32) unless named otherwise and has CLASSES logits."""
+run on (fifteen: eight timm, seven transformers). Every model takes (N, 3, 32, 32) unless named otherwise and has CLASSES logits."""
 
 from __future__ import annotations
 
 import torch
 
 from timm_import import timm  # first: transformers' image code imports torchvision too
-from transformers import (ConvNextConfig, ConvNextForImageClassification, SwinConfig, SwinForImageClassification,
+from transformers import (BeitConfig, BeitForImageClassification, ConvNextConfig, ConvNextForImageClassification,
+                          DeiTConfig, DeiTForImageClassificationWithTeacher, Dinov2WithRegistersConfig,
+                          Dinov2WithRegistersForImageClassification, SwinConfig, SwinForImageClassification,
                           ViTConfig, ViTForImageClassification)
 
 from handles import make_handle
@@ -48,6 +50,10 @@ _HF_VIT = dict(image_size=SIDE, patch_size=8, hidden_size=32, num_hidden_layers=
 HF = {
     "hf_vit_eager": _seeded(lambda: ViTForImageClassification(ViTConfig(attn_implementation="eager", **_HF_VIT))),
     "hf_vit_sdpa": _seeded(lambda: ViTForImageClassification(ViTConfig(attn_implementation="sdpa", **_HF_VIT))),
+    "hf_deit_distilled": _seeded(lambda: DeiTForImageClassificationWithTeacher(DeiTConfig(**_HF_VIT))),
+    "hf_beit": _seeded(lambda: BeitForImageClassification(BeitConfig(use_relative_position_bias=True, **_HF_VIT))),
+    "hf_dinov2_reg4": _seeded(lambda: Dinov2WithRegistersForImageClassification(Dinov2WithRegistersConfig(
+        num_register_tokens=4, **_HF_VIT))),
     "hf_swin": _seeded(lambda: SwinForImageClassification(SwinConfig(
         image_size=SIDE, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=4,
         num_labels=CLASSES))),

@@ -26,7 +26,11 @@ from xai_core.explainers._tokens import grid_warning
 ATTENTION = ("attention_rollout", "attention_relevance")
 #: Where the attention explainers run (the rest refuse them with one line).
 ATTENTION_RUNS = {"timm_vit", "timm_deit_distilled", "timm_vit_reg4", "timm_vit_reg4_gap", "hf_vit_eager",
-                  "hf_vit_sdpa"}
+                  "hf_vit_sdpa", "hf_deit_distilled", "hf_beit", "hf_dinov2_reg4"}
+#: Prefix tokens (class, distillation, registers) where not 1, and the mean-pooled heads.
+PREFIX = {"timm_deit_distilled": 2, "timm_vit_reg4": 5, "timm_vit_reg4_gap": 4, "hf_deit_distilled": 2,
+          "hf_dinov2_reg4": 5}
+MEAN_POOLED = {"timm_vit_reg4_gap", "hf_beit"}  # BEiT's classifier averages the patch tokens
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +159,8 @@ def test_attention_equals_a_reference_from_the_library_or_is_refused(arch, kind,
     p = res["prefix_tokens"]
     want = r[:, 0] if res["token"] == "cls" else r[:, p:].mean(1)
     torch.testing.assert_close(row, want, atol=1e-6, rtol=1e-5)
-    assert res["grid"] == [4, 4] and p == {"timm_deit_distilled": 2, "timm_vit_reg4": 5,
-                                           "timm_vit_reg4_gap": 4}.get(arch, 1)
-    assert res["token"] == ("mean" if arch == "timm_vit_reg4_gap" else "cls"), res
+    assert res["grid"] == [4, 4] and p == PREFIX.get(arch, 1)
+    assert res["token"] == ("mean" if arch in MEAN_POOLED else "cls"), res
     assert "inferred" not in res["grid_source"] and "warning" not in res
 
 
