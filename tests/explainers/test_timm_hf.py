@@ -257,3 +257,18 @@ def test_an_inferred_grid_warning_is_a_run_warning():
 
     out = warnings({}, [{"name": "gradcam", "resolved": {"warning": "273 tokens read as 1 + 16×17 by inference"}}])
     assert out == {"gradcam": ["gradcam: 273 tokens read as 1 + 16×17 by inference"]}
+
+
+def test_dynamic_img_size_grid_comes_from_the_image_over_the_patch_size():
+    from xai_core.explainers._tokens import declared_tokens
+
+    torch.manual_seed(0)
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=SIDE, patch_size=8, embed_dim=32,
+                            depth=1, num_heads=2, num_classes=CLASSES, reg_tokens=2, dynamic_img_size=True).eval()
+    d = declared_tokens(net, (48, 32))
+    assert (d.prefix, d.grid) == (3, (6, 4)) and "dynamic_img_size" in d.source
+    h = handle.__globals__["make_handle"](net, size=SIDE, classes=CLASSES)
+    h.input_size = (48, 32)
+    exp = EXPLAINERS.get("attention_rollout")()
+    maps = exp.explain(h, torch.rand(2, 3, 48, 32), [0, 1])
+    assert maps.shape == (2, 48, 32) and exp.resolved["grid"] == [6, 4] and exp.resolved["prefix_tokens"] == 3

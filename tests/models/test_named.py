@@ -93,3 +93,25 @@ def test_explain_an_hf_directory_with_its_labels_and_image_processor(tmp_path):
     assert model["preprocessing"]["interpolation"] == "bilinear" and run.manifest["model"]["weights_sha256"]
     with pytest.raises(ConfigError, match="weights applies to model.factory and model.timm"):
         xai_core.explain(tmp_path / "hf", _images(), weights=tmp_path / "x.pt", out=tmp_path / "r2", **LIGHT)
+
+
+def test_cli_run_of_a_timm_config_records_and_prints_the_models_preprocessing(toy_data, tmp_path, capsys):
+    import yaml
+
+    from toy import CLASSES, SIZE, toy_config
+    from xai_core.cli import main
+
+    kw = {**KW, "img_size": SIZE, "num_classes": len(CLASSES)}
+    torch.manual_seed(0)
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, **kw)
+    save_file(net.state_dict(), str(tmp_path / "vit.safetensors"))
+    cfg = toy_config(toy_data, tmp_path / "out", explainers=["attention_relevance"], metrics=["sparseness"])
+    cfg["model"] = {"timm": "vit_tiny_patch16_224", "weights": "vit.safetensors", "factory_kwargs": kw,
+                    "activation": "softmax"}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", "--config", str(tmp_path / "run.yaml"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert f"model: timm vit_tiny_patch16_224 (weights vit.safetensors): {SIZE}×{SIZE} px, mean [0.5, 0.5, 0.5]" in out
+    assert "read at row 0 (class token)" in out
