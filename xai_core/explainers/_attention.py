@@ -277,7 +277,7 @@ class AttentionExplainer(Explainer):
 
     def _check_probs(self, rec: AttentionRecorder, batch: int, image_hw, grid) -> dict:
         if not rec.probs:
-            where = ", ".join(n for n, _ in (rec.mha + rec.marked)[:3])
+            where = ", ".join([n for n, _ in (rec.mha + rec.marked)[:3]] + [type(m).__name__ for m, _ in rec.hf[:1]])
             raise self.error(
                 f"the attention modules ({where}) were not called, or returned no tensor, in a forward pass: the model "
                 "computes its attention without them (a fused kernel such as F.scaled_dot_product_attention, or a "
