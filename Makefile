@@ -18,10 +18,17 @@ SERVER_ENV = KSERVE_VENV=$(abspath $(KSERVE_VENV)) SELDON_VENV=$(abspath $(SELDO
 
 .PHONY: setup venvs demo demo-run serve test bench clean
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# requirements-extras.txt: the [timm] and [hf] extras and the tests' grad-cam, every package they
+# pull in pinned, torch kept at 2.13.0. timm imports torchvision, whose registry builds for our
+# torch are CUDA builds: their C extension does not load beside torch CPU and `import torchvision`
+# dies registering a fake kernel for torchvision::nms. The product never needs torchvision; the
+# tests import timm only through tests/timm_import.py, which defines the two missing operator
+# schemas with torch.library before the import (no installed file is edited).
+$(VENV)/.installed: requirements.txt requirements-extras.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements-extras.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -28,8 +28,9 @@ SIDE = 32
 PER_ROUND = {"anchors": {"_serve", "_decisions"}}
 # Crossings once per model, before its first explanation: the CAM family's layer resolution on
 # a transformer reads which token outputs reach the logits (one crossing, then cached per
-# model), so the second call on the same model may make none.
-ONCE = {"last_spatial_layer", "layer_layout"}
+# model), so the second call on the same model may make none; the attention explainers' readout
+# probe likewise reads which token rows reach the logits (explainers/_tokens.py: readout_rows).
+ONCE = {"last_spatial_layer", "layer_layout", "readout_rows"}
 
 
 def _resnet() -> ClassifierHandle:

@@ -35,13 +35,13 @@ LOCALISATION_METRICS = ("pointing_game", "iosr")
 
 _SOURCES = {"factory", "torchscript", "onnx", "url", "module", "weights", "factory_kwargs"}
 _SECTIONS = ("uncertainty", "counterfactual", "sanity")
-_TOP = ("batch_size", "explain_batch_size", "seed")
+_TOP = ("batch_size", "explain_batch_size", "seed", "threads", "strict")
 
 
 def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[str] | None = None,
             explainers: Sequence | Mapping | None = None, metrics: Sequence | Mapping | None = None,
-            activation: str = "softmax", mean: Sequence[float] | float = (0.0, 0.0, 0.0),
-            std: Sequence[float] | float = (1.0, 1.0, 1.0), boxes: Sequence | None = None,
+            activation: str = "softmax", mean: Sequence[float] | float | None = None,
+            std: Sequence[float] | float | None = None, boxes: Sequence | None = None,
             masks: Sequence | None = None, ids: Sequence[str] | None = None, out: str | Path = "summaries/notebook",
             input_size: int | Sequence[int] | None = None, overwrite: bool = False, progress: bool = True,
             **options: Any) -> Run:
@@ -61,7 +61,13 @@ def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[
         ``{name: params}``; None gives :data:`DEFAULT_EXPLAINERS` (:data:`FORWARD_ONLY_EXPLAINERS`
         for ONNX and URLs) and deletion/insertion AUC and sparseness, plus pointing game and IoSR
         when boxes or masks are given.
-    activation, mean, std: as ``model.activation``/``mean``/``std`` in a run configuration.
+    activation, mean, std: as ``model.activation``/``mean``/``std`` in a run configuration; None:
+        a named model's own (below), else 0 and 1 (pixels as they are).
+    A named model: ``"timm:NAME"`` (``weights=`` a .safetensors or state-dict file; other
+        ``factory_kwargs=`` passed to ``timm.create_model``, never a download) or a local
+        transformers ``from_pretrained`` directory. Unset ``classes``, ``input_size``, ``mean``
+        and ``std`` then come from the model (timm's ``resolve_data_config`` and ImageNet names,
+        the directory's ``id2label`` and ``preprocessor_config.json``), recorded in the run.
     boxes: per image, ``[(label, [x_min, y_min, x_max, y_max]), …]`` in the image's pixels;
         masks: per image, an (H, W) label map (0 background, 1 + class index) or a True/False
         mask of its one ground-truth label; ids: per image, a unique id (default its position).
@@ -70,7 +76,7 @@ def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[
     out / overwrite: the run directory; an existing run of another call is refused unless
         ``overwrite``. progress: the progress bar.
     options: the rest of a run configuration — ``top_k``, ``threshold`` (labels), ``resize``,
-        ``batch_size``, ``explain_batch_size``, ``seed``, ``uncertainty``/``counterfactual``/
+        ``batch_size``, ``explain_batch_size``, ``seed``, ``threads``, ``strict``, ``uncertainty``/``counterfactual``/
         ``sanity`` (True or a map of their keys), and ``model`` keys (``channels``,
         ``fast_forward``, ``outputs``, ``timeout`` …).
 
@@ -101,15 +107,28 @@ def _explain(model, images, *, labels, classes, explainers, metrics, activation,
 
     source, network = _model_source(model)
     items = as_items(images, labels=labels, boxes=boxes, masks=masks, ids=ids)
+    named = None
+    if source.get("timm") or source.get("hf"):
+        from .models.named import named_defaults
+
+        if options.get("weights"):
+            source["weights"] = str(Path(options.pop("weights")).expanduser().resolve())
+        if options.get("factory_kwargs"):
+            source["factory_kwargs"] = dict(options.pop("factory_kwargs"))
+        named = named_defaults(source)
+        if classes is None:  # the model's names ("imagenet": the bundled list), else "0" … "K-1"
+            classes = named["classes"] or [str(i) for i in range(named["num_classes"])]
+    mean = mean if mean is not None or named else (0.0, 0.0, 0.0)
+    std = std if std is not None or named else (1.0, 1.0, 1.0)
     if classes is None:
-        classes = _probe_classes(network, source, mean, input_size, items)
+        classes = _probe_classes(network, source, mean, input_size, items, options.get("output"))
     elif isinstance(classes, (str, Path)):  # a class file, or a bundled list ("imagenet")
         from .data.classes import resolve_classes
 
         classes = resolve_classes(str(classes))
     classes = [str(c) for c in classes]
     dataset = MemoryDataset(classes, items)
-    if input_size is None:
+    if input_size is None and not (named and named.get("input_size")):  # a named model's own size otherwise
         sizes = set(dataset.sizes)
         if len(sizes) > 1:
             first = dataset.sizes[0]
@@ -145,6 +164,10 @@ def _model_source(model) -> tuple[dict, Any]:
         text = str(model)
         if text.startswith(("http://", "https://")):
             return {"url": text}, None
+        if text.startswith("timm:"):
+            return {"timm": text[len("timm:"):]}, None
+        if Path(text).expanduser().is_dir():
+            return {"hf": str(Path(text).expanduser().resolve())}, None
         from .models.onnx import file_kind
 
         path = Path(text).expanduser().resolve()
@@ -156,8 +179,9 @@ def _model_source(model) -> tuple[dict, Any]:
                       "or the URL of a served model")
 
 
-def _probe_classes(network, source: dict, mean, input_size, items) -> list[str]:
-    """"0" … "K-1" from one forward pass of a PyTorch model (module or TorchScript)."""
+def _probe_classes(network, source: dict, mean, input_size, items, output=None) -> list[str]:
+    """"0" … "K-1" from one forward pass of a PyTorch model (module or TorchScript), its logits
+    picked from a dict/tuple/object output by the rule the runner applies (``model.output``)."""
     import torch
 
     if network is None and source.get("torchscript"):
@@ -184,10 +208,16 @@ def _probe_classes(network, source: dict, mean, input_size, items) -> list[str]:
                           "pass classes= (and input_size=)") from e
     finally:
         network.train(was)
+    from .errors import ModelError
+    from .models.outputs import choose_output, describe_output, pick
+
+    try:
+        out = pick(out, choose_output(out, output, where="the model").selector)
+    except ModelError as e:
+        raise ConfigError(f"{e} (to count its classes; or pass classes=)") from e
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise ConfigError(f"model returned {type(out).__name__} "
-                          f"{tuple(out.shape) if isinstance(out, torch.Tensor) else ''} for a probe input; expected "
-                          "(N, K) logits (pass classes= and, for a tuple or dict output, the model.output option)")
+        raise ConfigError(f"model returned {describe_output(out)} for a probe input; expected (N, K) logits "
+                          "(pass classes= and, for a tuple or dict output, the output= option)")
     return [str(i) for i in range(int(out.shape[1]))]
 
 
@@ -207,14 +237,18 @@ def _raw_config(source, classes, explainers, metrics, activation, mean, std, inp
     label_keys = {f.name for f in dataclasses.fields(LabelPolicy)}
     scalar = lambda v: [float(v)] if isinstance(v, (int, float)) else [float(x) for x in v]  # noqa: E731
     raw: dict = {
-        "model": {**source, "activation": activation, "mean": scalar(mean), "std": scalar(std),
-                  "input_size": input_size if isinstance(input_size, int) else list(input_size)},
+        "model": {**source, "activation": activation,
+                  **({} if input_size is None else
+                     {"input_size": input_size if isinstance(input_size, int) else list(input_size)})},
         "dataset": {"kind": "memory", "classes": list(classes)},
         "explainers": _plugins(explainers, "explainers"),
         "metrics": _plugins(metrics, "metrics"),
         "labels": {},
         "out": str(Path(out).expanduser().resolve()),
     }
+    for key, value in (("mean", mean), ("std", std)):  # None: a named model's own
+        if value is not None:
+            raw["model"][key] = scalar(value)
     for key, value in options.items():
         if key in model_keys:
             raw["model"][key] = value

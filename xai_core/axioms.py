@@ -94,6 +94,10 @@ def warnings(summary: dict, explainers: list[dict] | None = None) -> dict[str, l
     layer_norm, softmax attention". Explainers without violations are absent."""
     meta = {str(e.get("name")): e for e in (explainers or []) if isinstance(e, dict)}
     out: dict[str, list[str]] = {}
+    for e, entry in meta.items():  # what an explainer resolved by a doubtful inference (a token grid)
+        note = entry.get("resolved") if isinstance(entry.get("resolved"), dict) else {}
+        if isinstance(note.get("warning"), str):
+            out.setdefault(e, []).append(f"{e}: {note['warning']}")
     for e, per_key in (summary or {}).items():
         if not isinstance(per_key, dict):
             continue

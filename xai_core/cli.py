@@ -100,6 +100,8 @@ def _cmd_inspect(args) -> int:
         if info.get("error"):
             print(f"error: {info['error']}")
         print("tags: " + ", ".join(f"{k}={v}" for k, v in info["tags"].items()))
+        if info.get("named_model"):
+            print(f"model: {info['named_model']}")
         if info.get("device"):
             d = info["device"]
             print(f"device: {d['resolved'] or 'per worker'}" + (f" ({d['name']})" if d.get("name") else "")

@@ -228,10 +228,16 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
             p = base_dir / p
         return str(p.resolve())
 
+    named_classes = []
+
     def model_conv(v):
-        for k in ("weights", "torchscript", "onnx"):
+        for k in ("weights", "torchscript", "onnx", "hf"):
             if v.get(k):
                 v[k] = rel(v[k])
+        if v.get("timm") or v.get("hf"):  # the model's own preprocessing and labels (models/named.py)
+            from .models.named import fill_model_section
+
+            named_classes.append(fill_model_section(v))
         path = v.get("factory_path")
         if isinstance(path, str):
             path = (path,)
@@ -242,6 +248,9 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
         return v
 
     def data_conv(v):
+        if v.get("classes") is None and named_classes and named_classes[0]:
+            c = named_classes[0]
+            v["classes"] = c if isinstance(c, str) else tuple(c)
         if v.get("path"):
             v["path"] = rel(v["path"])
         if isinstance(v.get("classes"), str) and Path(v["classes"]).suffix.lower() in (".json", ".txt"):

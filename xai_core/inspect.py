@@ -65,7 +65,24 @@ def inspect_run(run_dir: str | Path) -> dict:
         "resolved": resolved,
         "resolved_text": {e: text for e, v in resolved.items() if (text := resolved_text(v))},
         "device": _device_summary(man.get("model") or {}),
+        "named_model": named_model_text((man.get("config") or {}).get("model") or {}),
     }
+
+
+def named_model_text(model: dict) -> str | None:
+    """One line of a model given by name and the preprocessing chosen from it ("timm vit_small…
+    (weights w.safetensors): 224×224, mean …, from timm …: resolve_data_config"); None otherwise."""
+    if not (model.get("timm") or model.get("hf")):
+        return None
+    pre = model.get("preprocessing") or {}
+    what = f"timm {model['timm']}" if model.get("timm") else f"transformers {model['hf']}"
+    if model.get("weights"):
+        what += f" (weights {Path(model['weights']).name})"
+    size = model.get("input_size") or []
+    extra = ", ".join(f"{k} {pre[k]}" for k in ("interpolation", "crop_pct", "crop_mode") if pre.get(k))
+    return (f"{what}: {size[0]}×{size[1]} px, mean {list(model.get('mean') or [])}, std {list(model.get('std') or [])}"
+            + (f", {extra}" if extra else "") + f"; chosen from {pre.get('source', 'the configuration')}"
+            + (f" ({', '.join(pre['applied'])})" if pre.get("applied") else " (all set in the configuration)"))
 
 
 def resolved_text(resolved: dict | None) -> str:
@@ -85,7 +102,8 @@ def resolved_text(resolved: dict | None) -> str:
         mods = list(resolved["modules"])
         shown = ", ".join(mods[:2]) + (", …" if len(mods) > 2 else "")
         tokens = f"{prefix} + {grid_text}" if prefix else grid_text
-        return f"attention of {len(mods)} layers ({shown}), {tokens} tokens, read at the {resolved.get('token')} token"
+        rows = (resolved.get("readout") or {}).get("rows") or f"the {resolved.get('token')} token"
+        return f"attention of {len(mods)} layers ({shown}), {tokens} tokens, read at {rows}"
     if resolved.get("unsupported"):
         return "allowed although its rules do not cover " + ", ".join(resolved["unsupported"])
     return ""

@@ -54,7 +54,7 @@ def test_transformer_explainers_in_a_vit_run(toy_data, tmp_path):
     assert r.status == "complete"
     entries = {e["name"]: e for e in r.explainers}
     assert entries["gradcam"]["resolved"] == {"layer": "blocks.1", "call": None, "layout": "tokens", "grid": [4, 4],
-                                              "prefix_tokens": 1}
+                                              "prefix_tokens": 1, "grid_source": "inferred"}  # no warning: 4×4 is square
     for name in ("attention_rollout", "attention_relevance"):
         res = entries[name]["resolved"]
         assert res["modules"] == [f"blocks.{i}.attn.attn_drop" for i in range(3)] and res["grid"] == [4, 4]

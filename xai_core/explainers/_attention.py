@@ -12,6 +12,12 @@ Where the probabilities come from — the **hook point**:
   through a sub-module and either name that sub-module ``attn_drop`` (timm's convention: the
   ``nn.Dropout`` after the softmax, an identity in eval) or set ``xai_attention_probs = True``
   on it (any module, e.g. an ``nn.Identity()``). Its forward output is recorded.
+* **timm** ``Attention`` modules (``fused_attn = True`` on torch ≥ 2: one
+  ``F.scaled_dot_product_attention`` call that never runs ``attn_drop``): while recording,
+  ``fused_attn`` is set False on every module that has it, and restored after (also on error).
+* **transformers** ViT-family models (attention computed in a function, no module to hook):
+  while recording, the model runs a recording attention function registered through
+  transformers' ``AttentionInterface`` (``_hf_attention``), and its own implementation after.
 * explicitly: the explainers' ``modules`` parameter, a comma-separated list of
   ``fnmatch`` patterns of module names (``blocks.*.attn.attn_drop``), which replaces the two
   automatic rules above for hand-written modules.
@@ -32,7 +38,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ExplainerError
+from ._hf_attention import NAME as HF_NAME
+from ._hf_attention import hf_attention_models, recording_attention
 from ._layers import no_fast_path, probe_images, token_grid
+from ._tokens import grid_hint, note, readout_rows
 from .base import Explainer
 
 TOKENS = ("auto", "cls", "mean")
@@ -142,6 +151,10 @@ class AttentionRecorder:
 
     def __init__(self, net: nn.Module, modules: str = "", *, grad: bool = False):
         self.mha, self.marked = attention_sources(net, modules)
+        # timm's fused attention skips `attn_drop`: switched off while recording (restored after).
+        self.fused = [(n, m) for n, m in net.named_modules() if isinstance(getattr(m, "fused_attn", None), bool)]
+        self.hf = [] if _patterns(modules) else hf_attention_models(net)
+        self._names = {m: n for n, m in net.named_modules()} if self.hf else {}
         self.grad = grad
         self.probs: list[torch.Tensor] = []
         self.names: list[str] = []
@@ -149,7 +162,17 @@ class AttentionRecorder:
 
     @property
     def found(self) -> bool:
-        return bool(self.mha or self.marked)
+        return bool(self.mha or self.marked or self.hf)
+
+    @property
+    def switched(self) -> dict:
+        """What recording changed on the model, for the explainer's resolved record."""
+        out = {}
+        if self.fused:
+            out["fused_attn_off"] = len(self.fused)
+        if self.hf:
+            out["attn_implementation"] = {"model": sorted({impl for _, impl in self.hf}), "while_recording": HF_NAME}
+        return out
 
     def _keep(self, name: str, t):
         if isinstance(t, torch.Tensor):
@@ -162,6 +185,11 @@ class AttentionRecorder:
     def __enter__(self) -> "AttentionRecorder":
         self._stack = stack = ExitStack()
         stack.enter_context(no_fast_path())
+        for _name, m in self.fused:
+            stack.callback(setattr, m, "fused_attn", m.fused_attn)
+            m.fused_attn = False
+        if self.hf:
+            stack.enter_context(recording_attention([m for m, _ in self.hf], self._keep, self._names))
         for name, m in self.mha:
             def forward(mod, *args, _name=name, **kwargs):
                 return mha_forward(mod, *args, record=lambda p: self._keep(_name, p), **kwargs)
@@ -215,7 +243,7 @@ class AttentionExplainer(Explainer):
 
     # ---- structure, checked once per (network, input shape) -------------------------------
     def structure(self, model, image_shape: tuple[int, ...]) -> dict:
-        key = (id(model.net), tuple(image_shape), getattr(model, "patch_grid", None))
+        key = (id(model.net), tuple(image_shape), getattr(model, "patch_grid", None), self.params.token)
         return self.cached("_structure", key, lambda: self._probe(model, image_shape))
 
     def _probe(self, model, image_shape: tuple[int, ...]) -> dict:
@@ -228,12 +256,33 @@ class AttentionExplainer(Explainer):
         x = probe_images(model.net, image_shape)
         with rec, torch.no_grad():
             model.module(x)
-        return self._check_probs(rec, x.shape[0], tuple(image_shape[1:]), getattr(model, "patch_grid", None))
+        info = self._check_probs(rec, x.shape[0], tuple(image_shape[1:]), grid_hint(model, image_shape[1:]))
+        info.update(rec.switched)
+        info.update(note(self.name, info["tokens"], tuple(image_shape[1:]), grid_hint(model, image_shape[1:]),
+                         (info["prefix_tokens"], tuple(info["grid"]))))
+        mode, rule = self.params.token, "set (token:)"
+        if mode == "auto":
+            mode = readout_rows(model, x, info["tokens"], info["prefix_tokens"])
+            rule = "gradient probe: the rows of the last token output that reach the logits"
+            if mode is None:
+                mode, rule = ("cls" if info["prefix_tokens"] else "mean"), "prefix rule (no token output to probe)"
+        if mode == "cls" and not info["prefix_tokens"]:
+            g = info["grid"]
+            raise self.error(f"token: cls, but the {info['tokens']} tokens have no prefix before the {g[0]}×{g[1]} "
+                             "patch grid")
+        info["token"] = mode
+        info["readout"] = {"rows": "row 0 (class token)" if mode == "cls" else
+                           f"mean of the {info['grid'][0] * info['grid'][1]} patch rows", "rule": rule}
+        return info
 
     def _check_probs(self, rec: AttentionRecorder, batch: int, image_hw, grid) -> dict:
         if not rec.probs:
-            where = ", ".join(n for n, _ in (rec.mha + rec.marked)[:3])
-            raise self.error(f"the attention modules ({where}) were not called, or returned no tensor, in a forward pass")
+            where = ", ".join([n for n, _ in (rec.mha + rec.marked)[:3]] + [type(m).__name__ for m, _ in rec.hf[:1]])
+            raise self.error(
+                f"the attention modules ({where}) were not called, or returned no tensor, in a forward pass: the model "
+                "computes its attention without them (a fused kernel such as F.scaled_dot_product_attention, or a "
+                "function), so there are no probabilities to read; name the softmax output's module with `modules`, "
+                "or use gradcam")
         shapes = {tuple(p.shape) for p in rec.probs}
         first = rec.probs[0]
         if any(p.ndim != 4 or p.shape[-1] != p.shape[-2] for p in rec.probs):
@@ -252,13 +301,8 @@ class AttentionExplainer(Explainer):
         if found is None:
             raise self.error(f"cannot read {t} tokens as prefix + patch grid; set model.patch_grid: [h, w]")
         prefix, g = found
-        mode = self.params.token
-        if mode == "auto":
-            mode = "cls" if prefix else "mean"
-        if mode == "cls" and not prefix:
-            raise self.error(f"token: cls, but the {t} tokens have no prefix before the {g[0]}×{g[1]} patch grid")
         return {"modules": list(dict.fromkeys(rec.names)), "layers": len(rec.probs), "tokens": t,
-                "prefix_tokens": prefix, "grid": list(g), "token": mode}
+                "prefix_tokens": prefix, "grid": list(g)}
 
     def check_model(self, model) -> None:
         super().check_model(model)
@@ -288,9 +332,10 @@ class AttentionExplainer(Explainer):
                 # error is retried by explain() on half the pairs instead.
                 logits = model.module(images)
                 model.passes += int(images.shape[0])
-        self._check_probs(rec, images.shape[0], tuple(images.shape[2:]), getattr(model, "patch_grid", None))
+        self._check_probs(rec, images.shape[0], tuple(images.shape[2:]), grid_hint(model, images.shape[2:]))
         r = self.relevance(rec.probs, logits, targets)
-        return r[:, 0] if info["token"] == "cls" else r.mean(dim=1)
+        # A mean-pooled head averages the patch rows only: never class or register rows.
+        return r[:, 0] if info["token"] == "cls" else r[:, info["prefix_tokens"]:].mean(dim=1)
 
     def attribute(self, model, images, targets):
         info = self.structure(model, tuple(images.shape[1:]))

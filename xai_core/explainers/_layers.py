@@ -69,20 +69,29 @@ def _aligned(h: int, w: int, image_hw: tuple[int, int]) -> bool:
 
 def token_grid(tokens: int, image_hw: tuple[int, int], grid=None) -> tuple[int, tuple[int, int]] | None:
     """(prefix, (h, w)) for a sequence of ``tokens``: with ``grid`` given, the tokens left
-    before it; else the smallest prefix ≤ MAX_PREFIX leaving an h × w grid (h, w ≥ 2) of the
-    image's aspect ratio. None when nothing fits."""
+    before it; else the smallest prefix ≤ MAX_PREFIX leaving an h × w grid (h, w ≥ 2) of exactly the
+    image's aspect ratio, or else of about it (15 %). None when nothing fits. ``grid`` may also be what the model declares
+    (``_tokens.Declared``): used when ``tokens`` is its prefix + grid, else inference."""
+    if grid is not None and hasattr(grid, "fits"):
+        prefix = grid.fits(tokens)
+        if prefix is not None:
+            return prefix, tuple(grid.grid)
+        grid = None
     if grid is not None:
         h, w = int(grid[0]), int(grid[1])
         prefix = tokens - h * w
         return (prefix, (h, w)) if 0 <= prefix <= tokens else None
-    for prefix in range(0, min(MAX_PREFIX, tokens - 4) + 1):
-        n = tokens - prefix
-        for h in range(2, int(math.isqrt(n)) + 1):
-            if n % h:
-                continue
-            for hh, ww in ((h, n // h), (n // h, h)):
-                if ww >= 2 and _aligned(hh, ww, image_hw):
-                    return prefix, (hh, ww)
+    # A grid of exactly the image's aspect ratio first (cls + 8 registers at 96 px, 45 tokens:
+    # 9 + 6×6, not 3 + 6×7), then one within 15 % of it (_tokens.grid_warning says so).
+    for fits in (lambda hh, ww: hh * image_hw[1] == ww * image_hw[0], lambda hh, ww: _aligned(hh, ww, image_hw)):
+        for prefix in range(0, min(MAX_PREFIX, tokens - 4) + 1):
+            n = tokens - prefix
+            for h in range(2, int(math.isqrt(n)) + 1):
+                if n % h:
+                    continue
+                for hh, ww in ((h, n // h), (n // h, h)):
+                    if ww >= 2 and fits(hh, ww):
+                        return prefix, (hh, ww)
     return None
 
 
@@ -244,6 +253,8 @@ def last_spatial_layer(net: nn.Module, input_shape: tuple[int, ...], grid=None, 
     image_hw = tuple(input_shape[1:])
 
     def hook(mod, _inp, out):
+        if isinstance(mod, nn.Identity):
+            return  # its output is its input: name the module that computed it (timm ConvNeXt's norm_pre)
         k = calls.get(mod, 0)
         calls[mod] = k + 1
         t = first_tensor(out)

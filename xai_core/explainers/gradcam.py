@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from . import register
 from ._layers import LayerCapture, LayerChoice, first_tensor, last_spatial_layer, layer_layout, no_fast_path, resolve_layer
+from ._tokens import grid_hint, layout_note
 from ..errors import ExplainerError
 from .base import Explainer
 
@@ -50,14 +51,17 @@ class GradCAM(Explainer):
     def layer_choice(self, model, image_shape: tuple[int, ...]) -> LayerChoice:
         """The layer to read and its layout, resolved once per (network, input shape)."""
         def resolve():
-            grid = getattr(model, "patch_grid", None)
+            grid = grid_hint(model, image_shape[1:])
             try:
                 if self.params.layer:
-                    return layer_layout(model.net, resolve_layer(model.net, self.params.layer), tuple(image_shape),
-                                        grid, forward=model.module)
-                return last_spatial_layer(model.net, tuple(image_shape), grid, forward=model.module)
+                    choice = layer_layout(model.net, resolve_layer(model.net, self.params.layer), tuple(image_shape),
+                                          grid, forward=model.module)
+                else:
+                    choice = last_spatial_layer(model.net, tuple(image_shape), grid, forward=model.module)
             except ExplainerError as e:
                 raise self.error(str(e)) from e
+            self._layout_note = layout_note(self.name, choice.layout, tuple(image_shape[1:]), grid)
+            return choice
 
         return self.cached("_layer_cache", (id(model.net), tuple(image_shape)), resolve)
 
@@ -78,7 +82,9 @@ class GradCAM(Explainer):
         """The layer the last call used and how its output was read: {layer, call, layout,
         grid, prefix_tokens} (manifest ``explainers[].resolved``)."""
         cache = getattr(self, "_layer_cache", None)
-        return cache[1].describe() if cache else None
+        if not cache:
+            return None
+        return {**cache[1].describe(), **getattr(self, "_layout_note", {})}
 
     def activations_and_grads(self, model, images, targets):
         """(A, ∂logit/∂A) at the chosen layer, both (P, K, h, w) float32."""

@@ -68,6 +68,15 @@ def load_network(spec: ModelSpec) -> nn.Module:
             net = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:  # torch raises RuntimeError subclasses with long texts
             raise ModelError(f"model.torchscript {str(path)!r} is not a TorchScript file: {str(e).splitlines()[0]}") from e
+    elif spec.timm or spec.hf:
+        from .named import build_hf, build_timm, load_weights
+
+        if spec.hf:
+            net = build_hf(spec.hf)
+        else:
+            net = build_timm(spec.timm, dict(spec.factory_kwargs))
+            if spec.weights:
+                load_weights(net, spec.weights, f"timm {spec.timm}")
     else:
         fn = _import_factory(spec.factory, tuple(spec.factory_path))
         try:
@@ -176,7 +185,7 @@ def load_model(spec: ModelSpec, num_classes: int, network: nn.Module | None = No
         what = f"(1, {channels}, {size[0]}, {size[1]})" + (" channels-last" if spec.layout == "nhwc" else "")
         raise ModelError(f"model failed on a {what} input{hint}: {_short(e)}; "
                          + _layout_hint(net, spec, channels, size, device)) from e
-    choice = choose_output(raw, spec.output, where=f"the model ({spec.factory or spec.torchscript or spec.module})")
+    choice = choose_output(raw, spec.output, where=f"the model ({spec.factory or spec.torchscript or spec.module or spec.timm or spec.hf})")
     module.output = choice.selector
     module.output_choice = choice.describe()
     out = pick(raw, choice.selector)
@@ -235,6 +244,12 @@ def model_identity(spec: ModelSpec, network: nn.Module | None = None) -> dict:
 
         return remote_identity(spec)
     ident = {"factory": spec.factory, "torchscript": spec.torchscript, "weights": spec.weights}
+    if spec.timm or spec.hf:
+        ident.update({"timm": spec.timm} if spec.timm else {"hf": spec.hf})
+        hf_weights = [p for p in sorted(Path(spec.hf).glob("*.safetensors")) + sorted(Path(spec.hf).glob("*.bin"))] \
+            if spec.hf else []
+        if hf_weights:
+            ident["weights"], ident["weights_sha256"] = str(hf_weights[0]), _file_digest(hf_weights[0])
     if spec.onnx:
         ident["onnx"] = spec.onnx
     for key in ("weights", "torchscript", "onnx"):

@@ -73,6 +73,11 @@ class ModelSpec:
         CPU), "cpu", "cuda" or "cuda:N" (:func:`xai_core.devices.resolve_device`).
     precision: "fp32", "bf16" or "fp16": the autocast dtype of forward-only passes (gradient
         passes stay float32); fp16 needs a CUDA device.
+    timm: a timm model name, built with ``pretrained=False`` (``factory_kwargs`` passed on) and
+        ``weights`` (.safetensors or a state dict) loaded into it; hf: a local transformers
+        ``from_pretrained`` directory. Unset input_size/mean/std (and dataset classes) come from
+        the model; what was chosen is ``preprocessing`` (written by the configuration reader,
+        :mod:`.named`).
     """
 
     factory: str | None = None
@@ -100,6 +105,9 @@ class ModelSpec:
     module: str | None = None
     device: str = "auto"
     precision: str = "fp32"
+    timm: str | None = None
+    hf: str | None = None
+    preprocessing: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if isinstance(self.fast_forward, bool):
@@ -117,11 +125,16 @@ class ModelSpec:
                                else tuple(self.factory_path))
 
     def validate(self) -> None:
-        if sum(bool(s) for s in (self.factory, self.torchscript, self.onnx, self.url, self.module)) != 1:
+        if sum(bool(s) for s in (self.factory, self.torchscript, self.onnx, self.url, self.module, self.timm,
+                                 self.hf)) != 1:
             raise ModelError(
                 "model: give exactly one of `factory` (package.module:function), `torchscript` (file.pt), "
-                "`onnx` (file.onnx) or `url` (a served model)"
+                "`onnx` (file.onnx), `url` (a served model), `timm` (a timm model name) or `hf` (a local "
+                "transformers directory)"
             )
+        if self.hf and self.weights:
+            raise ModelError("model.weights applies to model.factory and model.timm; a model.hf directory holds "
+                             "its own weights")
         if self.url:
             from .protocols import detect_protocol, validate_remote
 
