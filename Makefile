@@ -18,10 +18,11 @@ SERVER_ENV = KSERVE_VENV=$(abspath $(KSERVE_VENV)) SELDON_VENV=$(abspath $(SELDO
 
 .PHONY: setup venvs demo demo-run serve test bench clean
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-extras.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements-extras.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
