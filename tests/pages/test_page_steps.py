@@ -3,6 +3,7 @@ step slider and its colour scale across steps, on a run written by xai_core.Moni
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -67,3 +68,13 @@ def test_one_step_run_says_so(monkeypatch, dash_logdir):
     at = open_page(monkeypatch, dash_logdir, "pages/steps.py", run=dash_runs.SYNTH_RUN)
     assert not at.exception
     assert any("holds one step" in i.value for i in at.info)
+
+
+def test_compare_two_steps_of_one_run(monkeypatch, steps_logdir):
+    at = open_page(monkeypatch, steps_logdir, "pages/compare.py", run="training")
+    assert at.selectbox(key="vs_run").value == "training"  # the only run: its own steps compare
+    at.select_slider(key="vs_a_step").set_value(0).run()
+    assert not at.exception
+    assert at.select_slider(key="vs_b_step").value == 2
+    text = " ".join(c.value for c in at.caption)
+    assert "4 common samples" in text and re.search(r"[1-9]\d* with another tag", text)  # steps 0 and 2 differ
