@@ -51,3 +51,19 @@ def train_epoch(model: nn.Module, opt, x: torch.Tensor, y: torch.Tensor, batch: 
         opt.step()
         total += loss.item()
     return total
+
+
+def monitor_run(out, *, epochs: int = 3, probe: int = 4, **monitor):
+    """A run of ``epochs`` steps written by xai_core.Monitor in a plain training loop of TinyCNN."""
+    import xai_core
+
+    torch.manual_seed(0)
+    images, labels = squares(24)
+    x, y = tensors(images, labels)
+    model = TinyCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    mon = xai_core.Monitor(images[:probe], labels=labels[:probe].tolist(), classes=CLASSES, out=out, **monitor)
+    for epoch in range(epochs):
+        train_epoch(model, opt, x, y)
+        mon.log(model, step=epoch)
+    return out
