@@ -78,3 +78,28 @@ def test_compare_two_steps_of_one_run(monkeypatch, steps_logdir):
     assert at.select_slider(key="vs_b_step").value == 2
     text = " ".join(c.value for c in at.caption)
     assert "4 common samples" in text and re.search(r"[1-9]\d* with another tag", text)  # steps 0 and 2 differ
+
+
+def test_newest_step_shown_while_it_trains(monkeypatch, tmp_path):
+    import torch
+
+    import xai_core
+
+    images, labels = squares(4)
+    mon = xai_core.Monitor(images, labels=labels.tolist(), classes=CLASSES, out=tmp_path / "live",
+                           explainers=["gradient"], metrics=["sparseness"])
+    model = TinyCNN()
+    for step in (0, 1):
+        mon.log(model, step=step)
+    at = open_page(monkeypatch, tmp_path, "pages/saliency.py", run="live")
+    assert at.select_slider(key="sal_step").value == 1
+    with torch.no_grad():
+        model.head.bias.add_(1.0)
+    mon.log(model, step=2)  # the training goes on while the page is open
+    at.run()  # what the page's refresh fragment triggers when the run's manifest changes
+    assert not at.exception
+    assert at.select_slider(key="sal_step").value == 2 and list(at.select_slider(key="sal_step").options)[-1] == "2"
+    at.select_slider(key="sal_step").set_value(0).run()
+    mon.log(model, step=3)
+    at.run()  # a step chosen by hand stays chosen
+    assert at.select_slider(key="sal_step").value == 0
