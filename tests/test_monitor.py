@@ -61,6 +61,7 @@ def test_model_and_process_given_back(trained):
     assert mon.log(model, step=5)
     assert model.training and all(m.training for m in model.modules())
     assert all(p.requires_grad for p in model.parameters())
+    assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules())
     assert torch.equal(model.head.weight.grad, torch.ones_like(model.head.weight))
     assert (torch.rand(1).item(), np.random.rand(), random.random()) == want
     assert opt.state_dict()["state"].keys() == state.keys()
