@@ -26,6 +26,12 @@ def _changes(_t, run_key, a, b, explainer):
     return S.map_changes(by[a], by[b], explainer), S.tag_changes(by[a], by[b])
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _pictures(_t, run_key, a, b, explainer, n):
+    by = S.step_tables(_t)
+    return S.changed_pictures(by[a], by[b], S.map_changes(by[a], by[b], explainer), explainer, n=n)
+
+
 if len(t.steps) < 2:
     st.info("This run holds one step. A run written while a model trains (xai_core.Monitor, or the Lightning and "
             "Hugging Face callbacks of xai_core.integrations) holds one per logged step.")
@@ -57,5 +63,11 @@ except XaiError as e:
 st.markdown(f"**Images sorted by how much their {explainer} map changed** (total-variation distance of the maps' "
             "normalised |s|: 0 the same, 1 disjoint)")
 st.dataframe(moved.drop(columns=["pos"]), width="stretch", hide_index=True, key="steps_moved")
+n_show = st.slider("Show the most changed", 0, min(12, len(moved)), min(4, len(moved)), key="steps_n") if len(moved) else 0
+for caption, picture, tile_a, tile_b in _pictures(t, key, a, b, explainer, n_show):
+    cols = st.columns(3)
+    cols[0].image(picture, caption=caption, width="stretch")
+    cols[1].image(tile_a, caption=f"{explainer} · step {a}", width="stretch")
+    cols[2].image(tile_b, caption=f"{explainer} · step {b}", width="stretch")
 st.markdown(f"**{len(tags)} labels changed tag** from step {a} to step {b}")
 st.dataframe(tags, width="stretch", hide_index=True, key="steps_tags")

@@ -43,6 +43,9 @@ def test_scores_over_steps_page(monkeypatch, steps_logdir):
     moved = at.dataframe[1].value
     assert len(moved) == 4 and list(moved["distance"]) == sorted(moved["distance"], reverse=True)
     assert moved["distance"].between(0, 1).all()
+    shown = [c for img in at.image for c in img.captions]
+    assert len(shown) == 12 and shown[0].startswith(f"{moved['sample_id'].iat[0]} · ")  # the most changed first
+    assert shown[1:3] == ["gradient · step 0", "gradient · step 2"]
     at.selectbox(key="steps_a").set_value(2).run()  # the same step: nothing changed
     assert not at.exception
     assert (at.dataframe[1].value["distance"] == 0).all()

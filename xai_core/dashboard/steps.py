@@ -103,6 +103,31 @@ def map_changes(a: RunTables, b: RunTables, explainer: str) -> pd.DataFrame:
     return out.sort_values(["distance", "pos"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
+def changed_pictures(a: RunTables, b: RunTables, moved: pd.DataFrame, explainer: str, *, n: int = 4,
+                     style: OverlayStyle = OverlayStyle()) -> list[tuple[str, bytes, bytes, bytes]]:
+    """For the first ``n`` rows of :func:`map_changes`: (caption, image PNG, map at step a PNG,
+    map at step b PNG), both maps of a row on one colour scale so that the change shows."""
+    from .overlay import png_bytes, render, thumbnail, upscale_factor
+
+    ra, rb = RunReader(a.run_dir), RunReader(b.run_dir)
+    ka, kb = (_keyed(t).set_index(["sample_index", "label"]) for t in (a, b))
+    out = []
+    for _, row in moved.head(n).iterrows():
+        s = b.samples.iloc[int(row["pos"])]
+        sidx = int(s["sample_index"])
+        image = rb.image(int(s["part"]), int(s["offset"]))
+        la, lb = ka.loc[(sidx, int(row["label"]))], kb.loc[(sidx, int(row["label"]))]
+        ma = ra.saliency(explainer, int(la["part"]), int(la["map_offset"]))
+        mb = rb.saliency(explainer, int(lb["part"]), int(lb["map_offset"]))
+        vmax = clip_value([ma, mb], style)
+        up = upscale_factor(*image.shape[:2])
+        out.append((f"{row['sample_id']} · {row['class']} · d = {row['distance']:.3f}",
+                    png_bytes(thumbnail(image, upscale=up)),
+                    png_bytes(render(image, ma, vmax, style, upscale=up)),
+                    png_bytes(render(image, mb, vmax, style, upscale=up))))
+    return out
+
+
 def scales_across_steps(grid_maps: dict, others: list[dict], style: OverlayStyle) -> dict:
     """Clip values of the maps shown ({key: (explainer, map)}, key = (pos, explainer)) shared
     with the same images' maps at the other steps (``others``: one such dict per step), per
