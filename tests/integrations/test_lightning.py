@@ -88,3 +88,17 @@ def test_fast_dev_run_and_every_n_steps(tmp_path, probe):
 def test_bad_frequency_is_one_line(probe):
     with pytest.raises(ConfigError, match="every_n_epochs is 0; expected an integer ≥ 1"):
         ExplainCallback(probe[0], classes=CLASSES, every_n_epochs=0)
+
+
+@pytest.mark.slow  # two spawned processes: about 40 s on the shared 2-core machine
+def test_ddp_rank_zero_writes_alone(tmp_path, probe):
+    """Two CPU processes (DDP over gloo): one step per epoch, written by rank zero only."""
+    images, labels = probe
+    out = tmp_path / "ddp"
+    cb = ExplainCallback(images, labels=labels, classes=CLASSES, out=out, explainers=["gradient"],
+                         metrics=["sparseness"])
+    trainer(tmp_path, max_epochs=2, devices=2, strategy="ddp_spawn", enable_checkpointing=False,
+            callbacks=[cb]).fit(Module(), loader(16))
+    run = xai_core.open_run(out)
+    assert run.steps == [0, 1] and len(run.samples) == 12
+    assert not (out / ".lock").exists() and RunReader(out).verify()["steps"] == 2
