@@ -18,7 +18,7 @@ SERVER_ENV = KSERVE_VENV=$(abspath $(KSERVE_VENV)) SELDON_VENV=$(abspath $(SELDO
 
 .PHONY: setup venvs demo demo-run serve test bench clean
 
-# requirements-extras.txt: the [timm] and [hf] extras and the tests' grad-cam, every package they
+# requirements-extras.txt: the [timm], [hf] and [lightning] extras and the tests' grad-cam, every package they
 # pull in pinned, torch kept at 2.13.0. timm imports torchvision, whose registry builds for our
 # torch are CUDA builds: their C extension does not load beside torch CPU and `import torchvision`
 # dies registering a fake kernel for torchvision::nms. The product never needs torchvision; the

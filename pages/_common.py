@@ -26,6 +26,7 @@ PAGES = (
     ("pages/counterfactual.py", "Counterfactuals", ":material/filter_center_focus:"),
     ("pages/comprehensive.py", "Comprehensive assessment", ":material/leaderboard:"),
     ("pages/classification.py", "Classification assessment", ":material/bar_chart:"),
+    ("pages/steps.py", "Scores over steps", ":material/timeline:"),
     ("pages/compare.py", "Compare runs", ":material/compare:"),
     ("pages/explain.py", "Explain an image", ":material/add_photo_alternate:"),
 )
@@ -75,9 +76,32 @@ def runs(logdir_str: str) -> list[RunInfo]:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the run…")
-def _open(logdir_str: str, name: str, stamp: int) -> OpenRun:
+def _open(logdir_str: str, name: str, stamp: int, step: int | None = None) -> OpenRun:
     # ``stamp`` changes whenever the writer commits progress, so a running run reloads.
-    return open_run(logdir_str, name, runs(logdir_str))
+    return open_run(logdir_str, name, runs(logdir_str), step)
+
+
+def stepped(run: OpenRun) -> bool:
+    """Whether the run is one written step by step (xai_core.Monitor, the training callbacks)."""
+    return run.tables.run_root is not None and run.tables.run_root != run.tables.run_dir
+
+
+def step_slider(run: OpenRun, prefix: str, label: str = "Step") -> OpenRun:
+    """For a run of several steps, a slider choosing the step shown (following the newest step
+    while it is left on it, so a run written while a model trains shows each new step); the
+    run at that step. Other runs come back as they are."""
+    steps = list(run.tables.steps)
+    if len(steps) < 2:
+        return run
+    key, newest = f"{prefix}_step", f"{prefix}_step_newest"
+    if st.session_state.get(key) not in steps or st.session_state.get(key) == st.session_state.get(newest):
+        st.session_state[key] = steps[-1]
+    st.session_state[newest] = steps[-1]
+    step = st.select_slider(label, steps, key=key, help="the training step whose maps, tags and scores are shown "
+                                                         "(left on the newest, the page follows new steps)")
+    if step == run.tables.step:
+        return run
+    return _open(str(logdir()), run.info.name, run.stamp, int(step))
 
 
 def breakable(text: str) -> str:
@@ -339,7 +363,7 @@ def refresh_while_running(run: OpenRun, every_s: float = 3.0) -> None:
     """While the run is being written, rerun the page whenever the writer commits progress
     (at most every ``every_s`` s, and never more often than 5× the run's load time, so a
     large run being written is not reloaded back to back)."""
-    if run.info.status != "running":
+    if run.info.status != "running" and not stepped(run):  # a run of steps grows while a model trains
         return
     if run.info.stale:
         st.warning(f"This run says it is running but has not been updated since {run.info.updated}; its process may "
@@ -351,7 +375,8 @@ def refresh_while_running(run: OpenRun, every_s: float = 3.0) -> None:
     def _watch():
         if run_stamp(run.info.path) != seen:
             st.rerun(scope="app")
-        st.caption(f"Run in progress: {run.tables.n_samples} samples so far; this page refreshes by itself.")
+        if run.info.status == "running":
+            st.caption(f"Run in progress: {run.tables.n_samples} samples so far; this page refreshes by itself.")
 
     _watch()
 

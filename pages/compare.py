@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._common import active_run, logdir, open_named, remember, require_frame, restore, runs
+from pages._common import active_run, logdir, open_named, remember, require_frame, restore, runs, step_slider, stepped
 from xai_core.dashboard import compare as C
 from xai_core.dashboard import compare_view as V
 from xai_core.dashboard.assessment import RowFilter
@@ -24,6 +24,8 @@ def _dataset_key(path: str, updated) -> tuple:
 mine = _dataset_key(str(run.info.path), run.info.updated)
 others = [r.name for r in sorted((r for r in runs(str(logdir())) if r.readable and r.name != run.info.name),
                                  key=lambda r: _dataset_key(str(r.path), r.updated) != mine)]
+if stepped(run):  # two steps of one run (a model while it trained) compare like two runs
+    others.insert(0, run.info.name)
 if not others:
     st.info("The log directory holds no other run to compare with. Compare two runs over the same images: two "
             "checkpoints, two models, or one model with other explainer settings (another `--out`).")
@@ -32,18 +34,26 @@ B_FIELD = V.run_b_field(others)
 restore([B_FIELD])
 c_a, c_b = st.columns(2)
 c_a.markdown(f"**A** · `{run.info.name}` · {run.info.model or 'model ?'} · {run.tables.n_samples} images")
+with c_a:
+    run = step_slider(run, "vs_a", "Step of A")
 name_b = c_b.selectbox("Run B", others, key="vs_run", help="matched with A by sample id")
 try:
     run_b = open_named(name_b)
+    with c_b:
+        run_b = step_slider(run_b, "vs_b", "Step of B")
 except XaiError as e:
     st.error(str(e))
     st.stop()
 c_b.caption(f"{run_b.info.model or 'model ?'} · {run_b.tables.n_samples} images")
 
 
+def _named(r) -> str:
+    return f"{r.info.name} @ step {r.tables.step}" if stepped(r) else r.info.name
+
+
 @st.cache_resource(max_entries=8, show_spinner="Matching the samples…")
 def _compare(_a, _b, key):
-    return C.compare(_a.tables, _b.tables, _a.info.name, _b.info.name)
+    return C.compare(_a.tables, _b.tables, _named(_a), _named(_b))
 
 
 @st.cache_data(max_entries=32, show_spinner="Bootstrapping the differences…")
@@ -51,7 +61,7 @@ def _diffs(_cmp, key, pairs, rows_filter):
     return C.score_differences(_cmp, pairs, rows_filter=rows_filter)
 
 
-key = (str(run.info.path), run.stamp, str(run_b.info.path), run_b.stamp)
+key = (str(run.info.path), run.stamp, run.tables.step, str(run_b.info.path), run_b.stamp, run_b.tables.step)
 try:
     cmp = _compare(run, run_b, key)
 except XaiError as e:  # no common samples: one line, nothing else

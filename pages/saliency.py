@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pages._common import (active_run, breakable, narrow_layout, refresh_while_running, remember, require_frame,
-                           restore)
+                           restore, step_slider, stepped)
 from xai_core.dashboard import detail as D
 from xai_core.dashboard import fields as F
 from xai_core.dashboard import query as Q
@@ -12,6 +12,7 @@ from xai_core.dashboard.overlay import (DISPLAYS, DIVERGING_CMAPS, POLARITIES, S
                                         legend)
 from xai_core.dashboard.notes import legend_note
 from xai_core.dashboard.render import detail_maps, detail_pictures
+from xai_core.dashboard.steps import across_steps
 from xai_core.errors import XaiError
 from xai_core.labels import TAGS
 
@@ -19,8 +20,9 @@ TAG_COLOUR = {"TP": "green", "FP": "orange", "FN": "red", "TN": "gray"}
 
 require_frame(__file__)
 run = active_run()
-t, store = run.tables, run.store
 st.title("Saliency maps")
+run = step_slider(run, "sal")  # a run of several steps: the maps of the chosen step
+t, store = run.tables, run.store
 st.caption(f"run `{run.info.name}` · {t.n_samples} images · {len(t.labels)} explained labels")
 refresh_while_running(run)
 FIELDS = F.saliency_fields(t)
@@ -122,11 +124,14 @@ with st.sidebar:
                      disabled=not outlines)
     scale = st.radio("Colour scale", list(SCALES), format_func=SCALES.get, key="sal_scale",
                      help="shared scales keep maps comparable across images and labels; one per map does not")
+    steps_scale = stepped(run) and st.toggle("Same scale at every step", key="sal_scale_steps",
+                                             help="off: each step's maps get their own scale; on: the scale is shared "
+                                                  "with the same images' maps at every step of the run")
 try:
     style = OverlayStyle(overlay=overlay, opacity=opacity, polarity=polarity, clip_percentile=max(clip_hi, 0.1),
                          scale=scale, clip_low=min(clip_lo, max(clip_hi, 0.1)), display=display, outline_mass=mass,
                          **({"diverging_cmap": cmap} if polarity == "signed" else {"cmap": cmap}))
-    sel = _select(t, (str(run.info.path), run.stamp), flt, sort)
+    sel = _select(t, (str(run.info.path), run.stamp, t.step), flt, sort)
 except XaiError as e:
     st.error(str(e))
     st.stop()
@@ -220,7 +225,8 @@ def detail(pos: int, shown: int | None) -> None:
             st.table(table)
 
 
-grid = store.grid(view.rows, {r.pos: _active(r) for r in view.rows}, explainers, style)
+grid = store.grid(view.rows, {r.pos: _active(r) for r in view.rows}, explainers, style,
+                  scales=across_steps(t, style) if steps_scale else None)
 for err in grid.errors:
     st.warning(err)
 # Image and labels keep a fixed share of the width however many explainers are shown; fewer

@@ -26,7 +26,7 @@ def test_run_then_inspect_json(config_file, tmp_path, capsys):
     assert ("of it the fast-forward decision" in line) == (timing["setup_s"]["fast_forward"] >= 0.05)
     assert main(["inspect", str(tmp_path / "out"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["format_version"] == FORMAT_VERSION == 2 and info["status"] == "complete"
+    assert info["format_version"] == FORMAT_VERSION == 3 and info["status"] == "complete"
     assert info["n_samples"] == 12
     assert set(info["tags"]) == {"TP", "FP", "FN", "TN"}
     assert sum(info["tags"].values()) == info["n_explained"]

@@ -2,13 +2,14 @@
 and writes a summary directory that the dashboard reads.
 
 This package never imports Streamlit; the pages import only this package. The Python API
-(:mod:`xai_core.api`: ``explain``, ``open_run``, ``serve``, ``Run``) is re-exported lazily, so
+(:mod:`xai_core.api`: ``explain``, ``open_run``, ``serve``, ``Run``; :mod:`xai_core.monitor`:
+``Monitor``) is re-exported lazily, so
 ``import xai_core`` stays light (no torch until one of them is used).
 """
 
 __version__ = "0.1.0"
 
-_API = {"explain": "api", "open_run": "api", "serve": "api", "Run": "runview"}
+_API = {"explain": "api", "open_run": "api", "serve": "api", "Run": "runview", "Monitor": "monitor"}
 __all__ = ["__version__", *_API]
 
 

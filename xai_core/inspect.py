@@ -41,6 +41,7 @@ def inspect_run(run_dir: str | Path) -> dict:
     return {
         "path": str(Path(run_dir)),
         "format_version": man["format_version"],
+        "steps": r.steps,  # the run's steps; the other figures are of the newest (FORMAT.md "Steps")
         "status": r.status,
         "error": man.get("error"),
         "n_samples": int(len(samples)),

@@ -66,11 +66,32 @@ class Run:
     def metrics(self) -> list[str]:
         return [str(m.get("name")) for m in self._fresh().metrics]
 
-    def _memo(self, key, build):
-        reader = self._fresh()
-        if key not in self._cache:
-            self._cache[key] = build(reader)
-        return self._cache[key]
+    @property
+    def steps(self) -> list[int]:
+        """The run's steps, in order: [0] (or the step it recorded) for a run of one step; one
+        per :meth:`xai_core.Monitor.log` call for a run written while a model trained."""
+        return self._fresh().steps
+
+    def _reader_at(self, step: int | None):
+        """The reader of ``step`` (None: the newest)."""
+        r = self._fresh()
+        if step is None or step == r.step:
+            return r
+        if ("reader", step) not in self._cache:
+            self._cache[("reader", step)] = r.at(step)  # SummaryError naming the run's steps
+        return self._cache[("reader", step)]
+
+    def _memo(self, key, build, step: int | None = None):
+        reader = self._reader_at(step)
+        if (key, reader.step) not in self._cache:
+            self._cache[(key, reader.step)] = build(reader)
+        return self._cache[(key, reader.step)]
+
+    def _over_steps(self, key: str, build) -> pd.DataFrame:
+        """``build``'s frame of every step, concatenated, with a ``step`` column last."""
+        steps = self.steps or [None]
+        frames = [self._memo(key, build, s).assign(step=np.int64(self._reader_at(s).step)) for s in steps]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     def _name(self, label: int) -> str | None:
         c = self.classes
@@ -81,7 +102,7 @@ class Run:
     def samples(self) -> pd.DataFrame:
         """One row per image: sample_index, sample_id, source, ground_truth (class names),
         predicted (class names the tag rules call predicted), top_class, top_prob, probs (every
-        class, an array), height, width."""
+        class, an array), height, width, step (one row per image and step)."""
         def build(r):
             s = r.samples().sort_values("sample_index").reset_index(drop=True)
             lab = r.labels()
@@ -95,13 +116,13 @@ class Run:
                 "top_class": [self._name(t) for t in top],
                 "top_prob": [float(p[t]) if t >= 0 else np.nan for p, t in zip(probs, top)],
                 "probs": probs, "height": s["height"].to_numpy(), "width": s["width"].to_numpy()})
-        return self._memo("samples", build)
+        return self._over_steps("samples", build)
 
     @property
     def labels(self) -> pd.DataFrame:
         """One row per explained (image, label): sample_id, sample_index, label, class, prob,
-        tag (TP/FP/FN/TN), is_gt, is_pred, in_top_k, and the uncertainty columns when the run
-        has them."""
+        tag (TP/FP/FN/TN), is_gt, is_pred, in_top_k, the uncertainty columns when the run
+        has them, and step."""
         def build(r):
             lab = r.labels().sort_values(["sample_index", "map_offset"], kind="stable").reset_index(drop=True)
             ids = self._ids(r)
@@ -110,13 +131,13 @@ class Run:
             keep = ["prob", "tag", "is_gt", "is_pred", "in_top_k"] + [
                 c for c in ("prob_mean", "prob_std", "ci_low", "ci_high") if c in lab and not lab[c].isna().all()]
             return pd.concat([out, lab[keep]], axis=1)
-        return self._memo("labels", build)
+        return self._over_steps("labels", build)
 
     @property
     def scores(self) -> pd.DataFrame:
         """One row per (image, label, explainer, metric): sample_id, sample_index, label (−1 for
         label-agnostic metrics), class, explainer, metric, raw (the metric's own value), score
-        (raw mapped to [0, 1], higher is better)."""
+        (raw mapped to [0, 1], higher is better), step."""
         def build(r):
             sc = r.scores()
             ids = self._ids(r)
@@ -124,23 +145,23 @@ class Run:
                                  "label": sc["label"].astype(int), "class": [self._name(int(x)) for x in sc["label"]],
                                  "explainer": sc["explainer"], "metric": sc["metric"], "raw": sc["raw"],
                                  "score": sc["score"]})
-        return self._memo("scores", build)
+        return self._over_steps("scores", build)
 
     @property
     def details(self) -> pd.DataFrame:
         """Per-map figures (anchor precision and coverage, IG completeness error, has_negative):
-        sample_id, sample_index, label, explainer, key, value."""
+        sample_id, sample_index, label, explainer, key, value, step."""
         def build(r):
             d = r.details()
             return pd.concat([pd.DataFrame({"sample_id": d["sample_index"].map(self._ids(r))}), d], axis=1)
-        return self._memo("details", build)
+        return self._over_steps("details", build)
 
     def _ids(self, r) -> dict:
-        return self._memo("ids", lambda rr: dict(zip(rr.samples()["sample_index"], rr.samples()["sample_id"])))
+        return self._memo("ids", lambda rr: dict(zip(rr.samples()["sample_index"], rr.samples()["sample_id"])), r.step)
 
-    def _row(self, sample_id: str):
-        """The samples-table row (part, offset) of ``sample_id``."""
-        s = self._memo("rows", lambda r: r.samples().set_index("sample_id", drop=False))
+    def _row(self, sample_id: str, step: int | None = None):
+        """The samples-table row (part, offset) of ``sample_id`` (at ``step``)."""
+        s = self._memo("rows", lambda r: r.samples().set_index("sample_id", drop=False), step)
         if sample_id not in s.index:
             shown = list(s.index[:8])
             raise XaiError(f"{self.path}: no sample {sample_id!r}; expected one of {shown}{'…' if len(s) > 8 else ''}")
@@ -153,9 +174,9 @@ class Run:
             return self.classes.index(label)
         raise XaiError(f"label {label!r} is not a class of this run; expected an index or one of {self.classes[:12]}")
 
-    def _label_row(self, sample_id: str, label):
-        row = self._row(sample_id)
-        lab = self._memo("labels_raw", lambda r: r.labels())
+    def _label_row(self, sample_id: str, label, step: int | None = None):
+        row = self._row(sample_id, step)
+        lab = self._memo("labels_raw", lambda r: r.labels(), step)
         mine = lab[lab["sample_index"] == row["sample_index"]].sort_values("map_offset")
         if label is None:
             return row, mine.iloc[0]
@@ -167,19 +188,20 @@ class Run:
         return row, hit.iloc[0]
 
     # ---- arrays ----------------------------------------------------------------------------
-    def image(self, sample_id: str) -> np.ndarray:
+    def image(self, sample_id: str, step: int | None = None) -> np.ndarray:
         """(H, W, 3) uint8: the image as the model saw it."""
-        row = self._row(sample_id)
-        return self._fresh().image(int(row["part"]), int(row["offset"]))
+        row = self._row(sample_id, step)
+        return self._reader_at(step).image(int(row["part"]), int(row["offset"]))
 
-    def map(self, sample_id: str, label=None, explainer: str | None = None) -> np.ndarray:
+    def map(self, sample_id: str, label=None, explainer: str | None = None, *, step: int | None = None) -> np.ndarray:
         """(H, W) float32 raw map (sign and scale kept) of ``explainer`` (default: the first)
-        for ``label`` (index or class name; default: the image's most probable explained label)."""
+        for ``label`` (index or class name; default: the image's most probable explained label)
+        at ``step`` (default: the newest)."""
         explainer = explainer or self.explainers[0]
         if explainer not in self.explainers:
             raise XaiError(f"{self.path}: no explainer {explainer!r}; expected one of {self.explainers}")
-        _, lab = self._label_row(sample_id, label)
-        return self._fresh().saliency(explainer, int(lab["part"]), int(lab["map_offset"]))
+        _, lab = self._label_row(sample_id, label, step)
+        return self._reader_at(step).saliency(explainer, int(lab["part"]), int(lab["map_offset"]))
 
     # ---- the dashboard's numbers -----------------------------------------------------------
     def ranking(self, weights: Mapping[str, float] | None = None, *, tags: Sequence[str] = (),

@@ -11,7 +11,8 @@ the Streamlit caches they use wrap :func:`open_run` (per run version) and the fu
   ranges), cached rendering;
 * :mod:`.assessment` — aggregation of scores (means, bootstrap intervals, weights, per class);
 * :mod:`.counterfactual` — the counterfactual page's filters and layer-by-layer composites;
-* :mod:`.figures` — the plotly figures.
+* :mod:`.figures` — the plotly figures;
+* :mod:`.steps` — the dashboard over the steps of a run (scores and tags over steps, map changes).
 """
 
 from __future__ import annotations
@@ -37,14 +38,15 @@ class OpenRun:
     load_s: float = 0.0  # seconds the tables took to load (paces the refresh of a running run)
 
 
-def open_run(logdir: str | Path, name: str, runs: list[RunInfo] | None = None) -> OpenRun:
-    """Resolve ``name`` under ``logdir`` (never outside it) and load its tables.
+def open_run(logdir: str | Path, name: str, runs: list[RunInfo] | None = None, step: int | None = None) -> OpenRun:
+    """Resolve ``name`` under ``logdir`` (never outside it) and load its tables (at ``step``
+    for a run of several steps, None: the newest; FORMAT.md "Steps").
     Raises :class:`~xai_core.errors.XaiError` subclasses with a message for the user."""
     info = resolve_run(logdir, name, runs)
     stamp = run_stamp(info.path)
     t0 = time.perf_counter()
-    tables = RunTables.load(info.path, root=logdir)
-    return OpenRun(info, tables, MapStore(info.path), stamp, time.perf_counter() - t0)
+    tables = RunTables.load(info.path, root=logdir, step=step)
+    return OpenRun(info, tables, MapStore(tables.run_dir), stamp, time.perf_counter() - t0)
 
 
 _PRELOAD: list = []

@@ -204,8 +204,10 @@ class MapStore:
         return self._row(_map_key(explainer, part, map_offset), f"map {map_offset} of {explainer!r} in part {part}")
 
     def grid(self, rows: Sequence[ImageRow], active: Mapping[int, int | None], explainers: Sequence[str],
-             style: OverlayStyle, *, target_px: int = 128) -> Grid:
-        """Pictures and one tile per (row, explainer) showing the row's active label."""
+             style: OverlayStyle, *, target_px: int = 128, scales=None) -> Grid:
+        """Pictures and one tile per (row, explainer) showing the row's active label.
+        ``scales``: a function of ({(pos, explainer): (explainer, map)}, {pos: chip}) giving
+        the clip values instead of ``style.scale`` over these maps (e.g. shared across steps)."""
         out = Grid()
         chips = {r.pos: r.chip(active.get(r.pos, r.default_label())) for r in rows}
         keys = [_image_key(r.part, r.offset) for r in rows]
@@ -231,7 +233,7 @@ class MapStore:
                     maps[(r.pos, e)] = (e, self.saliency(e, chip.part, chip.map_offset))
                 except XaiError as err:
                     out.errors.append(f"{r.sample_id} / {chip.name} / {e}: {err}")
-        out.scales = scale_values(maps, style)
+        out.scales = scale_values(maps, style) if scales is None else scales(maps, chips)
         by_pos = {r.pos: r for r in rows}
         jobs = {}
         for (pos, e), (_, m) in maps.items():

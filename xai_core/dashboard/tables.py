@@ -109,19 +109,27 @@ class RunTables:
     parts: tuple[int, ...] = ()    # committed parts at load time
     stamp: int = 0                 # run_stamp() before loading: the version these tables are of
     records: dict = field(default_factory=dict, repr=False)  # {part: commit record}, read once at load
+    steps: tuple[int, ...] = ()    # the run's steps (FORMAT.md "Steps"); (0,) for a run of one step
+    step: int = 0                  # the step these tables are of
+    run_root: Path | None = None   # the run's directory (run_dir is a step's directory in a run of steps)
     _cache: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
-    def load(cls, run_dir: str | Path, *, root: str | Path | None = None) -> "RunTables":
-        """Read the committed parts of ``run_dir``; ``root`` (the logdir) bounds every path read."""
+    def load(cls, run_dir: str | Path, *, root: str | Path | None = None, step: int | None = None) -> "RunTables":
+        """Read the committed parts of ``run_dir`` at ``step`` (a run of several steps; None:
+        the newest); ``root`` (the logdir) bounds every path read."""
         run_dir = Path(run_dir)
         root = Path(root) if root is not None else run_dir
         ensure_inside(root, run_dir)
         ensure_inside(root, run_dir / MANIFEST)
         stamp = run_stamp(run_dir)
-        reader = RunReader(run_dir)  # reads + migrates the manifest; refuses newer formats
+        reader = RunReader(run_dir, step=step)  # reads + migrates the manifest; refuses newer formats
+        if reader.run_dir != run_dir:  # a step of a run of steps: a run directory of its own (FORMAT.md)
+            run_dir = reader.run_dir
+            ensure_inside(root, run_dir / MANIFEST)
+            stamp = run_stamp(run_dir)
         parts = reader.parts()
         for p in parts:
             ensure_inside(root, arrays_path(run_dir, p))
@@ -166,7 +174,8 @@ class RunTables:
         # The Arrow tables were transient; give their pages back instead of keeping them pooled
         # (about 100 MiB on a 100,000-sample run).
         pa.default_memory_pool().release_unused()
-        return cls(run_dir, reader.manifest, samples, extra, lab, starts, scores, pairs, root, tuple(parts), stamp, records)
+        return cls(run_dir, reader.manifest, samples, extra, lab, starts, scores, pairs, root, tuple(parts), stamp, records,
+                   steps=tuple(reader.steps), step=reader.step, run_root=reader.root)
 
     @staticmethod
     def _index_scores(sc: pd.DataFrame, sidx: np.ndarray, lab: pd.DataFrame) -> pd.DataFrame:

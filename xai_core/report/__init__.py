@@ -29,7 +29,12 @@ def report_html(tables: RunTables, run_name: str, options: ReportOptions = Repor
     tags = options.gallery_tags
     galleries = build_gallery(tables, store, gallery_metric(tables, options.metric), options.per_explainer,
                               A.RowFilter(tags, tags))
-    return render_html(data, galleries, charts=charts)
+    steps = None
+    if len(tables.steps) > 1:  # a run written while a model trained: its scores over the steps
+        from ..dashboard.steps import steps_summary
+
+        steps = steps_summary(tables)
+    return render_html(data, galleries, charts=charts, steps=steps)
 
 
 def write_report(run_dir: str | Path, out: str | Path, options: ReportOptions = ReportOptions(), *,

@@ -98,11 +98,27 @@ def _charts(data: ReportData) -> tuple[str, str]:
     return f'<div class="charts">{charts}</div>', heat
 
 
-def render_html(data: ReportData, galleries: list[ExplainerGallery], *, charts: bool = True) -> str:
-    """The whole report. ``charts``: plotly's bundle and the interactive charts inline."""
+def _steps(steps, charts: bool) -> str:
+    """The scores-over-steps section of a run of several steps (:mod:`xai_core.dashboard.steps`)."""
+    if steps is None:
+        return ""
+    from ..dashboard.steps import scores_figure
+
+    cols = ["step", "explainer", "metric", "n", "mean", "ci_low", "ci_high"]
+    chart = _figure(scores_figure(steps.scores, steps.score_names), "fig_steps") if charts else ""
+    return ('<h2 id="steps">Scores over steps</h2><p class="muted">The run holds the explanations of the same probe '
+            "images at several steps of a training; per explainer and metric the mean [0, 1] score at each step with "
+            "its 95 % bootstrap interval, and the explained labels by tag.</p>"
+            f'<div class="charts"><div>{chart}</div></div>' + table(steps.scores[cols])
+            + table(steps.tags.reset_index()))
+
+
+def render_html(data: ReportData, galleries: list[ExplainerGallery], *, charts: bool = True, steps=None) -> str:
+    """The whole report. ``charts``: plotly's bundle and the interactive charts inline;
+    ``steps``: a :class:`~xai_core.dashboard.steps.StepsSummary` for a run of several steps."""
     chart_html, heat_html = _charts(data) if charts else ("", "")
     js = ""
-    if charts and chart_html:
+    if charts and (chart_html or steps is not None):
         import plotly.offline
 
         js = f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>'
@@ -134,7 +150,7 @@ def render_html(data: ReportData, galleries: list[ExplainerGallery], *, charts: 
         '<h2 id="ranking">Weighted ranking</h2>',
         f'<p class="muted">Comprehensive score = Σ wᵢ · meanᵢ of the [0, 1] scores (higher is better). Weights '
         f"(normalised): {weights or '—'}. Counted: {_esc(data.counted)}. Each mean with its 95 % bootstrap interval.</p>",
-        table(data.ranking), chart_html,
+        table(data.ranking), chart_html, _steps(steps, charts),
         "<details><summary>Metrics: what each one measures</summary>" + table(data.metrics) + "</details>",
         '<h2 id="classes">Per class</h2>',
         '<p class="muted">Weighted score per class and explainer (the same weights; n = explained labels of the '

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 TABLES = ("samples", "labels", "scores", "counterfactuals", "details")
 

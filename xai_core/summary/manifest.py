@@ -21,6 +21,9 @@ MIGRATIONS: dict[int, Callable[[dict], dict]] = {
     # Format 2 adds checksums (manifest, every table file) and optional columns; what a
     # version-1 run holds reads unchanged (its parts carry no table checksums).
     1: lambda m: {**m, "format_version": 2},
+    # Format 3 adds the step axis (`steps`, step directories); a run without `steps` is one
+    # step at its root (number `step`, else 0), so a version-2 run reads unchanged.
+    2: lambda m: {**m, "format_version": 3},
 }
 #: The manifest's last key: ``"crc32:<8 hex digits>"``, the CRC-32 of the file's bytes with
 #: those 8 digits written as zeros. Written from format 2 on, required from it.
@@ -127,7 +130,15 @@ MANIFEST_TYPES = {
     "progress": (_is(dict), "a map"),
     "timing": (_opt(dict), "a map"),
     "sanity": (_opt(dict), "a map"),
+    "step": (lambda v: _count(v) and v is not None, "a step number ≥ 0"),
+    "steps": (lambda v: isinstance(v, list) and all(_step_entry(e) for e in v),
+              "a list of {step: int ≥ 0, dir: \"steps/…\"} maps"),
 }
+
+
+def _step_entry(e) -> bool:
+    return (isinstance(e, dict) and _count(e.get("step")) and e.get("step") is not None
+            and isinstance(e.get("dir"), str) and e["dir"].startswith("steps/") and ".." not in e["dir"].split("/"))
 PROGRESS_KEYS = ("total_samples", "done_samples", "total_parts", "done_parts", "batch_size")
 
 

@@ -15,6 +15,7 @@ import zarr
 from ..errors import SummaryError
 from .format import MANIFEST, SCHEMAS, arrays_path
 from .integrity import commit_record, verify_arrays
+from .steps import check_step, step_entries, step_numbers, step_path
 # Re-exported: callers read manifests and parts through the reader.
 from .manifest import read_manifest  # noqa: F401
 from .parts import committed_parts, measured_negative, read_table  # noqa: F401
@@ -53,11 +54,18 @@ def find_runs(logdir: str | Path, *, max_depth: int = 6) -> list[Path]:
 
 class RunReader:
     """Lazy access to one run. Tables are read from committed parts only; maps and images
-    are read one row at a time, with a small LRU of open part stores."""
+    are read one row at a time, with a small LRU of open part stores.
 
-    def __init__(self, run_dir: str | Path, *, max_open_parts: int = 64):
-        self.run_dir = Path(run_dir)
-        self.manifest = read_manifest(self.run_dir)
+    A run of several steps (FORMAT.md "Steps") is read at one ``step`` (None: the newest):
+    ``run_dir`` and ``manifest`` are then that step's directory and manifest, ``root`` and
+    ``run_manifest`` the run's; ``steps`` lists the run's steps."""
+
+    def __init__(self, run_dir: str | Path, *, step: int | None = None, max_open_parts: int = 64):
+        self.root = Path(run_dir)
+        self.run_manifest = read_manifest(self.root)
+        self.run_dir = step_path(self.root, step, self.run_manifest)
+        self.manifest = self.run_manifest if self.run_dir == self.root else read_manifest(self.run_dir)
+        self.step = int(self.manifest.get("step") or 0) if step is None else int(step)
         self._stores: OrderedDict[int, zarr.Group] = OrderedDict()
         self._records: dict[int, dict | None] = {}
         self._max_open = max_open_parts
@@ -79,10 +87,31 @@ class RunReader:
     def metrics(self) -> list[dict]:
         return list(self.manifest.get("metrics", []))
 
+    @property
+    def steps(self) -> list[int]:
+        """The run's committed steps, in order ([0] for a run of one step at its root)."""
+        return step_numbers(self.run_manifest)
+
+    def at(self, step: int) -> "RunReader":
+        """A reader of the same run at ``step``."""
+        return RunReader(self.root, step=step, max_open_parts=self._max_open)
+
     def parts(self) -> list[int]:
         return sorted(committed_parts(self.run_dir))
 
     def verify(self) -> dict:
+        """:meth:`verify_step` of every committed step (each step's manifest also against the
+        checksum the run's manifest committed it with); the counts are summed, plus ``steps``."""
+        read_manifest(self.root)
+        total = {"parts": 0, "without_record": 0, "without_table_checksums": 0}
+        entries = step_entries(self.run_manifest)
+        for e in entries:
+            path = check_step(self.root, e)
+            got = (self if path == self.run_dir else RunReader(path)).verify_step()
+            total = {k: total[k] + got[k] for k in total}
+        return {**total, "steps": len(entries)}
+
+    def verify_step(self) -> dict:
         """Check every file of the run in full: the manifest's checksum, every table file
         against its part's commit record (size, CRC-32, row count), every array file (size,
         CRC-32); SummaryError at the first damage. {parts, without_record (parts written
