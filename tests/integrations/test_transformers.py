@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# pytorch_lightning (through torchmetrics) and transformers' image classes import torchvision, which
+# needs the operator schemas of tests/timm_import.py beside torch's CPU build (spawned DDP workers too).
+import timm_import  # noqa: E402,F401
+
 transformers = pytest.importorskip("transformers")
 
 import xai_core  # noqa: E402
