@@ -33,6 +33,13 @@ FRAME = threading.local()  # FRAME.active is True while app.py runs a page (one 
 RUN_PARAM = "run"
 _SESSION_RUN = "_active_run"
 _SELECT = "run_select"
+NO_RUN = "No run named as below under the log directory; choose another."
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """A name from the URL as plain, visible text: control characters (NUL…) shown escaped."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def nav_pages() -> list:
@@ -95,7 +102,7 @@ def open_named(name: str) -> OpenRun:
     all_runs = runs(ld)
     info = next((r for r in all_runs if r.name == name), None)
     if info is None:
-        raise XaiError("No run of this name under the log directory; choose another.")
+        raise XaiError(f"No run named {printable(name)!r} under the log directory; choose another.")
     return _read(ld, name, info)  # read again, like the active run, when a writer was at work
 
 
@@ -124,8 +131,8 @@ def run_selector(all_runs: list[RunInfo]) -> str | None:
     wanted = st.query_params.get(RUN_PARAM) or st.session_state.get(_SESSION_RUN)
     if wanted and wanted not in names:
         # The name comes from the URL: shown as plain text, never as markdown (links, images).
-        st.sidebar.warning("No run of this name under the log directory; choose another.")
-        st.sidebar.text(wanted[:200])
+        st.sidebar.warning(NO_RUN)
+        st.sidebar.text(printable(wanted))
         wanted = None
     st.session_state[_SELECT] = wanted
     st.sidebar.selectbox("Run", names, key=_SELECT, index=None, placeholder="choose a run", on_change=_on_select)
@@ -174,7 +181,15 @@ def active_run(*, require: bool = True) -> OpenRun | None:
             st.stop()
         return None
     show_failure(run)
+    show_stale(run)
     return run
+
+
+def show_stale(run: OpenRun) -> None:
+    """Every page of a run that says "running" but has not been updated for long says so."""
+    if run.info.status == "running" and run.info.stale:
+        st.warning(f"This run says it is running but has not been updated since {run.info.updated}; its process may "
+                   f"have died. Finish it with `xai-core run --resume {run.info.path}`.")
 
 
 def _read(ld: str, name: str, info: RunInfo) -> OpenRun:
@@ -341,9 +356,7 @@ def refresh_while_running(run: OpenRun, every_s: float = 3.0) -> None:
     large run being written is not reloaded back to back)."""
     if run.info.status != "running":
         return
-    if run.info.stale:
-        st.warning(f"This run says it is running but has not been updated since {run.info.updated}; its process may "
-                   f"have died. Finish it with `xai-core run --resume {run.info.path}`.")
+    if run.info.stale:  # active_run said so
         return
     seen = run_stamp(run.info.path)
 

@@ -185,7 +185,7 @@ def test_unknown_run_in_the_url_is_not_opened(monkeypatch, dash_logdir):
     at = open_page(monkeypatch, dash_logdir, None)
     at.query_params["run"] = "../../../etc"
     at.switch_page(PAGE).run()
-    assert "No run of this name" in at.sidebar.warning[0].value
+    assert "No run named" in at.sidebar.warning[0].value
     assert "../../../etc" in [t.value for t in at.sidebar.text]  # plain text, not markdown
     assert "Choose a run" in at.info[0].value and "run" not in at.query_params
 
