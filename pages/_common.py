@@ -188,8 +188,8 @@ def active_run(*, require: bool = True) -> OpenRun | None:
 def show_stale(run: OpenRun) -> None:
     """Every page of a run that says "running" but has not been updated for long says so."""
     if run.info.status == "running" and run.info.stale:
-        st.warning(f"This run says it is running but has not been updated since {run.info.updated}; its process may "
-                   f"have died. Finish it with `xai-core run --resume {run.info.path}`.")
+        st.warning(f"This run says it is running but its process is gone or has not updated it since "
+                   f"{run.info.updated}. Finish it with `xai-core run --resume {run.info.path}`.")
 
 
 def _read(ld: str, name: str, info: RunInfo) -> OpenRun:

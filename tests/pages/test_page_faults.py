@@ -45,5 +45,5 @@ def test_a_bad_run_name_in_the_url_says_no_run_named_on_every_page(monkeypatch, 
 @pytest.mark.parametrize("page", [p for p, _, _ in PAGES if p != "pages/runs.py"])
 def test_a_stale_running_run_warns_on_every_page(monkeypatch, logdir, page):
     at = open_page(monkeypatch, logdir, page, "stale")
-    stale = [w.value for w in at.warning if "has not been updated since" in w.value]
+    stale = [w.value for w in at.warning if "has not updated it since" in w.value]
     assert len(stale) == 1 and "--resume" in stale[0], page
