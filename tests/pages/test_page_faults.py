@@ -1,5 +1,6 @@
 """Faults every page must turn into one line (issue 25): a ``?run=`` value that is a traversal
-or an encoded path, and a run that says "running" but has not been updated for hours."""
+or an encoded path, a run that says "running" but has not been updated for hours, class names
+carrying HTML."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from xai_core.summary.manifest import read_manifest, write_manifest
 # absolute paths, an encoded and a double-encoded "..", "//", a NUL, a name with a NUL appended.
 BAD = ["../x", "/etc/passwd", "%2e%2e", "%2e%2e%2fsynthetic", "%252e%252e", "//", "//synthetic", "\x00",
        "synthetic\x00", "synthetic/../synthetic", "./synthetic"]
+EVIL = ['<script>alert("c")</script>', '<img src=x onerror=alert(1)>', "</div><b>x</b>"]
 
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     dash_runs.write_synthetic(root / "synthetic")
+    dash_runs.write_synthetic(root / "evil", classes=EVIL)
     stale = dash_runs.write_synthetic(root / "stale")
     m = read_manifest(stale)  # the process died hours ago, before it finished the run
     m.update(status="running", updated=(datetime.now(timezone.utc) - timedelta(hours=3)).isoformat(timespec="seconds"))
@@ -47,3 +50,9 @@ def test_a_stale_running_run_warns_on_every_page(monkeypatch, logdir, page):
     at = open_page(monkeypatch, logdir, page, "stale")
     stale = [w.value for w in at.warning if "has not updated it since" in w.value]
     assert len(stale) == 1 and "--resume" in stale[0], page
+
+
+@pytest.mark.parametrize("page", [p for p, _, _ in PAGES if p != "pages/runs.py"])
+def test_class_names_carrying_html_open_every_page(monkeypatch, logdir, page):
+    at = open_page(monkeypatch, logdir, page, "evil")  # no exception box
+    assert all("\n" not in e.value for e in at.error)  # compare: "no class name in common", one line

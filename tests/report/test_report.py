@@ -198,3 +198,23 @@ def test_pdf_has_every_picture_and_fetches_nothing(run_a, tmp_path):
     # an outside reference is never fetched: the picture is dropped, the PDF still made
     leaky = html.replace("</body>", '<img src="file:///etc/hostname"><img src="http://127.0.0.1:9/x.png"></body>')
     assert html_to_pdf(leaky).count(b"/Subtype /Image") == len(set(_images(html)))
+
+
+def test_class_names_carrying_html_are_text_in_the_report(tmp_path):
+    """Class names come from the user's dataset: in the report they are text, never markup."""
+    evil = ['<script>alert("c")</script>', '<img src=x onerror=alert(1)>', "</script><b>x</b>"]
+    run = dash_runs.write_synthetic(tmp_path / "evil", classes=evil)
+    doc = report_html(RunTables.load(run), "evil")
+
+    class Tags(HTMLParser):
+        seen: list = []
+
+        def handle_starttag(self, tag, attrs):
+            self.seen.append((tag, dict(attrs)))
+
+    p = Tags()
+    p.feed(doc)
+    assert not any("onerror" in a for _, a in p.seen)
+    assert all(a.get("src", "").startswith("data:") for t, a in p.seen if t == "img")
+    assert "<b>x</b>" not in doc and 'alert("c")</script>' not in doc
+    assert html_escape(evil[1], quote=True) in doc  # shown, as text
