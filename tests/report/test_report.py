@@ -97,7 +97,7 @@ def test_ranking_with_weights_and_intervals(run_a):
     t = RunTables.load(run_a)
     h = report_html(t, "x", ReportOptions(weights={"deletion_auc": 3, "sparseness": 1}))
     # the metrics not named keep weight 1
-    assert "Deletion AUC 0.500" in h and "Sparseness (Gini) 0.167" in h and "Pointing Game 0.167" in h
+    assert "Deletion (1 − AUC) 0.500" in h and "Sparseness (Gini) 0.167" in h and "Pointing Game 0.167" in h
     frame = next(f for f in _tables(h) if "comprehensive" in f.columns)
     from xai_core.dashboard import assessment as A
 
@@ -106,7 +106,7 @@ def test_ranking_with_weights_and_intervals(run_a):
     assert frame["explainer"].tolist() == want["explainer"].tolist()
     np.testing.assert_allclose(frame["comprehensive"].astype(float), want["score"], atol=5e-4)
     # every mean with its interval: "0.863 [0.854, 0.870]"
-    assert all(re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]|—", str(v)) for v in frame["Deletion AUC"])
+    assert all(re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]|—", str(v)) for v in frame["Deletion (1 − AUC)"])
 
 
 def test_gallery_holds_the_best_and_worst_tp_rows_by_the_metric(run_a):

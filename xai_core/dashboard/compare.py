@@ -282,7 +282,7 @@ def score_differences(cmp: Comparison, pairs: Sequence[tuple[str, str]] | None =
             d = vb[fin] - va[fin]
             lo, hi, how = bootstrap_ci(d, seed=seed)
             out.append({"explainer": ea if ea == eb else f"{ea} / {eb}", "explainer_a": ea, "explainer_b": eb,
-                        "metric": info.name, "metric_name": info.display_name, "n": int(fin.sum()),
+                        "metric": info.name, "metric_name": info.score_name, "n": int(fin.sum()),
                         "mean_a": float(va[fin].mean()) if fin.any() else np.nan,
                         "mean_b": float(vb[fin].mean()) if fin.any() else np.nan,
                         "diff": float(d.mean()) if len(d) else np.nan, "ci_low": lo, "ci_high": hi,

@@ -318,10 +318,10 @@ def upload_item(image: np.ndarray, name: str, labels: Sequence[int] = ()):
 
 
 def metric_names() -> dict[str, str]:
-    """{metric: display name} of the metrics the page computes."""
-    from ..metrics import METRICS
+    """{metric: the name of its [0, 1] score} of the metrics the page computes ("Deletion (1 − AUC)")."""
+    from .metric_info import registry_score_names
 
-    return {m: METRICS.get(m).display_name or m for m in MAP_METRICS + CURVE_METRICS}
+    return registry_score_names(MAP_METRICS + CURVE_METRICS)
 
 
 def scores_table(img: LiveImage, label: int, names: dict[str, str]) -> pd.DataFrame:
