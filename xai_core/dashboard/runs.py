@@ -27,6 +27,8 @@ DEFAULT_LOGDIR = "summaries"
 # process (the writer flushes at least once per committed part); one whose lock names a process
 # of this host that is gone has lost it for sure.
 STALE_AFTER_S = 15 * 60
+# What a running run whose samples are all explained does before it is complete.
+PHASES = {"sanity": "sanity check (model randomisation), every sample explained"}
 
 
 def parse_logdir(argv: list[str] | None = None, env: dict | None = None) -> Path:
@@ -57,6 +59,7 @@ class RunInfo:
     updated: str | None = None
     stale: bool = False
     warnings: tuple[str, ...] = ()  # axiom warnings of a complete run (xai_core/axioms.py)
+    phase: str | None = None  # what a running run does after its samples: "sanity" (the check)
 
     @property
     def readable(self) -> bool:
@@ -72,6 +75,8 @@ class RunInfo:
     def status_text(self) -> str:
         if self.status == "running":
             pct = f" {self.progress:.0%}" if self.progress is not None else ""
+            if self.phase in PHASES:
+                pct = f": {PHASES[self.phase]}"
             stale = " — its process is gone or has not updated it for long (finish it with --resume)" if self.stale else ""
             return f"running{pct} ({self.done_samples}/{self.total_samples} samples){stale}"
         if self.status in ("failed", "interrupted", "unreadable") and self.error:
@@ -135,6 +140,7 @@ def run_info(logdir: Path, run_dir: Path, *, now: datetime | None = None) -> Run
         updated=updated,
         stale=status == "running" and (_is_stale(updated, now or datetime.now(timezone.utc)) or writer_gone(run_dir)),
         warnings=tuple(w for ws in run_warnings(m).values() for w in ws),
+        phase=prog.get("phase") if isinstance(prog.get("phase"), str) else None,
     )
 
 
