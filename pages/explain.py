@@ -7,7 +7,8 @@ from pages._common import active_run, logdir, require_frame, runs
 from xai_core.dashboard import live as L
 from xai_core.dashboard import live_inputs as I
 from xai_core.dashboard import live_settings as P
-from xai_core.dashboard.overlay import DIVERGING_CMAPS, POLARITIES, SEQUENTIAL_CMAPS, OverlayStyle, legend, scale_values
+from xai_core.dashboard.legend import legend
+from xai_core.dashboard.overlay import DIVERGING_CMAPS, POLARITIES, SEQUENTIAL_CMAPS, OverlayStyle, scale_values
 from xai_core.dashboard.render import detail_pictures
 from xai_core.errors import XaiError
 

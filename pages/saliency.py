@@ -8,8 +8,8 @@ from xai_core.dashboard import detail as D
 from xai_core.dashboard import fields as F
 from xai_core.dashboard import query as Q
 from xai_core.dashboard.assessment import metric_infos
-from xai_core.dashboard.overlay import (DISPLAYS, DIVERGING_CMAPS, POLARITIES, SCALES, SEQUENTIAL_CMAPS, OverlayStyle,
-                                        legend)
+from xai_core.dashboard.legend import legend
+from xai_core.dashboard.overlay import DISPLAYS, DIVERGING_CMAPS, POLARITIES, SCALES, SEQUENTIAL_CMAPS, OverlayStyle
 from xai_core.dashboard.notes import legend_note
 from xai_core.dashboard.render import detail_maps, detail_pictures
 from xai_core.errors import XaiError
