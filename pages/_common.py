@@ -183,24 +183,31 @@ def _retry_soon(every_s: float = 3.0) -> None:
 
 # ---- page state in the URL and the session (xai_core.dashboard.state) --------------------
 _KEPT = "_page_state"  # {widget key: value}: a plain copy, which Streamlit does not forget
+_UNDRAWN = "_page_undrawn"  # the fields whose widget the last run did not draw
 
 
 def restore(fields: list[S.Field]) -> None:
     """Before the widgets: give each its value (live, else URL, else this session's copy,
     else default). The widgets are then drawn without a ``default``/``value`` argument."""
     kept = st.session_state.setdefault(_KEPT, {})
+    undrawn = st.session_state.get(_UNDRAWN, ())
     for f in fields:
-        v = S.resolve(f, st.session_state.get(f.key), f.key in st.session_state, st.query_params.get_all(f.key),
-                      kept.get(f.key), f.key in kept)
+        # A widget not drawn in the last run comes back with its first value, not the user's:
+        # its copy (URL, session) is the truth (the outline clip range after the heat map).
+        live = f.key in st.session_state and f.key not in undrawn
+        v = S.resolve(f, st.session_state.get(f.key), live, st.query_params.get_all(f.key), kept.get(f.key), f.key in kept)
         if f.key not in st.session_state or st.session_state[f.key] != v:
             st.session_state[f.key] = v
 
 
-def remember(fields: list[S.Field], *, hidden: tuple[str, ...] = ()) -> None:
+def remember(fields: list[S.Field], *, hidden: tuple[str, ...] = (), undrawn: tuple[str, ...] = ()) -> None:
     """After the widgets: keep a copy of their values for the next visit and put the
-    non-default ones in the URL (``hidden``: fields not drawn this run stay out of it)."""
+    non-default ones in the URL (``hidden``: fields not drawn this run stay out of it;
+    ``undrawn``: fields not drawn this run that keep their place in the URL)."""
     kept = st.session_state.setdefault(_KEPT, {})
-    values = {f.key: st.session_state[f.key] for f in fields if f.key in st.session_state}
+    st.session_state[_UNDRAWN] = tuple(hidden) + tuple(undrawn)
+    values = {f.key: (kept[f.key] if f.key in undrawn and f.key in kept else st.session_state[f.key])
+              for f in fields if f.key in st.session_state}
     kept.update(values)
     want = S.encode([f for f in fields if f.key not in hidden], values)
     for f in fields:

@@ -142,7 +142,8 @@ if not 1 <= st.session_state.get("sal_page", 1) <= n_pages:
 c_count, c_pages = st.columns([1, 3], vertical_alignment="bottom")
 c_count.markdown(f"**{sel.total}** of {t.n_samples} images match", help="an image matches when any of its labels passes every filter")
 page = c_pages.pagination(n_pages, key="sal_page", width="stretch") if n_pages > 1 else 1
-remember(FIELDS, hidden=() if sort_key == Q.SORT_SCORE else ("sal_sort_exp", "sal_sort_met"))
+remember(FIELDS, hidden=() if sort_key == Q.SORT_SCORE else ("sal_sort_exp", "sal_sort_met"),
+         undrawn=("sal_clip" if outlines else "sal_clip_out",))
 view = Q.page_view(t, sel, page, page_size)
 
 # ---- the grid ----------------------------------------------------------------------------

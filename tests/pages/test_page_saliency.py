@@ -405,3 +405,15 @@ def test_outlines_display_and_clip_range(at):
     at.slider(key="sal_clip").set_value((50.0, 99.5)).run()           # a lower clip on the heat map
     assert not at.exception and all(tiles(at)[k] != heat[k] for k in heat)
     assert at.query_params["sal_clip"] == ["50", "99.5"]
+
+
+def test_switching_to_the_heat_map_and_back_keeps_both_clip_ranges(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, PAGE, dash_runs.SYNTH_RUN)
+    at.segmented_control(key="sal_display").set_value("outlines").run()
+    at.slider(key="sal_clip_out").set_value((50.0, 99.0)).run()
+    at.segmented_control(key="sal_display").set_value("heatmap").run()
+    at.slider(key="sal_clip").set_value((5.0, 98.0)).run()
+    at.segmented_control(key="sal_display").set_value("outlines").run()
+    assert at.slider(key="sal_clip_out").value == (50.0, 99.0)
+    at.segmented_control(key="sal_display").set_value("heatmap").run()
+    assert at.slider(key="sal_clip").value == (5.0, 98.0) and not at.exception
