@@ -205,7 +205,7 @@ def remember(fields: list[S.Field], *, hidden: tuple[str, ...] = (), undrawn: tu
     non-default ones in the URL (``hidden``: fields not drawn this run stay out of it;
     ``undrawn``: fields not drawn this run that keep their place in the URL)."""
     kept = st.session_state.setdefault(_KEPT, {})
-    st.session_state[_UNDRAWN] = tuple(hidden) + tuple(undrawn)
+    st.session_state[_UNDRAWN] = tuple(undrawn)
     values = {f.key: (kept[f.key] if f.key in undrawn and f.key in kept else st.session_state[f.key])
               for f in fields if f.key in st.session_state}
     kept.update(values)
