@@ -169,8 +169,11 @@ if c_go.button("Explain", type="primary", key="live_go", icon=":material/play_ar
         L.check_request(model, req, len(items))
         engine = _engine(model.key, req, model, handle)
         bar = st.progress(0.0, text=f"explaining {len(items)} image(s)…")
+        passes = st.progress(0.0, text="model passes…")
         result = L.explain_images(engine, model, req, items,
-                                  on_progress=lambda d, n, sid: bar.progress(d / n, text=f"{d} of {n}: {sid}"))
+                                  on_progress=lambda d, n, sid: bar.progress(d / n, text=f"{d} of {n}: {sid}"),
+                                  on_passes=lambda d, n: passes.progress(d / n, text=f"{d:,} of {n:,} model passes"))
+        passes.empty()
         bar.empty()
     except XaiError as e:
         _stop(e)

@@ -251,3 +251,19 @@ def test_an_upload_carries_its_ground_truth(logdir, demo_model, handle):
     got = L.explain_images(engine, demo_model, REQ, [L.upload_item(img, "a.png", [top])]).images[0]
     tags = dict(zip(got.labels["label"], got.labels["tag"]))
     assert tags[top] == "TP" and got.sample_id == plain.images[0].sample_id  # same image, other truth: not cached
+
+
+def test_the_pass_bar_counts_the_planned_model_passes(logdir, demo_model, handle):
+    img = pages_runs.demo_image(logdir, 0)[::-1].copy()  # an image no other test explained (not cached)
+    engine = L.make_engine(demo_model, handle, REQ)
+    planned, start, calls = L.planned_passes(demo_model, REQ), handle.passes, []
+    L.explain_images(engine, demo_model, REQ, [L.upload_item(img, "bar.png")],
+                     on_passes=lambda done, total: calls.append((done, total)))
+    # at most the plan: occlusion shares its windows' passes between the labels
+    assert 0 < handle.passes - start <= planned
+    one = L.LiveRequest(REQ.explainers, top_k=1)
+    start = handle.passes
+    L.explain_images(L.make_engine(demo_model, handle, one), demo_model, one, [L.upload_item(img, "bar1.png")])
+    assert handle.passes - start == L.planned_passes(demo_model, one)  # one label: exactly the plan
+    assert calls[-1] == (planned, planned) and {t for _, t in calls} == {planned}
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)

@@ -232,12 +232,52 @@ def _image_of(got, i: int, classes: Sequence[str]) -> LiveImage:
                      np.asarray(res["samples"]["probs"][i], dtype=np.float64), labels, maps, scores, boxes)
 
 
+def _explain_watched(engine, item, targets, where, on_passes, planned: int, every_s: float = 0.2):
+    """``engine.explain([item])`` in a worker thread while this thread reports the model passes
+    made so far (``on_passes(done, planned)``, after each pass batch it sees) — Streamlit's
+    widgets can only be updated from the page's own thread."""
+    counter = engine.ctx.model
+    start, box = counter.passes, {}
+
+    def work():
+        try:
+            box["got"] = engine.explain([item], targets=targets, where=where)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+            box["error"] = e
+
+    worker = threading.Thread(target=work, name="xaiboard-live", daemon=True)
+    worker.start()
+    seen = -1
+    while worker.is_alive():
+        worker.join(every_s)
+        done = counter.passes - start
+        if done != seen:
+            seen = done
+            on_passes(min(done, planned), planned)
+    if "error" in box:
+        raise box["error"]
+    on_passes(planned, planned)
+    return box["got"]
+
+
+def planned_passes(model: LiveModel, req: LiveRequest) -> int:
+    """Model passes one image takes at most: each explainer's per label, times the labels, plus
+    the prediction (exact for one label; occlusion shares its windows' passes between labels)."""
+    from .live_settings import plan
+
+    labels = len(req.labels) if req.labels else req.top_k
+    return sum(step["passes"] for step in plan(model, req)) * labels + 1
+
+
 def explain_images(engine, model: LiveModel, req: LiveRequest, items: Sequence, *,
                    on_progress: Callable[[int, int, str], None] | None = None,
+                   on_passes: Callable[[int, int], None] | None = None,
                    limits: LiveLimits = LIMITS) -> LiveResult:
     """Explain ``items`` (:class:`xai_core.data.memory.Item`) one at a time with ``engine``;
-    ``on_progress(done, total, sample id)`` after each. Images not started within
-    ``limits.max_seconds`` are listed in ``skipped``."""
+    ``on_progress(done, total, sample id)`` after each, ``on_passes(done, planned)`` while one
+    is computed (model passes made of those planned: the bar moves per pass batch). Images not
+    started within ``limits.max_seconds`` are listed in ``skipped``."""
+    planned = planned_passes(model, req) if on_passes else 0
     t0 = time.perf_counter()
     out, skipped = [], []
     for i, item in enumerate(items):
@@ -248,9 +288,12 @@ def explain_images(engine, model: LiveModel, req: LiveRequest, items: Sequence, 
             continue
         if img is None:
             try:
+                where = lambda k, i=i: f"image {i + 1} ({item.id})"  # noqa: E731
                 with _COMPUTE:
-                    got, _ = engine.explain([item], targets=req.targets(1),
-                                            where=lambda k, i=i: f"image {i + 1} ({item.id})")
+                    if on_passes:
+                        got, _ = _explain_watched(engine, item, req.targets(1), where, on_passes, planned)
+                    else:
+                        got, _ = engine.explain([item], targets=req.targets(1), where=where)
             except XaiError as e:
                 raise LiveError(str(e)) from e
             img = _image_of(got, 0, model.classes)
