@@ -179,8 +179,14 @@ def _legend(col, e: str, values) -> None:
 @st.dialog("Image detail", width="large")
 def detail(pos: int, shown: int | None) -> None:
     d = D.sample_detail(t, pos)
-    st.markdown(f"**{d.row.sample_id}** · `{d.source}` · {d.width}×{d.height} px · ground truth: "
-                f"{', '.join(d.ground_truth) or 'none'}")
+    before, after = D.neighbours(sel.order, pos)  # in the grid's order, across its pages
+    c_info, c_prev, c_next = st.columns([6, 1, 1], vertical_alignment="center")
+    c_info.markdown(f"**{d.row.sample_id}** · `{d.source}` · {d.width}×{d.height} px · ground truth: "
+                    f"{', '.join(d.ground_truth) or 'none'}")
+    c_prev.button("Previous", key="sal_detail_prev", icon=":material/chevron_left:", disabled=before is None,
+                  on_click=_open_detail, args=(before, None), width="stretch")
+    c_next.button("Next", key="sal_detail_next", icon=":material/chevron_right:", disabled=after is None,
+                  on_click=_open_detail, args=(after, None), width="stretch")
     chips = {c.label: c for c in d.row.chips}
     first = shown if shown in chips else next(iter(chips), None)
     label = st.segmented_control("Label", list(chips), default=first, key=f"sal_detail_label_{pos}",

@@ -417,3 +417,16 @@ def test_switching_to_the_heat_map_and_back_keeps_both_clip_ranges(monkeypatch, 
     assert at.slider(key="sal_clip_out").value == (50.0, 99.0)
     at.segmented_control(key="sal_display").set_value("heatmap").run()
     assert at.slider(key="sal_clip").value == (5.0, 98.0) and not at.exception
+
+
+def test_the_detail_view_steps_through_the_grid_with_previous_and_next(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, PAGE, dash_runs.SYNTH_RUN)
+    order = [int(b.key.split("_")[2]) for b in at.button if b.key and b.key.startswith("sal_det_")]
+    at.button(key=f"sal_det_{order[0]}").click().run()
+    assert at.button(key="sal_detail_prev").disabled and not at.button(key="sal_detail_next").disabled
+    for pos in order[1:]:
+        at.button(key="sal_detail_next").click().run()
+        assert not at.exception and at.segmented_control(key=f"sal_detail_label_{pos}") is not None
+    assert at.button(key="sal_detail_next").disabled
+    at.button(key="sal_detail_prev").click().run()
+    assert at.segmented_control(key=f"sal_detail_label_{order[-2]}") is not None
