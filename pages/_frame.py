@@ -67,6 +67,16 @@ _FRAME_JS = """<script>(() => {
     } catch (e) { /* a URL we cannot parse: let the browser decide */ }
     return push(state, title, url);
   };
+  // A window under 900 px wide (a laptop split screen, a tablet) starts with the sidebar
+  // collapsed: Streamlit collapses it only under 768 px, and at 800 px it took 300 px of them.
+  if (window.innerWidth < 900 && !window.sessionStorage.getItem('xaiboardSidebarFolded')) {
+    window.sessionStorage.setItem('xaiboardSidebarFolded', '1');
+    const fold = () => {
+      const b = document.querySelector('[data-testid="stSidebarCollapseButton"] button');
+      if (b) b.click(); else window.setTimeout(fold, 250);
+    };
+    window.setTimeout(fold, 250);
+  }
   let emptyFor = 0;
   window.setInterval(() => {
     const main = document.querySelector('[data-testid="stMainBlockContainer"]');
@@ -103,6 +113,7 @@ _FRAME_CSS = """<style>
 .st-key-xai_frame {display: none;}
 @media (max-width: 1280px) {.block-container {padding-left: 1.5rem; padding-right: 1.5rem;}}
 [data-testid="stButtonGroup"] [role="toolbar"] {flex-wrap: wrap; overflow-x: visible;}
+.st-key-cmp_scores {overflow-x: auto;}
 </style>"""
 # The saliency grid and its controls: rows of controls wrap onto a second line rather than hide
 # one; the image and labels columns keep a readable width and the map columns share the rest;
