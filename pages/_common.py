@@ -11,57 +11,24 @@ import hashlib
 import re
 import shlex
 import sys
-import threading
 
 import streamlit as st
 
+from pages._frame import FRAME, PAGES, frame_extras, narrow_layout, nav_pages, require_frame  # noqa: F401 (the pages' one import)
 from xai_core.dashboard import OpenRun, RunInfo, list_runs, open_run, parse_logdir, run_stamp
 from xai_core.dashboard import state as S
 from xai_core.errors import XaiError
 
-# (file, title, icon); the first is the default page. app.py builds the navigation from it.
-PAGES = (
-    ("pages/runs.py", "Runs", ":material/folder_open:"),
-    ("pages/saliency.py", "Saliency maps", ":material/image_search:"),
-    ("pages/counterfactual.py", "Counterfactuals", ":material/filter_center_focus:"),
-    ("pages/comprehensive.py", "Comprehensive assessment", ":material/leaderboard:"),
-    ("pages/classification.py", "Classification assessment", ":material/bar_chart:"),
-    ("pages/steps.py", "Scores over steps", ":material/timeline:"),
-    ("pages/compare.py", "Compare runs", ":material/compare:"),
-    ("pages/explain.py", "Explain an image", ":material/add_photo_alternate:"),
-)
-FRAME = threading.local()  # FRAME.active is True while app.py runs a page (one script thread per session)
 RUN_PARAM = "run"
 _SESSION_RUN = "_active_run"
 _SELECT = "run_select"
+NO_RUN = "No run named as below under the log directory; choose another."
 
 
-def nav_pages() -> list:
-    return [st.Page(f, title=t, icon=i, default=(k == 0)) for k, (f, t, i) in enumerate(PAGES)]
-
-
-def require_frame(page_file: str) -> None:
-    """Make sure app.py's navigation frames this page.
-
-    Until some session has called ``st.navigation``, Streamlit serves a ``pages/`` folder the
-    old way (each file a page of its own, app.py skipped), so the first visit to a shared
-    link like ``/saliency?run=x`` on a fresh server would get the wrong menu. Registering the
-    navigation here and rerunning switches the server to app.py's frame for good."""
-    if getattr(FRAME, "active", False):
-        st.session_state.pop("_frame_retry", None)
-        return
-    from streamlit import config as st_config  # AppTest patches this module's get_option
-
-    if st_config.get_option("global.appTest"):
-        # AppTest restarts in folder mode on every run and runs a switched-to page on its
-        # own; switching here would drop the interaction under test. Pages work unframed.
-        return
-    if st.session_state.get("_frame_retry"):  # already tried once: show the page unframed
-        return
-    st.session_state["_frame_retry"] = True
-    st.navigation(nav_pages(), position="hidden")
-    # every value of a repeated parameter (to_dict() keeps only the last: ?sal_explainers=a&…=b)
-    st.switch_page(page_file, query_params={k: st.query_params.get_all(k) for k in st.query_params})
+def printable(text: str, limit: int = 200) -> str:
+    """A name from the URL as plain, visible text: control characters (NUL…) shown escaped."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def logdir():
@@ -119,7 +86,7 @@ def open_named(name: str) -> OpenRun:
     all_runs = runs(ld)
     info = next((r for r in all_runs if r.name == name), None)
     if info is None:
-        raise XaiError("No run of this name under the log directory; choose another.")
+        raise XaiError(f"No run named {printable(name)!r} under the log directory; choose another.")
     return _read(ld, name, info)  # read again, like the active run, when a writer was at work
 
 
@@ -148,8 +115,8 @@ def run_selector(all_runs: list[RunInfo]) -> str | None:
     wanted = st.query_params.get(RUN_PARAM) or st.session_state.get(_SESSION_RUN)
     if wanted and wanted not in names:
         # The name comes from the URL: shown as plain text, never as markdown (links, images).
-        st.sidebar.warning("No run of this name under the log directory; choose another.")
-        st.sidebar.text(wanted[:200])
+        st.sidebar.warning(NO_RUN)
+        st.sidebar.text(printable(wanted))
         wanted = None
     st.session_state[_SELECT] = wanted
     st.sidebar.selectbox("Run", names, key=_SELECT, index=None, placeholder="choose a run", on_change=_on_select)
@@ -198,7 +165,15 @@ def active_run(*, require: bool = True) -> OpenRun | None:
             st.stop()
         return None
     show_failure(run)
+    show_stale(run)
     return run
+
+
+def show_stale(run: OpenRun) -> None:
+    """Every page of a run that says "running" but has not been updated for long says so."""
+    if run.info.status == "running" and run.info.stale:
+        st.warning(f"This run says it is running but its process is gone or has not updated it since "
+                   f"{run.info.updated}. Finish it with `xai-core run --resume {run.info.path}`.")
 
 
 def _read(ld: str, name: str, info: RunInfo) -> OpenRun:
@@ -231,24 +206,31 @@ def _retry_soon(every_s: float = 3.0) -> None:
 
 # ---- page state in the URL and the session (xai_core.dashboard.state) --------------------
 _KEPT = "_page_state"  # {widget key: value}: a plain copy, which Streamlit does not forget
+_UNDRAWN = "_page_undrawn"  # the fields whose widget the last run did not draw
 
 
 def restore(fields: list[S.Field]) -> None:
     """Before the widgets: give each its value (live, else URL, else this session's copy,
     else default). The widgets are then drawn without a ``default``/``value`` argument."""
     kept = st.session_state.setdefault(_KEPT, {})
+    undrawn = st.session_state.get(_UNDRAWN, ())
     for f in fields:
-        v = S.resolve(f, st.session_state.get(f.key), f.key in st.session_state, st.query_params.get_all(f.key),
-                      kept.get(f.key), f.key in kept)
+        # A widget not drawn in the last run comes back with its first value, not the user's:
+        # its copy (URL, session) is the truth (the outline clip range after the heat map).
+        live = f.key in st.session_state and f.key not in undrawn
+        v = S.resolve(f, st.session_state.get(f.key), live, st.query_params.get_all(f.key), kept.get(f.key), f.key in kept)
         if f.key not in st.session_state or st.session_state[f.key] != v:
             st.session_state[f.key] = v
 
 
-def remember(fields: list[S.Field], *, hidden: tuple[str, ...] = ()) -> None:
+def remember(fields: list[S.Field], *, hidden: tuple[str, ...] = (), undrawn: tuple[str, ...] = ()) -> None:
     """After the widgets: keep a copy of their values for the next visit and put the
-    non-default ones in the URL (``hidden``: fields not drawn this run stay out of it)."""
+    non-default ones in the URL (``hidden``: fields not drawn this run stay out of it;
+    ``undrawn``: fields not drawn this run that keep their place in the URL)."""
     kept = st.session_state.setdefault(_KEPT, {})
-    values = {f.key: st.session_state[f.key] for f in fields if f.key in st.session_state}
+    st.session_state[_UNDRAWN] = tuple(undrawn)
+    values = {f.key: (kept[f.key] if f.key in undrawn and f.key in kept else st.session_state[f.key])
+              for f in fields if f.key in st.session_state}
     kept.update(values)
     want = S.encode([f for f in fields if f.key not in hidden], values)
     for f in fields:
@@ -273,101 +255,13 @@ def show_error(e: XaiError) -> None:
     st.error(str(e))
 
 
-# Two browser-side guards, installed once per tab by the frame:
-# * Streamlit pushes a browser-history entry for every change of the query string, so a page
-#   switch cost two entries (/page, then /page?run=…) and every filter click one more: the back
-#   button needed two presses per page (issue 18). Query-only changes replace the current
-#   entry; a new page still gets one.
-# * A page must never go blank without a message (issue 18 item 2: a Streamlit redraw race left
-#   only the page menu). If the main area stays empty for 4 s while no script runs, say so and
-#   reload once (a second blank within 30 s only gets the message).
-_FRAME_JS = """<script>(() => {
-  if (window.__xaiboardFrame) return; window.__xaiboardFrame = true;
-  const push = window.history.pushState.bind(window.history);
-  window.history.pushState = function (state, title, url) {
-    try {
-      if (url != null && new URL(url, window.location.href).pathname === window.location.pathname)
-        return window.history.replaceState(state, title, url);
-    } catch (e) { /* a URL we cannot parse: let the browser decide */ }
-    return push(state, title, url);
-  };
-  let emptyFor = 0;
-  window.setInterval(() => {
-    const main = document.querySelector('[data-testid="stMainBlockContainer"]');
-    const status = document.querySelector('[data-testid="stStatusWidget"]');
-    const running = status && /Running|Stop/.test(status.innerText);
-    const empty = main && !main.querySelector('[data-testid="stElementContainer"], .xaiboard-blank');
-    emptyFor = empty && !running ? emptyFor + 1 : 0;
-    if (emptyFor !== 4) return;
-    const last = Number(window.sessionStorage.getItem('xaiboardBlankReload') || 0);
-    const again = Date.now() - last < 30000;
-    const note = document.createElement('div');
-    note.className = 'xaiboard-blank';
-    note.setAttribute('role', 'alert');
-    note.style.cssText = 'padding:1rem;margin:1rem 0;border-radius:0.5rem;background:#fff3cd;color:#664d03';
-    note.textContent = again ? 'This page lost its content again. Reload it (F5) or pick a page in the menu.'
-                             : 'This page lost its content (a redraw race in the browser); reloading it…';
-    main.prepend(note);
-    if (!again) { window.sessionStorage.setItem('xaiboardBlankReload', String(Date.now())); window.location.reload(); }
-  }, 1000);
-})();</script>"""
-
-
-def frame_extras() -> None:
-    """Called by app.py before each page: the frame's browser guards and CSS (in a hidden
-    sidebar box)."""
-    with st.sidebar.container(key="xai_frame"):
-        st.html(_FRAME_CSS + _FRAME_JS, unsafe_allow_javascript=True)
-
-
-# Wrapping instead of squeezing (issue 18, 1024 px windows): narrow windows give the page the
-# width Streamlit's wide layout keeps as padding; pills wrap onto a second line instead of
-# scrolling out of sight.
-_FRAME_CSS = """<style>
-.st-key-xai_frame {display: none;}
-@media (max-width: 1280px) {.block-container {padding-left: 1.5rem; padding-right: 1.5rem;}}
-[data-testid="stButtonGroup"] [role="toolbar"] {flex-wrap: wrap; overflow-x: visible;}
-</style>"""
-# The saliency grid and its controls: rows of controls wrap onto a second line rather than hide
-# one; the image and labels columns keep a readable width and the map columns share the rest;
-# buttons, chips and captions wrap between words, never inside one.
-_NARROW_CSS = """<style>
-.st-key-sal_filters [data-testid="stHorizontalBlock"], .st-key-sal_sorts [data-testid="stHorizontalBlock"]
-  {flex-wrap: wrap; row-gap: 0.5rem;}
-.st-key-sal_filters [data-testid="stColumn"], .st-key-sal_sorts [data-testid="stColumn"] {min-width: 8.5rem;}
-.st-key-sal_head [data-testid="stHorizontalBlock"], [class*='st-key-sal_row_'] [data-testid="stHorizontalBlock"]
-  {flex-wrap: nowrap;}
-.st-key-sal_head [data-testid="stHorizontalBlock"] > [data-testid="stColumn"],
-[class*='st-key-sal_row_'] [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {min-width: 0;}
-.st-key-sal_head [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:nth-child(1),
-[class*='st-key-sal_row_'] [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:nth-child(1) {min-width: 5.5rem;}
-.st-key-sal_head [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:nth-child(2),
-[class*='st-key-sal_row_'] [data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:nth-child(2) {min-width: 7.5rem;}
-[class*='st-key-sal_chip_'] button p, [class*='st-key-sal_det_'] button p
-  {white-space: normal; word-break: normal; overflow-wrap: normal; text-overflow: clip;}
-[class*='st-key-sal_chip_'] button div, [class*='st-key-sal_det_'] button div {overflow: visible;}
-[class*='st-key-sal_det_'] {container-type: inline-size;}
-@container (max-width: 6rem) {[class*='st-key-sal_det_'] span:has(> [data-testid="stIconMaterial"]) {display: none;}}
-.st-key-sal_head {border-color: transparent !important;}
-[class*='st-key-sal_legend_'] p, [data-testid='stImageCaption'] p {word-break: normal; overflow-wrap: normal; hyphens: auto;}
-[class*='st-key-sal_legend_'] {overflow-x: clip;}
-@media (max-width: 1280px) {[class*='st-key-sal_legend_'] strong {font-size: 0.85rem;}}
-</style>"""
-
-
-def narrow_layout() -> None:
-    st.html(_NARROW_CSS)
-
-
 def refresh_while_running(run: OpenRun, every_s: float = 3.0) -> None:
     """While the run is being written, rerun the page whenever the writer commits progress
     (at most every ``every_s`` s, and never more often than 5× the run's load time, so a
     large run being written is not reloaded back to back)."""
     if run.info.status != "running" and not stepped(run):  # a run of steps grows while a model trains
         return
-    if run.info.stale:
-        st.warning(f"This run says it is running but has not been updated since {run.info.updated}; its process may "
-                   f"have died. Finish it with `xai-core run --resume {run.info.path}`.")
+    if run.info.stale:  # active_run said so
         return
     seen = run_stamp(run.info.path)
 

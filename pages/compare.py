@@ -69,6 +69,12 @@ except XaiError as e:  # no common samples: one line, nothing else
     remember([B_FIELD])
     st.stop()
 st.caption(cmp.summary())
+diff = C.config_diff(run.tables.manifest, run_b.tables.manifest)
+with st.expander(f"Configuration: {len(diff)} setting{'s' if len(diff) != 1 else ''} differ between A and B"):
+    if len(diff):
+        st.dataframe(diff, hide_index=True, width="stretch")
+    else:
+        st.caption("The same configuration.")
 FIELDS = V.compare_fields(cmp)
 restore(FIELDS)
 

@@ -6,7 +6,9 @@ import streamlit as st
 from pages._common import active_run, logdir, require_frame, runs
 from xai_core.dashboard import live as L
 from xai_core.dashboard import live_inputs as I
-from xai_core.dashboard.overlay import DIVERGING_CMAPS, POLARITIES, SEQUENTIAL_CMAPS, OverlayStyle, legend, scale_values
+from xai_core.dashboard import live_settings as P
+from xai_core.dashboard.legend import legend
+from xai_core.dashboard.overlay import DIVERGING_CMAPS, POLARITIES, SEQUENTIAL_CMAPS, OverlayStyle, scale_values
 from xai_core.dashboard.render import detail_pictures
 from xai_core.errors import XaiError
 
@@ -84,9 +86,13 @@ items, problems = [], []
 if kind == "Upload images":
     files = st.file_uploader("PNG or JPEG", type=["png", "jpg", "jpeg"], accept_multiple_files=True, key="live_files",
                              max_upload_size=LIM.max_image_bytes >> 20)
-    for f in (files or [])[: LIM.max_images]:
+    truth = st.expander("Ground truth of the uploads (optional: their labels are then tagged TP / FP / FN / TN)") \
+        if files else None
+    for k, f in enumerate((files or [])[: LIM.max_images]):
+        gt = truth.multiselect(f.name, range(len(model.classes)), format_func=lambda c: model.classes[c],
+                               key=f"live_gt_{k}_{f.file_id}", placeholder="no ground truth")
         try:
-            items.append(L.upload_item(I.decode_upload(f.getvalue(), f.name), f.name))
+            items.append(L.upload_item(I.decode_upload(f.getvalue(), f.name), f.name, gt))
         except XaiError as e:
             problems.append(str(e))
     if files and len(files) > LIM.max_images:
@@ -104,24 +110,29 @@ for p in problems:
 
 # ---- what to compute -------------------------------------------------------------------------
 choices = {m["name"]: m for m in L.explainer_choices(model)}
-default = [e for e in L.DEFAULT_EXPLAINERS if e in choices] or list(choices)[:1]
+manifest = run.tables.manifest if source != "An ONNX file" else None
+settings = P.run_settings(manifest)  # the run's parameters are the defaults: its maps, its cost
+if st.session_state.get("live_settings_of") != model.key:  # another run: its settings, not the last run's
+    for k in [k for k in st.session_state if k == "live_explainers" or str(k).startswith("live_p_")]:
+        del st.session_state[k]
+    st.session_state["live_settings_of"] = model.key
 c_exp, c_lab = st.columns([3, 2])
-picked = c_exp.multiselect("Explainers", list(choices), default=default, key="live_explainers",
-                           format_func=lambda n: choices[n]["display_name"])
+picked = c_exp.multiselect("Explainers", list(choices), default=P.default_explainers(model, manifest),
+                           key="live_explainers", format_func=lambda n: choices[n]["display_name"])
 entries = []
-with c_exp.expander("Explainer parameters (the registry's defaults)"):
+with c_exp.expander(f"Explainer parameters ({'the run' if settings else 'the registry'}'s settings)"):
     for name in picked:
         vals = []
         params = L.main_params(name)
         for col, (k, d) in zip(st.columns(len(params)) if params else [], params.items()):
-            key = f"live_p_{name}_{k}"
+            key, start = f"live_p_{name}_{k}", settings.get(name, {}).get(k, d)
             if isinstance(d, bool):
-                v = col.checkbox(f"{name}: {k}", value=d, key=key)
+                v = col.checkbox(f"{name}: {k}", value=start, key=key)
             elif isinstance(d, int):
-                v = int(col.number_input(f"{name}: {k}", min_value=0, value=d, step=1, key=key,
-                                         help="0 = automatic, where the method says so"))
+                v = int(col.number_input(f"{name}: {k}", min_value=0, value=start, step=1, key=key,
+                                         help="0 = automatic, where the method says so (the value used is shown below)"))
             else:
-                v = float(col.number_input(f"{name}: {k}", value=float(d), key=key, format="%.4g"))
+                v = float(col.number_input(f"{name}: {k}", value=float(start), key=key, format="%.4g"))
             if v != d:
                 vals.append((k, v))
         entries.append((name, tuple(vals)))
@@ -136,6 +147,10 @@ else:
                                     key="live_named", max_selections=LIM.max_labels))
 curves = c_lab.checkbox("Deletion and insertion AUC too (model passes per map)", key="live_curves")
 req = L.LiveRequest(tuple(entries), curves=curves, top_k=int(top_k), labels=named)
+try:
+    st.caption("At: " + P.plan_text(P.plan(model, req)) if req.explainers else "Choose at least one explainer.")
+except XaiError as e:
+    st.error(str(e))
 
 with st.sidebar:
     st.subheader("Display")
@@ -154,8 +169,11 @@ if c_go.button("Explain", type="primary", key="live_go", icon=":material/play_ar
         L.check_request(model, req, len(items))
         engine = _engine(model.key, req, model, handle)
         bar = st.progress(0.0, text=f"explaining {len(items)} image(s)…")
+        passes = st.progress(0.0, text="model passes…")
         result = L.explain_images(engine, model, req, items,
-                                  on_progress=lambda d, n, sid: bar.progress(d / n, text=f"{d} of {n}: {sid}"))
+                                  on_progress=lambda d, n, sid: bar.progress(d / n, text=f"{d} of {n}: {sid}"),
+                                  on_passes=lambda d, n: passes.progress(d / n, text=f"{d:,} of {n:,} model passes"))
+        passes.empty()
         bar.empty()
     except XaiError as e:
         _stop(e)
@@ -176,7 +194,7 @@ if c_add.button("Add to a run", key="live_add", icon=":material/playlist_add:",
                      "show them"):
     try:
         engine = _engine(model.key, got["req"], model, handle)
-        got["added"] = L.add_to_run(engine, model, got["req"], got["items"], logdir())
+        got["added"] = L.add_to_run(engine, model, got["req"], got["items"], logdir(), shown=got["result"].images)
         runs.clear()  # the new run is listed at once
     except XaiError as e:
         c_msg.error(str(e))

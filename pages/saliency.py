@@ -8,8 +8,8 @@ from xai_core.dashboard import detail as D
 from xai_core.dashboard import fields as F
 from xai_core.dashboard import query as Q
 from xai_core.dashboard.assessment import metric_infos
-from xai_core.dashboard.overlay import (DISPLAYS, DIVERGING_CMAPS, POLARITIES, SCALES, SEQUENTIAL_CMAPS, OverlayStyle,
-                                        legend)
+from xai_core.dashboard.legend import legend
+from xai_core.dashboard.overlay import DISPLAYS, DIVERGING_CMAPS, POLARITIES, SCALES, SEQUENTIAL_CMAPS, OverlayStyle
 from xai_core.dashboard.notes import legend_note
 from xai_core.dashboard.render import detail_maps, detail_pictures
 from xai_core.dashboard.steps import across_steps
@@ -147,7 +147,8 @@ if not 1 <= st.session_state.get("sal_page", 1) <= n_pages:
 c_count, c_pages = st.columns([1, 3], vertical_alignment="bottom")
 c_count.markdown(f"**{sel.total}** of {t.n_samples} images match", help="an image matches when any of its labels passes every filter")
 page = c_pages.pagination(n_pages, key="sal_page", width="stretch") if n_pages > 1 else 1
-remember(FIELDS, hidden=() if sort_key == Q.SORT_SCORE else ("sal_sort_exp", "sal_sort_met"))
+remember(FIELDS, hidden=() if sort_key == Q.SORT_SCORE else ("sal_sort_exp", "sal_sort_met"),
+         undrawn=("sal_clip" if outlines else "sal_clip_out",))
 view = Q.page_view(t, sel, page, page_size)
 
 # ---- the grid ----------------------------------------------------------------------------
@@ -183,8 +184,14 @@ def _legend(col, e: str, values) -> None:
 @st.dialog("Image detail", width="large")
 def detail(pos: int, shown: int | None) -> None:
     d = D.sample_detail(t, pos)
-    st.markdown(f"**{d.row.sample_id}** · `{d.source}` · {d.width}×{d.height} px · ground truth: "
-                f"{', '.join(d.ground_truth) or 'none'}")
+    before, after = D.neighbours(sel.order, pos)  # in the grid's order, across its pages
+    c_info, c_prev, c_next = st.columns([6, 1, 1], vertical_alignment="center")
+    c_info.markdown(f"**{d.row.sample_id}** · `{d.source}` · {d.width}×{d.height} px · ground truth: "
+                    f"{', '.join(d.ground_truth) or 'none'}")
+    c_prev.button("Previous", key="sal_detail_prev", icon=":material/chevron_left:", disabled=before is None,
+                  on_click=_open_detail, args=(before, None), width="stretch")
+    c_next.button("Next", key="sal_detail_next", icon=":material/chevron_right:", disabled=after is None,
+                  on_click=_open_detail, args=(after, None), width="stretch")
     chips = {c.label: c for c in d.row.chips}
     first = shown if shown in chips else next(iter(chips), None)
     label = st.segmented_control("Label", list(chips), default=first, key=f"sal_detail_label_{pos}",

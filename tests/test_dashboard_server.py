@@ -91,3 +91,23 @@ def test_a_built_wheel_carries_the_app(tmp_path):
             f"sys.path.insert(0, {str(target)!r}); import xai_core.dashboard_server as d; print(d.app_script())")
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert out.stdout.strip() == str(target / "xai_core" / "_app" / "app.py"), out.stderr
+
+
+def test_a_port_a_stopped_server_left_in_time_wait_is_free_at_once():
+    """``xai-core serve`` right after a stop: the port's TIME_WAIT is no reason to refuse it
+    (SO_REUSEADDR, as the server itself binds); a live listener still is."""
+    from xai_core.dashboard_server import _check_port
+
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    with pytest.raises(ConfigError, match=f"port {port} on 127.0.0.1 is in use"):
+        _check_port("127.0.0.1", port)
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn, _ = srv.accept()
+    conn.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
+    srv.close()
+    client.close()
+    assert _check_port("127.0.0.1", port) == port

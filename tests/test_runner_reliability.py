@@ -19,6 +19,7 @@ import yaml
 from toy import toy_config
 from xai_core.cli import main
 from xai_core.config import config_from_dict
+from xai_core.dashboard.runs import run_info
 from xai_core.errors import ConfigError, ModelError, SummaryError
 from xai_core.runner import run
 from xai_core.summary import RunReader
@@ -407,3 +408,30 @@ def test_inspect_verify_finds_a_damaged_chunk(toy_data, tmp_path, capsys):
     assert main(["inspect", str(cfg.out), "--verify"]) == 2
     err = one_line(capsys)
     assert "part 2, array 'images'" in err and "checksum" in err
+
+
+def test_sigkill_after_the_last_samples_commit_then_resume_ends_complete(toy_data, tmp_path):
+    """Killed right after the last part's samples table (the commit) and before ``complete``:
+    every part is on disk but the manifest says "running"; ``--resume`` finishes the run."""
+    path = light_file(toy_data, tmp_path, tmp_path / "run", batch_size=6)  # 12 images: 2 parts
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    res = subprocess.run([sys.executable, str(TESTS / "kill_at_commit.py"), "2", "samples", "0", "--", "run",
+                          "--config", str(path), "--quiet"], env=env, cwd=TESTS, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    out = tmp_path / "run"
+    killed = RunReader(out)
+    assert killed.status == "running" and killed.parts() == [0, 1]
+    info = run_info(tmp_path, out)  # the dashboard: not a complete-looking run at work
+    assert info.stale and "--resume" in info.status_text
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert not run_info(tmp_path, out).stale
+    done = RunReader(out)
+    assert done.status == "complete" and done.parts() == [0, 1]
+    prog = done.manifest["progress"]
+    assert (prog["done_samples"], prog["done_parts"]) == (12, 2) and done.manifest.get("finished")
+    ref = light(toy_data, tmp_path / "ref", batch_size=6)
+    run(ref, ref.out, progress=False)
+    assert done.table("scores").sort_values(["sample_index", "label", "explainer", "metric"]).reset_index(drop=True) \
+        .equals(RunReader(ref.out).table("scores").sort_values(["sample_index", "label", "explainer", "metric"])
+                .reset_index(drop=True))

@@ -87,6 +87,15 @@ class LiveExplainer:
         return Explained(result, list(result["samples"]["sample_id"])), dataset
 
 
+def _shifted(result: dict, offset: int) -> dict:
+    """``result`` with every table's ``sample_index`` moved by ``offset`` (its place in a log)."""
+    out = dict(result)
+    for k, table in result.items():
+        if isinstance(table, dict) and "sample_index" in table:
+            out[k] = {**table, "sample_index": [int(i) + offset for i in table["sample_index"]]}
+    return out
+
+
 def _plain(obj):
     return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, (tuple, set)) else str(o)))
 
@@ -132,14 +141,22 @@ class RunLog:
             raise
         return cls(run_dir, explainer, writer, lock, n, nxt)
 
-    def append(self, items: Sequence[Item], *, targets: list[list[int]] | None = None, where=None) -> Explained:
-        """Explain ``items`` and commit them as the next part; returns what was computed."""
+    def append(self, items: Sequence[Item], *, targets: list[list[int]] | None = None, where=None,
+               computed: Explained | None = None) -> Explained:
+        """Explain ``items`` and commit them as the next part; returns what was computed.
+        ``computed``: what :meth:`LiveExplainer.explain` already returned for exactly these
+        items (alone, ``start`` 0) with this log's explainer; committed as it is, not recomputed."""
         with self._lock:
             if self._closed.is_set():
                 raise SummaryError(f"{self.run_dir}: the run log is closed")
             previous = (self.writer.manifest.get("dataset") or {}).get("sha256") or ""
-            got, dataset = self.explainer.explain(items, targets=targets, start=self.n_samples, previous=previous,
-                                                  where=where)
+            if computed is None:
+                got, dataset = self.explainer.explain(items, targets=targets, start=self.n_samples, previous=previous,
+                                                      where=where)
+            else:
+                dataset = MemoryDataset(self.explainer.classes, items, start=self.n_samples, previous=previous,
+                                        where=where)
+                got = Explained(_shifted(computed.result, self.n_samples), list(computed.sample_ids))
             part = self.next_part
             result = dict(got.result)
             # Computed as part 0 (its seed); stored under its place in the log.

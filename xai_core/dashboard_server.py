@@ -49,6 +49,9 @@ def _check_port(host: str, port: int) -> int:
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise ConfigError(f"port is {port!r}; expected an integer 1–65535 (0: a free one)")
     with socket.socket() as s:
+        # As the server itself binds (tornado sets SO_REUSEADDR): a port a stopped server left in
+        # TIME_WAIT is free again at once, while one with a live listener is still refused.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except socket.gaierror as e:

@@ -236,7 +236,10 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, repor
             return out_dir
         parts_s = time.perf_counter() - t0
         t_sanity = time.perf_counter()
+        if ctx.config.sanity.enabled:  # every sample is done: the Runs page names what runs now
+            writer.progress(count["samples"], count["parts"], force=True, phase="sanity")
         sanity = sanity_checks(ctx, report)
+        writer.manifest["progress"].pop("phase", None)
         sanity_s = time.perf_counter() - t_sanity
         if sanity is not None:
             writer.manifest["sanity"] = sanity

@@ -76,7 +76,7 @@ def test_compare_two_demo_runs(browser, app, shots):
         # the score differences: one interval per explainer × metric in the forest plot
         ticks = page.locator(".st-key-vs_forest .ytick text")
         expect(ticks.first).to_be_visible(timeout=WAIT)
-        assert "occlusion · Deletion AUC" in ticks.all_text_contents()
+        assert "occlusion · Deletion (1 − AUC)" in ticks.all_text_contents()
         _snap(page, shots / "20_compare.png")
         # the filter of the tags: TP in A only
         page.locator(".st-key-vs_tags_a button", has_text=re.compile(r"^TP$")).click()

@@ -203,3 +203,14 @@ def test_weights_near_the_float_maximum_are_normalised_safely(long):
     assert A.normalise_weights({"x": 5e-324, "y": 5e-324}) == {"x": 0.5, "y": 0.5}
     huge = A.comprehensive(long, {m: 1e308 for m in EQUAL})
     pd.testing.assert_frame_equal(huge, A.comprehensive(long, EQUAL))
+
+
+def test_one_name_for_each_score_everywhere():
+    """Compare runs, the report and the live page name [0, 1] scores as the assessment does."""
+    from xai_core.dashboard import live as L
+    from xai_core.dashboard.metric_info import registry_score_names
+
+    names = registry_score_names(["deletion_auc", "insertion_auc", "sparseness"])
+    assert names == {"deletion_auc": "Deletion (1 − AUC)", "insertion_auc": "Insertion AUC",
+                     "sparseness": "Sparseness (Gini)"}
+    assert L.metric_names()["deletion_auc"] == "Deletion (1 − AUC)"

@@ -195,3 +195,14 @@ def test_page_fields_take_their_choices_from_the_two_runs(pair):
     assert fields["vs_exp_a"].default == fields["vs_exp_b"].default == "gradient"
     assert fields["vs_loc_tags"].default == ["TP"]
     assert V.row_key(cmp.rows.iloc[0]) in V.row_field([V.row_key(r) for _, r in cmp.rows.iterrows()]).choices
+
+
+def test_the_configuration_diff_lists_only_what_differs(logdir):
+    from xai_core.summary.reader import read_manifest
+
+    a, b = (read_manifest(logdir / r) for r in (pages_runs.RUN_A, pages_runs.RUN_B))
+    diff = C.config_diff(a, b).set_index("setting")
+    assert diff.loc["labels.threshold", "A"] == "0.5" and diff.loc["labels.threshold", "B"] == "0.8"
+    assert diff.loc["labels.top_k"].tolist() == ["3", "1"] and "model.factory" in diff.index
+    assert "out" not in diff.index and not any(k.startswith("explainers") for k in diff.index)  # the same
+    assert len(C.config_diff(a, a)) == 0

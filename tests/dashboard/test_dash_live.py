@@ -187,3 +187,83 @@ def test_a_sample_of_the_run_keeps_its_ground_truth_and_boxes(logdir, demo_model
     img = res.images[0]
     assert set(img.labels["tag"]) <= {"TP", "FP", "FN", "TN"} and "TP" in set(img.labels["tag"])
     assert img.boxes and img.boxes[0][0] in demo_model.classes
+
+
+# ---- at the run's settings (issue 25) --------------------------------------------------------
+def test_the_runs_settings_are_the_defaults_with_resolved_values_and_passes(logdir, demo_model):
+    from xai_core.dashboard import live_settings as P
+
+    manifest = read_manifest(logdir / pages_runs.DEMO_A)
+    settings = P.run_settings(manifest)
+    occl = next(e for e in manifest["explainers"] if e["type"] == "occlusion")
+    assert settings["occlusion"]["window"] == occl["params"]["window"] and set(settings) == {"gradient", "gradcam",
+                                                                                            "occlusion"}
+    assert P.default_explainers(demo_model, manifest) == ["gradient", "gradcam", "occlusion"]
+    assert P.default_explainers(demo_model, None) == list(L.DEFAULT_EXPLAINERS)
+    auto = P.plan(demo_model, L.LiveRequest((("occlusion", ()), ("integrated_gradients", (("steps", 7),)))))
+    (h, w), win = demo_model.input_size, auto[0]["params"]["window"]
+    assert win > 0 and auto[0]["params"]["stride"] > 0  # "0 = auto" shown as the value used
+    from xai_core.explainers.occlusion import window_starts
+
+    stride = auto[0]["params"]["stride"]
+    assert auto[0]["passes"] == len(window_starts(h, win, stride)) * len(window_starts(w, win, stride)) + 1
+    assert auto[1]["passes"] == 7
+    text = P.plan_text(auto)
+    assert f"window {win}" in text and "integrated_gradients (steps 7" in text and f"{auto[0]['passes'] + 7:,} model" in text
+
+
+def test_a_repeated_click_is_not_recomputed_and_add_to_a_run_commits_the_maps_shown(logdir, demo_model, handle):
+    img = pages_runs.demo_image(logdir, 4)
+    items = [L.upload_item(img, "again.png")]
+    engine = L.make_engine(demo_model, handle, REQ)
+    first = L.explain_images(engine, demo_model, REQ, items)
+    passes, hits = handle.passes, L.DONE.hits
+    second = L.explain_images(engine, demo_model, REQ, items)
+    assert handle.passes == passes and L.DONE.hits == hits + 1  # no model pass: the cached images
+    assert second.images[0] is first.images[0]
+    shutil.rmtree(logdir / L.scratch_run(demo_model, REQ), ignore_errors=True)
+    name, parts = L.add_to_run(engine, demo_model, REQ, items, logdir, shown=first.images)
+    assert handle.passes == passes and parts == [0]  # committed as computed, not recomputed
+    from xai_core.dashboard.render import MapStore
+
+    run, store = RunTables.load(logdir / name, root=logdir), MapStore(logdir / name)
+    for lrow in range(len(run.lcol("label"))):
+        label = int(run.lcol("label")[lrow])
+        for e in REQ.entries():
+            stored = store.saliency(e["name"], int(run.lcol("part")[lrow]), int(run.lcol("map_offset")[lrow]))
+            assert np.array_equal(stored, first.images[0].maps[e["name"]][label])
+    # a second image appended after it: its own place in the log
+    other = [L.upload_item(pages_runs.demo_image(logdir, 5), "next.png")]
+    shown = L.explain_images(engine, demo_model, REQ, other).images
+    _, parts2 = L.add_to_run(engine, demo_model, REQ, other, logdir, shown=shown)
+    run = RunTables.load(logdir / name, root=logdir)
+    assert parts2 == [1] and list(run.scol("sample_index")) == [0, 1]
+    assert list(run.scol("sample_id")) == [items[0].id, other[0].id]
+    shutil.rmtree(logdir / name)
+
+
+def test_an_upload_carries_its_ground_truth(logdir, demo_model, handle):
+    img = pages_runs.demo_image(logdir, 1)
+    plain = L.explain_images(L.make_engine(demo_model, handle, REQ), demo_model, REQ, [L.upload_item(img, "a.png")])
+    top = int(plain.images[0].labels["label"][0])
+    assert set(plain.images[0].labels["tag"]) <= {"FP", "TN"}  # no ground truth: what is predicted is FP
+    engine = L.make_engine(demo_model, handle, REQ)
+    got = L.explain_images(engine, demo_model, REQ, [L.upload_item(img, "a.png", [top])]).images[0]
+    tags = dict(zip(got.labels["label"], got.labels["tag"]))
+    assert tags[top] == "TP" and got.sample_id == plain.images[0].sample_id  # same image, other truth: not cached
+
+
+def test_the_pass_bar_counts_the_planned_model_passes(logdir, demo_model, handle):
+    img = pages_runs.demo_image(logdir, 0)[::-1].copy()  # an image no other test explained (not cached)
+    engine = L.make_engine(demo_model, handle, REQ)
+    planned, start, calls = L.planned_passes(demo_model, REQ), handle.passes, []
+    L.explain_images(engine, demo_model, REQ, [L.upload_item(img, "bar.png")],
+                     on_passes=lambda done, total: calls.append((done, total)))
+    # at most the plan: occlusion shares its windows' passes between the labels
+    assert 0 < handle.passes - start <= planned
+    one = L.LiveRequest(REQ.explainers, top_k=1)
+    start = handle.passes
+    L.explain_images(L.make_engine(demo_model, handle, one), demo_model, one, [L.upload_item(img, "bar1.png")])
+    assert handle.passes - start == L.planned_passes(demo_model, one)  # one label: exactly the plan
+    assert calls[-1] == (planned, planned) and {t for _, t in calls} == {planned}
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)

@@ -82,7 +82,7 @@ def test_legend_gives_the_colour_bar_and_its_ends():
     from PIL import Image
     import io
 
-    from xai_core.dashboard.overlay import legend
+    from xai_core.dashboard.legend import legend
 
     lg = legend(OverlayStyle(), [0.5, 0.5])
     assert (lg.low, lg.high, lg.ends) == (0.0, 0.5, "0 … 0.5")
@@ -96,8 +96,9 @@ def test_legend_gives_the_colour_bar_and_its_ends():
 
 
 # ---- issue 18 item 4: Vertex XAI's display options -------------------------------------------
+from xai_core.dashboard.legend import legend  # noqa: E402
 from xai_core.dashboard.overlay import (OUTLINE_CLIP, PINK_GREEN, boundary, draw_outlines, floor_value,  # noqa: E402
-                                        legend, mass_threshold, region_masks)
+                                        mass_threshold, region_masks)
 
 
 def test_mass_threshold_encloses_the_share_of_the_mass():

@@ -190,3 +190,21 @@ def test_scores_pivot_is_explainers_by_metrics_for_one_label(synth_tables):
     cat = D.scores_pivot(synth_tables, d.scores, 0)
     assert cat.loc["a", "Metric three"] == "0.250" and cat.loc["a", "Metric one"] == "0.700"
     assert "None" not in bird.to_numpy().ravel().tolist() + cat.to_numpy().ravel().tolist()
+
+
+def test_a_score_sort_over_every_tag_names_a_tn_label_only_for_an_image_with_nothing_else(dash_logdir):
+    """Faithfulness scores a TN label (a class the model does not see) trivially well and its map
+    is blank: with all four tags the sort starts with real maps (issue 25)."""
+    from xai_core.labels import TAGS
+
+    t = RunTables.load(dash_logdir / dash_runs.RUNNER_RUN)
+    sel = Q.select(t, Q.SaliencyFilter(tags=TAGS), Q.SortSpec(Q.SORT_SCORE, True, "gradient", "deletion_auc"))
+    tags, pos = t.lcol("tag"), t.lcol("pos")
+    tn = TAGS.index("TN")
+    named = [(p, lr) for p, lr in zip(sel.order, sel.lrow) if lr >= 0]
+    assert named
+    for p, lr in named:
+        if tags[lr] == tn:  # only where the image has no other label
+            assert (tags[pos == p] == tn).all(), p
+    is_tn = [bool(tags[lr] == tn) for _, lr in named]
+    assert any(is_tn) and not is_tn[0] and is_tn == sorted(is_tn)  # blank TN maps after every real one

@@ -73,3 +73,13 @@ def test_symlinked_run_outside_logdir_is_never_listed(tmp_path, dash_logdir):
         resolve_run(logdir, "escape")
     with pytest.raises(SummaryError, match="outside the log directory"):
         ensure_inside(logdir, logdir / "escape" / "manifest.json")
+
+
+def test_a_run_in_its_sanity_phase_names_it_instead_of_running_100_percent(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({
+        "format_version": 1, "status": "running", "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "progress": {"total_samples": 40, "done_samples": 40, "phase": "sanity"}}))
+    info = run_info(tmp_path, run)
+    assert info.phase == "sanity" and "sanity check" in info.status_text and "100%" not in info.status_text

@@ -84,3 +84,10 @@ def test_a_logdir_with_one_run_says_so(monkeypatch, tmp_path):
     dash_runs.write_synthetic(tmp_path / "only")
     at = open_page(monkeypatch, tmp_path, PAGE, "only")
     assert any("no other run" in i.value for i in at.info) and not at.error
+
+
+def test_the_configuration_diff_of_a_and_b_is_shown(monkeypatch, logdir):
+    at = open_page(monkeypatch, logdir, PAGE, pages_runs.RUN_A)
+    exp = next(e for e in at.expander if e.label.startswith("Configuration: "))
+    table = next(d.value for d in exp.dataframe)
+    assert "labels.threshold" in set(table["setting"]) and exp.label.endswith("differ between A and B")

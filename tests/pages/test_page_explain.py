@@ -120,3 +120,14 @@ def test_assessment_page_offers_the_report(monkeypatch, logdir):
     at = open_page(monkeypatch, logdir, "pages/comprehensive.py", pages_runs.DEMO_A)
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download report (HTML)" in labels and "Download report (PDF)" in labels
+
+
+def test_the_runs_settings_are_the_defaults_and_the_plan_is_shown(monkeypatch, logdir):
+    from xai_core.summary.reader import read_manifest
+
+    at = open_page(monkeypatch, logdir, PAGE, pages_runs.DEMO_B)
+    occl = next(e for e in read_manifest(logdir / pages_runs.DEMO_B)["explainers"] if e["type"] == "occlusion")
+    assert at.number_input(key="live_p_occlusion_window").value == occl["params"]["window"]
+    plan = next(c.value for c in at.caption if c.value.startswith("At: "))
+    assert f"occlusion (window {occl['params']['window']}, stride " in plan and "model passes per image and label" in plan
+    assert "stride 0" not in plan  # the value used, not "0 = auto"

@@ -185,7 +185,7 @@ def test_unknown_run_in_the_url_is_not_opened(monkeypatch, dash_logdir):
     at = open_page(monkeypatch, dash_logdir, None)
     at.query_params["run"] = "../../../etc"
     at.switch_page(PAGE).run()
-    assert "No run of this name" in at.sidebar.warning[0].value
+    assert "No run named" in at.sidebar.warning[0].value
     assert "../../../etc" in [t.value for t in at.sidebar.text]  # plain text, not markdown
     assert "Choose a run" in at.info[0].value and "run" not in at.query_params
 
@@ -405,3 +405,28 @@ def test_outlines_display_and_clip_range(at):
     at.slider(key="sal_clip").set_value((50.0, 99.5)).run()           # a lower clip on the heat map
     assert not at.exception and all(tiles(at)[k] != heat[k] for k in heat)
     assert at.query_params["sal_clip"] == ["50", "99.5"]
+
+
+def test_switching_to_the_heat_map_and_back_keeps_both_clip_ranges(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, PAGE, dash_runs.SYNTH_RUN)
+    at.segmented_control(key="sal_display").set_value("outlines").run()
+    at.slider(key="sal_clip_out").set_value((50.0, 99.0)).run()
+    at.segmented_control(key="sal_display").set_value("heatmap").run()
+    at.slider(key="sal_clip").set_value((5.0, 98.0)).run()
+    at.segmented_control(key="sal_display").set_value("outlines").run()
+    assert at.slider(key="sal_clip_out").value == (50.0, 99.0)
+    at.segmented_control(key="sal_display").set_value("heatmap").run()
+    assert at.slider(key="sal_clip").value == (5.0, 98.0) and not at.exception
+
+
+def test_the_detail_view_steps_through_the_grid_with_previous_and_next(monkeypatch, dash_logdir):
+    at = open_page(monkeypatch, dash_logdir, PAGE, dash_runs.SYNTH_RUN)
+    order = [int(b.key.split("_")[2]) for b in at.button if b.key and b.key.startswith("sal_det_")]
+    at.button(key=f"sal_det_{order[0]}").click().run()
+    assert at.button(key="sal_detail_prev").disabled and not at.button(key="sal_detail_next").disabled
+    for pos in order[1:]:
+        at.button(key="sal_detail_next").click().run()
+        assert not at.exception and at.segmented_control(key=f"sal_detail_label_{pos}") is not None
+    assert at.button(key="sal_detail_next").disabled
+    at.button(key="sal_detail_prev").click().run()
+    assert at.segmented_control(key=f"sal_detail_label_{order[-2]}") is not None

@@ -97,7 +97,7 @@ def test_ranking_with_weights_and_intervals(run_a):
     t = RunTables.load(run_a)
     h = report_html(t, "x", ReportOptions(weights={"deletion_auc": 3, "sparseness": 1}))
     # the metrics not named keep weight 1
-    assert "Deletion AUC 0.500" in h and "Sparseness (Gini) 0.167" in h and "Pointing Game 0.167" in h
+    assert "Deletion (1 − AUC) 0.500" in h and "Sparseness (Gini) 0.167" in h and "Pointing Game 0.167" in h
     frame = next(f for f in _tables(h) if "comprehensive" in f.columns)
     from xai_core.dashboard import assessment as A
 
@@ -106,7 +106,7 @@ def test_ranking_with_weights_and_intervals(run_a):
     assert frame["explainer"].tolist() == want["explainer"].tolist()
     np.testing.assert_allclose(frame["comprehensive"].astype(float), want["score"], atol=5e-4)
     # every mean with its interval: "0.863 [0.854, 0.870]"
-    assert all(re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]|—", str(v)) for v in frame["Deletion AUC"])
+    assert all(re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]|—", str(v)) for v in frame["Deletion (1 − AUC)"])
 
 
 def test_gallery_holds_the_best_and_worst_tp_rows_by_the_metric(run_a):
@@ -198,3 +198,23 @@ def test_pdf_has_every_picture_and_fetches_nothing(run_a, tmp_path):
     # an outside reference is never fetched: the picture is dropped, the PDF still made
     leaky = html.replace("</body>", '<img src="file:///etc/hostname"><img src="http://127.0.0.1:9/x.png"></body>')
     assert html_to_pdf(leaky).count(b"/Subtype /Image") == len(set(_images(html)))
+
+
+def test_class_names_carrying_html_are_text_in_the_report(tmp_path):
+    """Class names come from the user's dataset: in the report they are text, never markup."""
+    evil = ['<script>alert("c")</script>', '<img src=x onerror=alert(1)>', "</script><b>x</b>"]
+    run = dash_runs.write_synthetic(tmp_path / "evil", classes=evil)
+    doc = report_html(RunTables.load(run), "evil")
+
+    class Tags(HTMLParser):
+        seen: list = []
+
+        def handle_starttag(self, tag, attrs):
+            self.seen.append((tag, dict(attrs)))
+
+    p = Tags()
+    p.feed(doc)
+    assert not any("onerror" in a for _, a in p.seen)
+    assert all(a.get("src", "").startswith("data:") for t, a in p.seen if t == "img")
+    assert "<b>x</b>" not in doc and 'alert("c")</script>' not in doc
+    assert html_escape(evil[1], quote=True) in doc  # shown, as text

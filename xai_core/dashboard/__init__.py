@@ -8,7 +8,8 @@ the Streamlit caches they use wrap :func:`open_run` (per run version) and the fu
 * :mod:`.tables` — the columnar view of one run (:class:`RunTables`);
 * :mod:`.query` — saliency filters, sorting and paging; :mod:`.detail` — the detail of one image;
 * :mod:`.overlay` / :mod:`.render` — display of raw maps (heat maps, Vertex-style outlines, clip
-  ranges), cached rendering;
+  ranges), cached rendering; :mod:`.legend` — the colour bar under a column of maps;
+* :mod:`.metric_info` — a run's metrics and the one name of each [0, 1] score;
 * :mod:`.assessment` — aggregation of scores (means, bootstrap intervals, weights, per class);
 * :mod:`.counterfactual` — the counterfactual page's filters and layer-by-layer composites;
 * :mod:`.figures` — the plotly figures;

@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..errors import XaiError
 from ..labels import TAGS
+from .metric_info import MetricInfo, _pretty, default_mapping, metric_infos, scored_metric_infos  # noqa: F401 (re-exported)
 from .tables import RunTables
 
 EXACT_BOOTSTRAP_MAX = 5000
@@ -58,7 +59,7 @@ class RowFilter:
 ALL_ROWS = RowFilter((), ())
 
 
-def row_mask(t: RunTables, metric: "MetricInfo", sl: slice, flt: RowFilter) -> np.ndarray:
+def row_mask(t: RunTables, metric: MetricInfo, sl: slice, flt: RowFilter) -> np.ndarray:
     """(rows of ``sl``,) bool: the score rows of one pair that ``flt`` keeps."""
     lrow = t.scores["lrow"].to_numpy()[sl]
     allowed = flt.allowed(metric.category)
@@ -66,68 +67,6 @@ def row_mask(t: RunTables, metric: "MetricInfo", sl: slice, flt: RowFilter) -> n
         return np.ones(len(lrow), bool)
     codes = np.where(lrow >= 0, t.lcol("tag")[np.maximum(lrow, 0)], -1)
     return (lrow < 0) | np.isin(codes, [TAGS.index(x) for x in allowed])
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    name: str
-    display_name: str
-    category: str
-    higher_is_better: bool
-    value_range: tuple[float, float]
-    label_agnostic: bool
-    description: str = ""  # the metric's one-line definition (registry metadata, in the manifest)
-    mapping: str = "x"     # how the raw value x became the [0, 1] score (registry ``score_mapping``)
-
-    @property
-    def direction(self) -> str:
-        return "higher is better" if self.higher_is_better else "lower is better"
-
-    @property
-    def mapped(self) -> bool:
-        return self.mapping.replace(" ", "") != "x"
-
-    @property
-    def score_name(self) -> str:
-        """The name of the [0, 1] score, saying when it is not the raw value: "Deletion (1 − AUC)"
-        (a deletion AUC of 0.023 scores 0.977), "Complexity (entropy) [1 − x]"; the display
-        name itself when score = raw."""
-        if not self.mapped:
-            return self.display_name
-        formula = _pretty(self.mapping)
-        if self.display_name.endswith(" AUC"):
-            return f"{self.display_name[:-4]} ({formula.replace('x', 'AUC')})"
-        return f"{self.display_name} [{formula}]"
-
-
-def _pretty(formula: str) -> str:
-    """A mapping formula for display: a real minus sign."""
-    return formula.replace("-", "−")
-
-
-def default_mapping(higher_is_better: bool, value_range: tuple[float, float]) -> str:
-    """The linear mapping a run without ``score_mapping`` in its manifest used (Metric.mapping)."""
-    lo, hi = value_range
-    lin = "x" if (lo, hi) == (0.0, 1.0) else f"(x - ({lo:g})) / {hi - lo:g}"
-    return lin if higher_is_better else f"1 - {lin}"
-
-
-def metric_infos(t: RunTables) -> list[MetricInfo]:
-    """The run's metrics, in run order, from the manifest."""
-    out = []
-    for m in t.metrics:
-        rng = m.get("value_range") or [0.0, 1.0]
-        hib, vr = bool(m.get("higher_is_better", True)), (float(rng[0]), float(rng[1]))
-        out.append(MetricInfo(str(m.get("name")), str(m.get("display_name") or m.get("name")), str(m.get("category", "")),
-                              hib, vr, bool(m.get("label_agnostic", False)), str(m.get("description") or ""),
-                              str(m.get("score_mapping") or default_mapping(hib, vr))))
-    return out
-
-
-def scored_metric_infos(t: RunTables) -> list[MetricInfo]:
-    """The run's metrics that have at least one stored score, in run order."""
-    scored = {m for _, m in t.pair_slices}
-    return [m for m in metric_infos(t) if m.name in scored]
 
 
 def quick_ranking(t: RunTables, rows_filter: "RowFilter | None" = None) -> list[str]:

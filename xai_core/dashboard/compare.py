@@ -17,6 +17,8 @@ interval that excludes 0 says which run's explanations are better beyond resampl
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -282,7 +284,7 @@ def score_differences(cmp: Comparison, pairs: Sequence[tuple[str, str]] | None =
             d = vb[fin] - va[fin]
             lo, hi, how = bootstrap_ci(d, seed=seed)
             out.append({"explainer": ea if ea == eb else f"{ea} / {eb}", "explainer_a": ea, "explainer_b": eb,
-                        "metric": info.name, "metric_name": info.display_name, "n": int(fin.sum()),
+                        "metric": info.name, "metric_name": info.score_name, "n": int(fin.sum()),
                         "mean_a": float(va[fin].mean()) if fin.any() else np.nan,
                         "mean_b": float(vb[fin].mean()) if fin.any() else np.nan,
                         "diff": float(d.mean()) if len(d) else np.nan, "ci_low": lo, "ci_high": hi,
@@ -301,3 +303,26 @@ def differences_frame(diffs: pd.DataFrame) -> pd.DataFrame:
                           for lo, hi in zip(diffs["ci_low"], diffs["ci_high"])],
         "verdict": diffs["verdict"],
     })
+
+
+def _flat(obj, prefix: str = "") -> dict[str, str]:
+    """{dotted key: value as text} of a nested configuration (lists of entries by position)."""
+    if isinstance(obj, dict):
+        out: dict[str, str] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(_flat(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: json.dumps(obj, default=str, ensure_ascii=False)}
+
+
+def config_diff(manifest_a: dict, manifest_b: dict) -> pd.DataFrame:
+    """The configuration keys where two runs differ (``out``, where each was written, left
+    out): columns setting, A, B ("—" where one run has no such key)."""
+    a, b = (_flat((m or {}).get("config") or {}) for m in (manifest_a, manifest_b))
+    keys = [k for k in dict.fromkeys([*a, *b]) if k != "out" and a.get(k) != b.get(k)]
+    return pd.DataFrame({"setting": keys, "A": [a.get(k, "—") for k in keys], "B": [b.get(k, "—") for k in keys]})

@@ -13,7 +13,8 @@ import pandas as pd
 from ..labels import TAGS
 from .assessment import LOCALISATION_TAGS
 from .compare import NOT_IN_RUN, TAG_CHOICES, Comparison, explainer_pairs
-from .overlay import POLARITIES, OverlayStyle, clip_value, legend
+from .legend import legend
+from .overlay import POLARITIES, OverlayStyle, clip_value
 from .render import MapStore, detail_pictures
 from .state import Field
 from .tables import RunTables

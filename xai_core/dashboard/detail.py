@@ -118,3 +118,13 @@ def scores_pivot(t: RunTables, scores: pd.DataFrame, label: int) -> pd.DataFrame
 
     return pd.DataFrame({head(m): [text(e, m) for e in explainers] for m in metrics},
                         index=pd.Index(explainers, name="explainer"))
+
+
+def neighbours(order, pos: int) -> tuple[int | None, int | None]:
+    """(previous, next) sample positions of ``pos`` in the display ``order`` (the filtered and
+    sorted selection, across pages), None at either end or when ``pos`` is not in it."""
+    seq = [int(p) for p in order]
+    if int(pos) not in seq:
+        return None, None
+    k = seq.index(int(pos))
+    return (seq[k - 1] if k > 0 else None), (seq[k + 1] if k + 1 < len(seq) else None)

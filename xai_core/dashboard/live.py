@@ -16,6 +16,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -168,6 +169,38 @@ class LiveImage:
     maps: dict
     scores: pd.DataFrame
     boxes: list = field(default_factory=list)
+    computed: object = None  # the engine's Explained: "Add to a run" commits it as computed
+
+
+@dataclass
+class _Done:
+    """The last explained images of the server, so a repeated click is not recomputed."""
+
+    size: int = 32
+    items: "OrderedDict[tuple, LiveImage]" = field(default_factory=OrderedDict)
+    hits: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: tuple):
+        with self.lock:
+            got = self.items.get(key)
+            if got is not None:
+                self.items.move_to_end(key)
+                self.hits += 1
+            return got
+
+    def put(self, key: tuple, img: LiveImage) -> None:
+        with self.lock:
+            self.items[key] = img
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+DONE = _Done()
+
+
+def _item_key(model: LiveModel, req: LiveRequest, item) -> tuple:
+    return (model.key, req.key, req.labels, str(item.id), str(item.source), json.dumps(item.labels, default=str))
 
 
 @dataclass
@@ -199,24 +232,74 @@ def _image_of(got, i: int, classes: Sequence[str]) -> LiveImage:
                      np.asarray(res["samples"]["probs"][i], dtype=np.float64), labels, maps, scores, boxes)
 
 
+def _explain_watched(engine, item, targets, where, on_passes, planned: int, every_s: float = 0.2):
+    """``engine.explain([item])`` in a worker thread while this thread reports the model passes
+    made so far (``on_passes(done, planned)``, after each pass batch it sees) — Streamlit's
+    widgets can only be updated from the page's own thread."""
+    counter = engine.ctx.model
+    start, box = counter.passes, {}
+
+    def work():
+        try:
+            box["got"] = engine.explain([item], targets=targets, where=where)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+            box["error"] = e
+
+    worker = threading.Thread(target=work, name="xaiboard-live", daemon=True)
+    worker.start()
+    seen = -1
+    while worker.is_alive():
+        worker.join(every_s)
+        done = counter.passes - start
+        if done != seen:
+            seen = done
+            on_passes(min(done, planned), planned)
+    if "error" in box:
+        raise box["error"]
+    on_passes(planned, planned)
+    return box["got"]
+
+
+def planned_passes(model: LiveModel, req: LiveRequest) -> int:
+    """Model passes one image takes at most: each explainer's per label, times the labels, plus
+    the prediction (exact for one label; occlusion shares its windows' passes between labels)."""
+    from .live_settings import plan
+
+    labels = len(req.labels) if req.labels else req.top_k
+    return sum(step["passes"] for step in plan(model, req)) * labels + 1
+
+
 def explain_images(engine, model: LiveModel, req: LiveRequest, items: Sequence, *,
                    on_progress: Callable[[int, int, str], None] | None = None,
+                   on_passes: Callable[[int, int], None] | None = None,
                    limits: LiveLimits = LIMITS) -> LiveResult:
     """Explain ``items`` (:class:`xai_core.data.memory.Item`) one at a time with ``engine``;
-    ``on_progress(done, total, sample id)`` after each. Images not started within
-    ``limits.max_seconds`` are listed in ``skipped``."""
+    ``on_progress(done, total, sample id)`` after each, ``on_passes(done, planned)`` while one
+    is computed (model passes made of those planned: the bar moves per pass batch). Images not
+    started within ``limits.max_seconds`` are listed in ``skipped``."""
+    planned = planned_passes(model, req) if on_passes else 0
     t0 = time.perf_counter()
     out, skipped = [], []
     for i, item in enumerate(items):
-        if time.perf_counter() - t0 > limits.max_seconds:
+        key = _item_key(model, req, item)
+        img = DONE.get(key)
+        if img is None and time.perf_counter() - t0 > limits.max_seconds:
             skipped.append(str(item.id))
             continue
-        try:
-            with _COMPUTE:
-                got, _ = engine.explain([item], targets=req.targets(1), where=lambda k, i=i: f"image {i + 1} ({item.id})")
-        except XaiError as e:
-            raise LiveError(str(e)) from e
-        out.append(_image_of(got, 0, model.classes))
+        if img is None:
+            try:
+                where = lambda k, i=i: f"image {i + 1} ({item.id})"  # noqa: E731
+                with _COMPUTE:
+                    if on_passes:
+                        got, _ = _explain_watched(engine, item, req.targets(1), where, on_passes, planned)
+                    else:
+                        got, _ = engine.explain([item], targets=req.targets(1), where=where)
+            except XaiError as e:
+                raise LiveError(str(e)) from e
+            img = _image_of(got, 0, model.classes)
+            img.computed = got
+            DONE.put(key, img)
+        out.append(img)
         if on_progress:
             on_progress(i + 1, len(items), str(item.id))
     exps = engine.ctx.explainers
@@ -231,19 +314,23 @@ def scratch_run(model: LiveModel, req: LiveRequest) -> str:
     return f"{SCRATCH}/{origin}-{model.key[:6]}-{req.key}"
 
 
-def add_to_run(engine, model: LiveModel, req: LiveRequest, items: Sequence, logdir: str | Path) -> tuple[str, list[int]]:
+def add_to_run(engine, model: LiveModel, req: LiveRequest, items: Sequence, logdir: str | Path,
+               shown: Sequence[LiveImage] = ()) -> tuple[str, list[int]]:
     """Append ``items`` to the scratch run of this configuration under ``logdir`` (made on
-    first use), one committed part per image; returns (run name, parts). The run log computes
-    each image alone with the same engine, as :func:`explain_images` did, so the run holds the
-    maps the page showed."""
+    first use), one committed part per image; returns (run name, parts). ``shown``: the images
+    :func:`explain_images` returned for them; their computed maps and scores are committed as
+    they are (the run holds the maps the page showed, nothing is computed twice). An item
+    without one is computed alone with the same engine, as :func:`explain_images` does."""
     from ..append import RunLog
 
     name = scratch_run(model, req)
+    done = {img.sample_id: img.computed for img in shown if img.computed is not None}
     parts = []
     try:
         with _COMPUTE, RunLog.open(Path(logdir) / name, engine) as log:
             for i, item in enumerate(items):
-                got = log.append([item], targets=req.targets(1), where=lambda k, i=i: f"image {i + 1} ({item.id})")
+                got = log.append([item], targets=req.targets(1), where=lambda k, i=i: f"image {i + 1} ({item.id})",
+                                 computed=done.get(str(item.id)))
                 parts.append(int(got.part))
     except XaiError as e:
         raise LiveError(str(e)) from e
@@ -263,19 +350,21 @@ def sample_item(t, store, pos: int, run_name: str):
                 source=f"run {run_name}, sample {sid}")
 
 
-def upload_item(image: np.ndarray, name: str):
-    """The Item of an uploaded image; its id is the file's stem and a content hash."""
+def upload_item(image: np.ndarray, name: str, labels: Sequence[int] = ()):
+    """The Item of an uploaded image; its id is the file's stem and a content hash. ``labels``:
+    its ground-truth classes (indices), so its labels are tagged TP / FP / FN / TN like a run's."""
     from ..data.memory import Item
 
     digest = hashlib.sha256(image.tobytes()).hexdigest()[:6]
-    return Item(image, id=f"{Path(name).stem[:40]}-{digest}", source=f"upload {name}")
+    return Item(image, labels=[int(c) for c in labels] or None, id=f"{Path(name).stem[:40]}-{digest}",
+                source=f"upload {name}")
 
 
 def metric_names() -> dict[str, str]:
-    """{metric: display name} of the metrics the page computes."""
-    from ..metrics import METRICS
+    """{metric: the name of its [0, 1] score} of the metrics the page computes ("Deletion (1 − AUC)")."""
+    from .metric_info import registry_score_names
 
-    return {m: METRICS.get(m).display_name or m for m in MAP_METRICS + CURVE_METRICS}
+    return registry_score_names(MAP_METRICS + CURVE_METRICS)
 
 
 def scores_table(img: LiveImage, label: int, names: dict[str, str]) -> pd.DataFrame:
@@ -292,6 +381,6 @@ def top_probabilities(img: LiveImage, classes: Sequence[str], k: int = 10) -> pd
     return pd.DataFrame({"class": [classes[c] for c in order], "probability": img.probs[order]})
 
 
-__all__ = ["LIMITS", "LiveError", "LiveRequest", "LiveResult", "add_to_run", "check_request", "explain_images",
+__all__ = ["DONE", "LIMITS", "LiveError", "LiveRequest", "LiveResult", "add_to_run", "check_request", "explain_images",
            "explainer_choices", "load_handle", "main_params", "make_engine", "sample_item", "scratch_run",
            "upload_item"]

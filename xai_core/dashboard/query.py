@@ -185,6 +185,8 @@ def select(t: RunTables, flt: SaliencyFilter, sort: SortSpec) -> Selection:
     else:
         v = _sort_column(t, sort)
         ok = rows & np.isfinite(v)
+        if sort.key == SORT_SCORE:
+            ok = _tn_last(t, ok)
         fill = -np.inf if sort.descending else np.inf
         filled = np.where(ok, v, fill)
         _, agg = _reduce(t, filled, np.maximum if sort.descending else np.minimum)
@@ -197,10 +199,34 @@ def select(t: RunTables, flt: SaliencyFilter, sort: SortSpec) -> Selection:
         lrow = np.where(first < n_rows, first, -1)[passes]
         agg = agg[passes]
         value = np.where(np.isfinite(agg), agg, np.nan)
-        # Missing values sort last in both directions.
+        # Missing values sort last in both directions; best first in a score sort, images known
+        # only by a TN label (trivially "good", blank maps) come after those with a real one.
         key = np.where(np.isfinite(agg), -agg if sort.descending else agg, np.inf)
+        if sort.key == SORT_SCORE and sort.descending and not _label_agnostic(t, sort.metric):
+            tn = (lrow >= 0) & (t.lcol("tag")[np.maximum(lrow, 0)] == TAGS.index("TN"))
+            return _ordered(pos, value, rows, lrow, np.lexsort((key, np.where(np.isfinite(agg), tn, 2))))
     order = np.argsort(key, kind="stable")
     return Selection(pos[order], value[order], rows, lrow[order])
+
+
+def _label_agnostic(t: RunTables, metric: str) -> bool:
+    return any(m.label_agnostic for m in metric_infos(t) if m.name == metric)
+
+
+def _ordered(pos, value, rows, lrow, order) -> Selection:
+    return Selection(pos[order], value[order], rows, lrow[order])
+
+
+def _tn_last(t: RunTables, ok: np.ndarray) -> np.ndarray:
+    """``ok`` without an image's TN rows where it has another passing row: a TN label (neither
+    truth nor predicted) scores trivially well on faithfulness (deleting pixels of a class the
+    model does not see changes nothing) and its map is blank, so a score sort names it only for
+    an image that has nothing else."""
+    other = ok & (t.lcol("tag") != TAGS.index("TN"))
+    ne, has = _reduce(t, other, np.logical_or)
+    per_sample = np.zeros(t.n_samples, bool)
+    per_sample[ne] = has
+    return np.where(per_sample[t.lcol("pos")], other, ok)
 
 
 def _sort_column(t: RunTables, sort: SortSpec) -> np.ndarray:

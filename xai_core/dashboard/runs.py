@@ -19,12 +19,16 @@ import pandas as pd
 from ..axioms import run_warnings
 from ..errors import SummaryError, XaiError
 from ..summary.format import MANIFEST, TABLES
+from ..summary.lock import writer_gone
 from ..summary.reader import find_runs, read_manifest
 
 DEFAULT_LOGDIR = "summaries"
 # A "running" run whose manifest has not been touched for this long has probably lost its
-# process (the writer flushes at least once per committed part).
+# process (the writer flushes at least once per committed part); one whose lock names a process
+# of this host that is gone has lost it for sure.
 STALE_AFTER_S = 15 * 60
+# What a running run whose samples are all explained does before it is complete.
+PHASES = {"sanity": "sanity check (model randomisation), every sample explained"}
 
 
 def parse_logdir(argv: list[str] | None = None, env: dict | None = None) -> Path:
@@ -55,6 +59,7 @@ class RunInfo:
     updated: str | None = None
     stale: bool = False
     warnings: tuple[str, ...] = ()  # axiom warnings of a complete run (xai_core/axioms.py)
+    phase: str | None = None  # what a running run does after its samples: "sanity" (the check)
 
     @property
     def readable(self) -> bool:
@@ -70,7 +75,9 @@ class RunInfo:
     def status_text(self) -> str:
         if self.status == "running":
             pct = f" {self.progress:.0%}" if self.progress is not None else ""
-            stale = " — no update for a long time; the process may have died (finish it with --resume)" if self.stale else ""
+            if self.phase in PHASES:
+                pct = f": {PHASES[self.phase]}"
+            stale = " — its process is gone or has not updated it for long (finish it with --resume)" if self.stale else ""
             return f"running{pct} ({self.done_samples}/{self.total_samples} samples){stale}"
         if self.status in ("failed", "interrupted", "unreadable") and self.error:
             return f"{self.status}: {self.error}"
@@ -131,8 +138,9 @@ def run_info(logdir: Path, run_dir: Path, *, now: datetime | None = None) -> Run
         explainers=tuple(str(e.get("name")) for e in m.get("explainers", []) if isinstance(e, dict)),
         metrics=tuple(str(x.get("name")) for x in m.get("metrics", []) if isinstance(x, dict)),
         updated=updated,
-        stale=status == "running" and _is_stale(updated, now or datetime.now(timezone.utc)),
+        stale=status == "running" and (_is_stale(updated, now or datetime.now(timezone.utc)) or writer_gone(run_dir)),
         warnings=tuple(w for ws in run_warnings(m).values() for w in ws),
+        phase=prog.get("phase") if isinstance(prog.get("phase"), str) else None,
     )
 
 

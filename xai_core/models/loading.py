@@ -29,6 +29,8 @@ def _import_factory(ref: str, search: tuple[str, ...] = ()):
     if ":" not in ref:
         raise ModelError(f"model.factory is {ref!r}; expected 'package.module:function'")
     mod_name, fn_name = ref.split(":", 1)
+    if not mod_name or mod_name.startswith("."):
+        raise ModelError(f"model.factory is {ref!r}; expected 'package.module:function' with an absolute module name")
     dirs = [str(Path(d)) for d in (*search, os.getcwd())]
     for d in reversed(dirs):
         if d not in sys.path:
@@ -38,10 +40,17 @@ def _import_factory(ref: str, search: tuple[str, ...] = ()):
     except ImportError as e:
         raise ModelError(f"model.factory {ref!r}: cannot import module {mod_name!r} ({e}); looked in "
                          f"{', '.join(dict.fromkeys(dirs))} and sys.path") from e
+    except (Exception, SystemExit) as e:  # the user's module fails while it is imported (SyntaxError…)
+        raise ModelError(f"model.factory {ref!r}: importing module {mod_name!r} raised {type(e).__name__}: "
+                         f"{_first_line(e)}") from e
     fn = getattr(mod, fn_name, None)
     if not callable(fn):
         raise ModelError(f"model.factory {ref!r}: module {mod_name!r} has no callable {fn_name!r}")
     return fn
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:300]
 
 
 def _file_digest(path: Path) -> str:
@@ -81,9 +90,8 @@ def load_network(spec: ModelSpec) -> nn.Module:
         fn = _import_factory(spec.factory, tuple(spec.factory_path))
         try:
             net = fn(**spec.factory_kwargs)
-        except Exception as e:  # the user's code: report it in one line, keep the chain
-            raise ModelError(f"model.factory {spec.factory!r} raised {type(e).__name__}: "
-                             f"{(str(e).splitlines() or [''])[0]}") from e
+        except (Exception, SystemExit) as e:  # the user's code: report it in one line, keep the chain
+            raise ModelError(f"model.factory {spec.factory!r} raised {type(e).__name__}: {_first_line(e)}") from e
         if not isinstance(net, nn.Module):
             raise ModelError(f"model.factory {spec.factory!r} returned {type(net).__name__}; expected a torch.nn.Module")
         if spec.weights:

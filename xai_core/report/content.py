@@ -127,7 +127,7 @@ def ranking_frame(table: pd.DataFrame, infos: list[A.MetricInfo]) -> pd.DataFram
                         "comprehensive": [f"{v:.3f}" if np.isfinite(v) else A.MISSING for v in table["comprehensive"]]})
     for m in infos:
         if f"{m.name} mean" in table:
-            out[m.display_name] = [_interval_text(a, b, c) for a, b, c in zip(
+            out[m.score_name] = [_interval_text(a, b, c) for a, b, c in zip(
                 table[f"{m.name} mean"], table[f"{m.name} ci_low"], table[f"{m.name} ci_high"])]
     out["metrics used"] = table["metrics_used"]
     if "sanity" in table:
@@ -200,11 +200,11 @@ def gather(t: RunTables, run_name: str, opts: ReportOptions) -> ReportData:
         ranking=ranking,
         metrics=A.metrics_frame(infos),
         long=long,
-        metric_names={m.name: m.display_name for m in infos},
+        metric_names={m.name: m.score_name for m in infos},
         per_class=per_class,
         sanity=A.sanity_column(t.manifest),
         gallery_metric=gm.name if gm else "",
-        gallery_metric_name=gm.display_name if gm else "",
+        gallery_metric_name=gm.score_name if gm else "",
         gallery_tags=", ".join(opts.gallery_tags) or "every tag",
         notes=notes,
     )

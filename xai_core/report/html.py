@@ -27,7 +27,7 @@ table.kv td:first-child{font-weight:600;white-space:nowrap}table.kv td{text-alig
 .row{display:flex;flex-wrap:wrap;gap:10px;margin:.3em 0 1em}
 .tile{border:1px solid #d7dbe3;border-radius:4px;padding:4px;font-size:.78em;width:268px}
 .tile img{width:128px;height:128px;image-rendering:pixelated;object-fit:contain}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.charts>div{flex:1 1 520px;min-width:380px}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:12px}.charts>div{min-width:0}
 pre{background:#f6f7f9;padding:8px;font-size:.8em;overflow:auto;max-height:420px}
 nav a{margin-right:1em}
 @page{size:A4 landscape;margin:12mm}
@@ -56,7 +56,21 @@ def _kv(rows) -> str:
     return f'<table class="t kv">{body}</table>'
 
 
+# One template wherever the report is made: inside the dashboard, Streamlit makes its own
+# template (placeholder colours #000001…, no fonts, filled in by its front end only) the plotly
+# default, and a downloaded report drew black, unlabelled charts.
+REPORT_TEMPLATE = "plotly_white"
+# A chart is drawn as soon as its script is parsed: the grid's tracks do not depend on the charts
+# that follow (a flex row did, so the first chart took the row's whole width), and every chart is
+# fitted to its cell again once the page has loaded.
+_FIT = ("<script>window.addEventListener('load', () => document.querySelectorAll('.plotly-graph-div')"
+        ".forEach(d => window.Plotly && Plotly.Plots.resize(d)));</script>")
+
+
 def _figure(fig, div_id: str) -> str:
+    import plotly.io as pio
+
+    fig.update_layout(template=pio.templates[REPORT_TEMPLATE], autosize=True, width=None)
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
                        config={"displaylogo": False, "responsive": True})
 
@@ -165,5 +179,5 @@ def render_html(data: ReportData, galleries: list[ExplainerGallery], *, charts: 
     ]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_esc(data.title)}</title><style>{CSS}</style>{js}</head><body>"
-            + "".join(s for s in sections if s) + "</body></html>")
+            + "".join(s for s in sections if s) + (_FIT if js else "") + "</body></html>")
 

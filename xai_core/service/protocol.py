@@ -76,6 +76,9 @@ class ExplainRequest:
 def parse_json(body: bytes) -> dict:
     try:
         obj = json.loads(body)
+    except RecursionError:  # "[[[[…" nested deeper than the parser's stack
+        raise BadRequest("the body nests JSON arrays or objects too deeply; expected "
+                         '{"instances": [image, …]} with H×W×C pixel lists') from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadRequest(f"the body is not JSON ({type(e).__name__}: {str(e)[:80]}); expected "
                          '{"instances": [image, …]}') from None

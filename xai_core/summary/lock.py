@@ -42,6 +42,15 @@ def _holder(path: Path) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
+def writer_gone(run_dir: str | Path) -> bool:
+    """Whether ``run_dir``'s lock names a process of this host that no longer exists: a run that
+    says "running" with such a lock was killed (SIGKILL, power loss) and is finished by --resume."""
+    info = _holder(Path(run_dir) / LOCK)
+    pid = info.get("pid") if info else None
+    return (isinstance(pid, int) and not isinstance(pid, bool) and info.get("host") == socket.gethostname()
+            and not _pid_alive(pid))
+
+
 class RunLock:
     """Held while a process writes a run; use as a context manager or call :meth:`release`."""
 
