@@ -6,7 +6,7 @@ and label each explainer will make — shown before the click."""
 from __future__ import annotations
 
 from ..errors import XaiError
-from .live import DEFAULT_EXPLAINERS, LiveRequest, explainer_choices, main_params
+from .live_request import DEFAULT_EXPLAINERS, LiveRequest, explainer_choices, main_params
 from .live_inputs import LiveError, LiveModel
 
 
