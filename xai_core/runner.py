@@ -15,6 +15,7 @@ from .config import RunConfig
 from .engine import RunContext, compute_part, load_part, part_indices, sanity_checks
 from .errors import ConfigError, SummaryError, XaiError
 from .pipeline import PartPipeline
+from .plan import make_plan, plan_lines
 from .progress import RunProgress, format_seconds, time_summary
 from .summary.lock import RunLock
 from .summary.reader import read_manifest
@@ -173,7 +174,7 @@ def as_xai_error(e: BaseException, where: str) -> XaiError:
 
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
         progress: bool = True, stop_after_parts: int | None = None, force: bool = False,
-        pipelined: bool = True, network=None, dataset=None) -> Path:
+        pipelined: bool = True, network=None, dataset=None, plan_only: bool = False) -> Path | dict:
     """Run (or finish) ``config`` into ``out_dir``; returns the run directory.
 
     ``stop_after_parts`` ends the process early (tests use it to simulate an interruption);
@@ -182,10 +183,18 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
     model works (:mod:`.pipeline`), False does one step after the other (``--no-pipeline``).
     torch and ONNX Runtime use ``config.threads`` intra-op threads during the run
     (:mod:`.threads`). ``network`` and ``dataset`` are in-memory objects (``xai_core.explain``,
-    :meth:`RunContext.build`).
+    :meth:`RunContext.build`). ``plan_only``: load the model, probe the first part, print the
+    run's plan (:mod:`.plan`) and return it; nothing is written and ``out_dir`` is not touched.
     """
     out_dir = Path(out_dir)
     report = RunProgress(progress)
+    if plan_only:
+        with cpu_threads(config.threads):
+            ctx = RunContext.build(config, network=network, dataset=dataset, progress=report)
+            plan = make_plan(ctx, part_indices(len(ctx.dataset), config.batch_size))
+        if progress:  # the answer of --plan: on stdout
+            print("\n".join(plan_lines(plan)), flush=True)
+        return plan
     with cpu_threads(config.threads) as threads, owned(out_dir):  # the lock before the model's setup
         decided = recorded_fast_forward(out_dir) if resume else None  # a resumed run keeps its backend
         ctx = RunContext.build(config, network=network, dataset=dataset, progress=report, fast_forward=decided)
@@ -206,6 +215,11 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, repor
     done = committed_parts(out_dir)
     todo = [p for p in range(len(batches)) if p not in done]
     count = {"samples": sum(len(batches[p]) for p in done if p < len(batches)), "parts": len(batches) - len(todo)}
+    t_plan = time.perf_counter()
+    writer.manifest["plan"] = plan = make_plan(ctx, batches, todo)  # before the first pass it predicts
+    ctx.stats.setdefault("setup_s", {})["plan"] = time.perf_counter() - t_plan
+    for line in plan_lines(plan):
+        report.line(line)
     report.line(f"setup: {len(ctx.dataset)} items in {len(batches)} parts ({len(todo)} to compute), "
                 f"{threads} CPU thread{'s' if threads != 1 else ''}{', pipelined' if pipelined else ''}; "
                 f"{format_seconds(setup_s)}")
