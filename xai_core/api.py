@@ -44,7 +44,7 @@ def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[
             std: Sequence[float] | float = (1.0, 1.0, 1.0), boxes: Sequence | None = None,
             masks: Sequence | None = None, ids: Sequence[str] | None = None, out: str | Path = "summaries/notebook",
             input_size: int | Sequence[int] | None = None, overwrite: bool = False, progress: bool = True,
-            **options: Any) -> Run:
+            plan: bool = False, **options: Any) -> Run | dict:
     """Explain ``images`` with ``model`` into the run directory ``out``; returns the :class:`Run`.
 
     model: an ``nn.Module`` mapping normalised (N, C, H, W) float32 to (N, K) logits (it is put
@@ -73,6 +73,8 @@ def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[
         ``batch_size``, ``explain_batch_size``, ``seed``, ``uncertainty``/``counterfactual``/
         ``sanity`` (True or a map of their keys), and ``model`` keys (``channels``,
         ``fast_forward``, ``outputs``, ``timeout`` …).
+    plan: print the run's plan (model passes, predicted seconds: :mod:`xai_core.plan`) and
+        return it as a dict; nothing is computed beyond its probe and nothing is written.
 
     Bad input raises the runner's one-line :class:`~xai_core.errors.XaiError` (``XAI_DEBUG=1``
     keeps the chained traceback).
@@ -80,7 +82,7 @@ def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[
     with one_line_errors():
         return _explain(model, images, labels=labels, classes=classes, explainers=explainers, metrics=metrics,
                         activation=activation, mean=mean, std=std, boxes=boxes, masks=masks, ids=ids, out=out,
-                        input_size=input_size, overwrite=overwrite, progress=progress, options=options)
+                        input_size=input_size, overwrite=overwrite, progress=progress, plan=plan, options=options)
 
 
 def serve(logdir: str | Path = "summaries", *, port: int = 8501, host: str = "127.0.0.1", timeout: float = 90.0):
@@ -94,7 +96,7 @@ def serve(logdir: str | Path = "summaries", *, port: int = 8501, host: str = "12
 
 
 def _explain(model, images, *, labels, classes, explainers, metrics, activation, mean, std, boxes, masks, ids, out,
-             input_size, overwrite, progress, options) -> Run:
+             input_size, overwrite, progress, options, plan=False) -> Run | dict:
     from .config import config_from_dict
     from .data.memory import MemoryDataset, as_items
     from .runner import run
@@ -126,6 +128,9 @@ def _explain(model, images, *, labels, classes, explainers, metrics, activation,
     raw = _raw_config(source, classes, explainers, metrics, activation, mean, std, input_size, out, options)
     cfg = config_from_dict(raw)
     out = Path(cfg.out)
+    if plan:
+        with _borrowed(network):
+            return run(cfg, out, progress=progress, network=network, dataset=dataset, plan_only=True)
     if not overwrite and _same_call_done(out, cfg, dataset, network):
         return Run(out)
     resume = not overwrite and (out / "manifest.json").is_file()

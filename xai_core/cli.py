@@ -53,6 +53,11 @@ def _cmd_run(args) -> int:
             raise XaiError("no output directory: set `out:` in the config or pass --out DIR")
     from .runner import run
 
+    if args.plan:  # print what the run would cost; nothing is written
+        if args.resume or args.workers or args.scheduler:
+            raise XaiError("--plan applies to a new single-process run (--config), not to --resume or --workers")
+        run(cfg, out, plan_only=True)
+        return 0
     if args.workers or args.scheduler:
         from .distributed import run_distributed
 
@@ -120,6 +125,8 @@ def _cmd_inspect(args) -> int:
             print(f"  {e}: {text}")
         for line in info.get("warnings", []):
             print(f"  WARNING {line}")
+        if info.get("plan"):
+            print(info["plan"]["text"])
         if info.get("backends"):
             print("parts by backend: " + ", ".join(f"{b}={n}" for b, n in info["backends"].items()))
         if info.get("model_nan"):
@@ -278,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-pipeline", action="store_true",
                    help="read, compute and write each part in turn (no background reader and writer threads)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or lines")
+    r.add_argument("--plan", action="store_true",
+                   help="print the run's plan (model passes, predicted time) from a probe of its first part; write nothing")
     r.set_defaults(func=_cmd_run)
 
     d = sub.add_parser("demo", help="build the demo data and model if missing and run the default configuration")

@@ -256,16 +256,3 @@ def plan_lines(plan: dict) -> list[str]:
                  f"{f.get('plan_probe', 0):,} for this plan's probe")
     return lines
 
-
-def planned_vs_actual(manifest: dict) -> dict | None:
-    """{passes: (planned, actual), seconds: (planned, actual)} of a finished run; None
-    without a plan. Actual passes: ``timing.model_passes`` + the sanity copies' passes."""
-    plan, timing = manifest.get("plan"), manifest.get("timing") or {}
-    if not isinstance(plan, dict) or "passes" not in plan:
-        return None
-    actual = None
-    if "model_passes" in timing:
-        actual = int(timing["model_passes"]) + sum(int((s or {}).get("forward_passes", 0))
-                                                    for s in (manifest.get("sanity") or {}).values())
-    return {"passes": (plan["passes"], actual), "seconds": (plan.get("seconds"), timing.get("seconds")),
-            "seconds_range": plan.get("seconds_range")}
