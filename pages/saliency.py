@@ -21,7 +21,7 @@ require_frame(__file__)
 run = active_run()
 t, store = run.tables, run.store
 st.title("Saliency maps")
-st.caption(f"run `{run.info.name}` · {t.n_samples} images · {len(t.labels)} explained labels")
+st.caption(f"run `{run.info.name}` · {t.images_text} · {len(t.labels)} explained labels")
 refresh_while_running(run)
 FIELDS = F.saliency_fields(t)
 restore(FIELDS)

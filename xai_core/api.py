@@ -35,7 +35,7 @@ LOCALISATION_METRICS = ("pointing_game", "iosr")
 
 _SOURCES = {"factory", "torchscript", "onnx", "url", "module", "weights", "factory_kwargs"}
 _SECTIONS = ("uncertainty", "counterfactual", "sanity")
-_TOP = ("batch_size", "explain_batch_size", "seed")
+_TOP = ("sample", "batch_size", "explain_batch_size", "seed")
 
 
 def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[str] | None = None,

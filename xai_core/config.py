@@ -17,6 +17,7 @@ from .data.spec import DatasetSpec
 from .errors import ConfigError, SummaryError, XaiError
 from .labels import LabelPolicy
 from .models.spec import ModelSpec
+from .sampling import SampleSpec, parse_sample
 from .threads import check_threads
 
 
@@ -85,6 +86,8 @@ class RunConfig:
     uncertainty: UncertaintySpec = UncertaintySpec()
     counterfactual: CounterfactualSpec = CounterfactualSpec()
     sanity: SanitySpec = SanitySpec()
+    # which (image, label) pairs are explained, per tag (xai_core/sampling.py); default all
+    sample: SampleSpec = SampleSpec()
     batch_size: int = 16
     # Pairs per explanation chunk and images per forward pass: "auto" is 64 on the CPU and the
     # largest batch that fits (probed at start) on a GPU — models/batching.py.
@@ -214,7 +217,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"the configuration is {type(raw).__name__}; expected a YAML map")
     known = {"model", "dataset", "explainers", "metrics", "labels", "uncertainty", "counterfactual", "sanity",
-             "batch_size", "explain_batch_size", "seed", "out", "strict", "threads"}
+             "sample", "batch_size", "explain_batch_size", "seed", "out", "strict", "threads"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown top-level key {unknown[0]!r}; expected some of {sorted(known)}")
@@ -262,6 +265,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
             uncertainty=_section(raw, "uncertainty", UncertaintySpec),
             counterfactual=_section(raw, "counterfactual", CounterfactualSpec),
             sanity=_section(raw, "sanity", SanitySpec),
+            sample=parse_sample(raw.get("sample")),
             batch_size=int(raw.get("batch_size", 16)),
             explain_batch_size=_explain_batch(raw.get("explain_batch_size", "auto")),
             seed=int(raw.get("seed", 0)),

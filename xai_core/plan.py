@@ -105,10 +105,15 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
     probs_t = ctx.model.activate(ctx.model.predict_logits(pixels, batch_size=bs))
     probs = to_host(probs_t).numpy()
     chosen = select_labels(probs, [s.labels for s in batch.samples], cfg.labels, ctx.model.activation)
+    if ctx.sample is not None:  # the pairs the sample keeps (sampling.py)
+        chosen = ctx.sample.keep(chosen, [s.id for s in batch.samples])
     counts = [len(c) for c in chosen]
     probe = probe_model(ctx, pixels)
     probe["passes"] += len(counts)  # the probe's predictions
-    scale = n_images / max(1, len(counts))  # the probe part's images stand for every image
+    scale = probe_scale = n_images / max(1, len(counts))  # the probe part's images stand for every image
+    kept = getattr(ctx.sample, "kept", None)
+    if kept is not None:  # a sampled run's pre-pass saw every image's pairs: no extrapolation
+        counts, scale = [kept[i] for p in todo for i in batches[p]], 1.0
 
     rows: dict[str, dict] = {}  # name → {passes, kind, source}
 
@@ -127,22 +132,23 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
             add(f"explainer {exp.instance_name}", scale * sum(per), kind, "definition")
         else:
             got = _measured(ctx, lambda: fresh.explain_grouped(ctx.model, pixels, labels, batch_size=bs))
-            add(f"explainer {exp.instance_name}", scale * got, kind, "probe")
+            add(f"explainer {exp.instance_name}", probe_scale * got, kind, "probe")
         for met, mfresh in zip(ctx.metrics, fresh_m):
             kind_m = kind if "explainer" in met.needs else "forward"
             per_pair = met.passes_per_pair(shape, exp)
             name = f"metric {met.instance_name} of {exp.instance_name}"
             if per_pair is not None:
-                n = (len(counts) if met.label_agnostic else sum(counts)) * per_pair
+                seen = len(counts) if ctx.sample is None else sum(1 for c in counts if c)
+                n = (seen if met.label_agnostic else sum(counts)) * per_pair
                 add(name, scale * n, kind_m, "definition")
             else:
-                add(name, scale * _probe_metric(ctx, mfresh, fresh, pixels, probs_t, chosen), kind_m, "probe")
+                add(name, probe_scale * _probe_metric(ctx, mfresh, fresh, pixels, probs_t, chosen), kind_m, "probe")
     if cfg.uncertainty.enabled:
         u = cfg.uncertainty
         # passes per image, +1 per part to locate the head layer when dropout is inserted
         add("uncertainty", n_images * u.passes + (len(todo) if u.dropout > 0 else 0), "forward", "definition")
     if cfg.counterfactual.enabled:
-        add("counterfactual", scale * _probe_counterfactual(ctx, pixels, chosen, probs), "forward", "probe")
+        add("counterfactual", probe_scale * _probe_counterfactual(ctx, pixels, chosen, probs), "forward", "probe")
     fixed = {"setup": fixed_spent, "plan_probe": probe["passes"]}
     if sanity and cfg.sanity.enabled:
         _sanity_rows(ctx, shape, add, explainer_kind)

@@ -16,6 +16,7 @@ from .engine import RunContext, compute_part, load_part, part_indices, sanity_ch
 from .errors import ConfigError, SummaryError, XaiError
 from .pipeline import PartPipeline
 from .plan import make_plan, plan_lines
+from .sampling import make_sampler
 from .progress import RunProgress, format_seconds, time_summary
 from .summary.lock import RunLock
 from .summary.reader import read_manifest
@@ -191,7 +192,9 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
     if plan_only:
         with cpu_threads(config.threads):
             ctx = RunContext.build(config, network=network, dataset=dataset, progress=report)
-            plan = make_plan(ctx, part_indices(len(ctx.dataset), config.batch_size))
+            batches = part_indices(len(ctx.dataset), config.batch_size)
+            ctx.sample = make_sampler(ctx, batches)
+            plan = make_plan(ctx, batches)
         if progress:  # the answer of --plan: on stdout
             print("\n".join(plan_lines(plan)), flush=True)
         return plan
@@ -205,6 +208,9 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
         writer.manifest["model"].update(**ctx.model_record())
         if decided is None:
             writer.manifest["model"]["fast_forward"] = ctx.fast_forward
+        ctx.sample = make_sampler(ctx, batches, writer.manifest.get("sample"))  # a resumed run keeps its pairs
+        if ctx.sample is not None:
+            writer.manifest["sample"] = ctx.sample.record()
         return _run_parts(ctx, writer, out_dir, batches, report, stop_after_parts,
                           pipelined=pipelined, threads=threads)
 
