@@ -87,8 +87,6 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
     :class:`~xai_core.engine.RunContext`), plus the sanity check when ``sanity`` and enabled.
     Runs a probe on the first part to compute (no I/O but reading it; nothing is written).
     Returns plain JSON (the manifest's ``plan``; FORMAT.md)."""
-    from .engine import load_part  # the engine imports nothing of this module
-
     cfg = ctx.config
     todo = list(range(len(batches))) if todo is None else list(todo)
     n_images = sum(len(batches[p]) for p in todo)
@@ -98,18 +96,12 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
         out.update(passes=0, seconds=0.0, seconds_range=[0.0, 0.0], per_image={}, breakdown={}, fixed={})
         return out
     first = todo[0]
-    batch = load_part(ctx, batches[first])
-    pixels = to_device(batch.pixels, model_device(ctx.model))
+    pixels, probs_t, probs, chosen, probe = _probe(ctx, batches, first)
     shape = tuple(int(s) for s in pixels.shape[1:])
     bs = ctx.batch_size
-    probs_t = ctx.model.activate(ctx.model.predict_logits(pixels, batch_size=bs))
-    probs = to_host(probs_t).numpy()
-    chosen = select_labels(probs, [s.labels for s in batch.samples], cfg.labels, ctx.model.activation)
     if ctx.sample is not None:  # the pairs the sample keeps (sampling.py)
-        chosen = ctx.sample.keep(chosen, [s.id for s in batch.samples])
+        chosen = ctx.sample.keep(chosen, ctx._plan_probe[2])
     counts = [len(c) for c in chosen]
-    probe = probe_model(ctx, pixels)
-    probe["passes"] += len(counts)  # the probe's predictions
     scale = probe_scale = n_images / max(1, len(counts))  # the probe part's images stand for every image
     kept = getattr(ctx.sample, "kept", None)
     if kept is not None:  # a sampled run's pre-pass saw every image's pairs: no extrapolation
@@ -174,6 +166,25 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
                   "gradient_s_per_image": round(rate["gradient"], 6) if "backward_s" in probe else None},
     })
     return out
+
+
+def _probe(ctx, batches, first: int):
+    """(pixels, probabilities as a tensor and on the host, chosen labels, model timing) of
+    part ``first``, computed once per context (a budget re-plans several times)."""
+    from .engine import load_part  # the engine imports nothing of this module
+
+    cache = getattr(ctx, "_plan_probe", None)
+    if cache is not None and cache[0] == first:
+        return cache[1]
+    batch = load_part(ctx, batches[first])
+    pixels = to_device(batch.pixels, model_device(ctx.model))
+    probs_t = ctx.model.activate(ctx.model.predict_logits(pixels, batch_size=ctx.batch_size))
+    probs = to_host(probs_t).numpy()
+    chosen = select_labels(probs, [s.labels for s in batch.samples], ctx.config.labels, ctx.model.activation)
+    probe = probe_model(ctx, pixels)
+    probe["passes"] += len(chosen)  # the probe's predictions
+    ctx._plan_probe = (first, (pixels, probs_t, probs, chosen, probe), [s.id for s in batch.samples])
+    return ctx._plan_probe[1]
 
 
 def _probe_metric(ctx, met, exp, pixels, probs_t, chosen) -> int:
