@@ -16,6 +16,7 @@ from .engine import RunContext, compute_part, load_part, part_indices, sanity_ch
 from .errors import ConfigError, SummaryError, XaiError
 from .pipeline import PartPipeline
 from .plan import make_plan, plan_lines
+from .budget import fit_budget
 from .sampling import make_sampler
 from .progress import RunProgress, format_seconds, time_summary
 from .summary.lock import RunLock
@@ -194,7 +195,7 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
             ctx = RunContext.build(config, network=network, dataset=dataset, progress=report)
             batches = part_indices(len(ctx.dataset), config.batch_size)
             ctx.sample = make_sampler(ctx, batches)
-            plan = make_plan(ctx, batches)
+            plan = make_plan(ctx, batches) if config.budget is None else fit_budget(ctx, batches, config.budget)[0]
         if progress:  # the answer of --plan: on stdout
             print("\n".join(plan_lines(plan)), flush=True)
         return plan
@@ -202,13 +203,22 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
         decided = recorded_fast_forward(out_dir) if resume else None  # a resumed run keeps its backend
         ctx = RunContext.build(config, network=network, dataset=dataset, progress=report, fast_forward=decided)
         batches = part_indices(len(ctx.dataset), config.batch_size)
+        budget = None
+        if config.budget is not None and not resume:  # cut to fit, before the manifest records the config
+            ctx.sample = make_sampler(ctx, batches)
+            budget = fit_budget(ctx, batches, config.budget)[1]
+            for cut in budget["cuts"]:
+                report.line(f"budget {config.budget}: cut {cut}")
         writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
         # decided now, once (runs started before decisions were recorded record it now); the
         # device and batch record are this process's
         writer.manifest["model"].update(**ctx.model_record())
         if decided is None:
             writer.manifest["model"]["fast_forward"] = ctx.fast_forward
-        ctx.sample = make_sampler(ctx, batches, writer.manifest.get("sample"))  # a resumed run keeps its pairs
+        if budget is not None:
+            writer.manifest["budget"] = budget
+        else:
+            ctx.sample = make_sampler(ctx, batches, writer.manifest.get("sample"))  # a resumed run keeps its pairs
         if ctx.sample is not None:
             writer.manifest["sample"] = ctx.sample.record()
         return _run_parts(ctx, writer, out_dir, batches, report, stop_after_parts,
