@@ -18,6 +18,7 @@ from .pipeline import PartPipeline
 from .plan import make_plan, plan_lines
 from .budget import fit_budget
 from .sampling import make_sampler
+from .stopping import RankingWatch, part_order
 from .progress import RunProgress, format_seconds, time_summary
 from .summary.lock import RunLock
 from .summary.reader import read_manifest
@@ -222,14 +223,18 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
         if ctx.sample is not None:
             writer.manifest["sample"] = ctx.sample.record()
         return _run_parts(ctx, writer, out_dir, batches, report, stop_after_parts,
-                          pipelined=pipelined, threads=threads)
+                          pipelined=pipelined, threads=threads,
+                          settle=None if resume else config.stop_when)  # a resume goes to the end
 
 
 def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, report: RunProgress, stop_after_parts,
-               *, pipelined: bool = True, threads: int | None = None) -> Path:
+               *, pipelined: bool = True, threads: int | None = None, settle=None) -> Path:
     setup_s = time.perf_counter() - report.started
     done = committed_parts(out_dir)
     todo = [p for p in range(len(batches)) if p not in done]
+    watch = None
+    if settle is not None:  # stop when the ranking is settled: parts in a seeded random order (stopping.py)
+        todo, watch = part_order(todo, ctx.config.seed), RankingWatch(settle, ctx.config.seed)
     count = {"samples": sum(len(batches[p]) for p in done if p < len(batches)), "parts": len(batches) - len(todo)}
     t_plan = time.perf_counter()
     writer.manifest["plan"] = plan = make_plan(ctx, batches, todo)  # before the first pass it predicts
@@ -250,19 +255,25 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, repor
 
     pipe = PartPipeline(todo, lambda p: load_part(ctx, batches[p]), lambda p, result: write_part(out_dir, p, **result),
                         on_commit=committed, background=pipelined)
-    part, stopped = None, False
+    part, stopped, settled = None, False, None
     try:
         with pipe:
             for k, (part, batch) in enumerate(pipe.batches()):
                 if stop_after_parts is not None and k >= stop_after_parts:
                     stopped = True
                     break
-                pipe.commit(part, compute_part(ctx, part, batches[part], batch=batch))
+                result = compute_part(ctx, part, batches[part], batch=batch)
+                pipe.commit(part, result)
                 n_new += len(batches[part])
+                if watch is not None and (settled := settled_after(watch, result, k, len(todo), report)):
+                    break
         part = None
         bar.close()
-        if stopped:
+        if stopped or settled:
             writer.progress(count["samples"], count["parts"], force=True)
+            if settled:
+                writer.finish("interrupted", error=f"stopped early: {settled['reason']}; finish with --resume",
+                              stopped_early=settled)
             return out_dir
         parts_s = time.perf_counter() - t0
         t_sanity = time.perf_counter()
@@ -306,6 +317,21 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, repor
     writer.finish("complete", diagnostics=run_diagnostics(out_dir), timing=timing)
     report.line(time_summary(timing, finishing=time.perf_counter() - t_finish))
     return out_dir
+
+
+def settled_after(watch, result: dict, k: int, n_todo: int, report: RunProgress) -> dict | None:
+    """After the k-th part computed: print the ranking's stability; the manifest's
+    ``stopped_early`` when it is settled and parts are left (stopping.py), else None."""
+    watch.add(result["scores"])
+    p, top = watch.stability()
+    if p is None:
+        return None
+    report.line(f"part {k + 1} of {n_todo}: ranking stability {p:.2f} (top: {', '.join(top)})")
+    spec = watch.spec
+    if k + 1 < spec.min_parts or k + 1 >= n_todo or p < spec.ranking_stable:
+        return None
+    return {"reason": f"ranking stability {p:.2f} ≥ {spec.ranking_stable:g} after {k + 1} of {n_todo} parts",
+            "stability": round(p, 4), "top": top, "parts": k + 1, "of_parts": n_todo}
 
 
 def where_the_time_went(stats: dict, io: dict, pipelined: bool, *, setup_s: float, parts_s: float,
