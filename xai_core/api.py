@@ -252,6 +252,12 @@ def _same_call_done(out: Path, cfg, dataset, network) -> bool:
         return False
     m = read_manifest(out)
     then, now = _plain(m.get("config") or {}), _plain(cfg.to_dict())
+    # keys added since (issue 24) read as their defaults in a run written before them
+    for key, default in (("sample", {"TP": "all", "FP": "all", "FN": "all", "TN": "all"}), ("budget", None),
+                         ("stop_when", None)):
+        then.setdefault(key, default)
+    if isinstance(then.get("sanity"), dict):
+        then["sanity"].setdefault("steps", 16)
     diff = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
     ds_then, ds_now = m.get("dataset") or {}, dataset.identity()
     if ds_then.get("sha256") != ds_now["sha256"] or ds_then.get("n_items") != ds_now["n_items"]:

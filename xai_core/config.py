@@ -72,10 +72,16 @@ class SanitySpec:
 
     enabled: bool = False
     images: int = 8
+    # cascading stages (groups of layers randomised together, output first): the last stage
+    # randomises every layer whatever the grouping, so the verdict does not depend on it;
+    # fewer stages cost fewer passes (each stage explains the images again)
+    steps: int = 16
 
     def validate(self) -> None:
         if self.images < 1:
             raise ConfigError(f"sanity.images is {self.images}; expected ≥ 1")
+        if self.steps < 1:
+            raise ConfigError(f"sanity.steps is {self.steps}; expected ≥ 1 (cascading stages)")
 
 
 @dataclass(frozen=True)

@@ -407,7 +407,7 @@ def sanity_checks(ctx: RunContext, progress=None) -> dict | None:
                 step(i, 0, 1)
             seed_everything(ctx.config.seed)
             out[exp.instance_name] = randomisation_check(
-                ctx.model, exp, pixels, targets, seed=ctx.config.seed, batch_size=ctx.batch_size,
+                ctx.model, exp, pixels, targets, seed=ctx.config.seed, batch_size=ctx.batch_size, max_steps=spec.steps,
                 progress=None if step is None else (lambda done, total, _i=i: step(_i, done, total)))
     finally:
         if bar is not None:

@@ -147,14 +147,18 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
 
     fwd, bwd = probe["forward_s"], probe.get("backward_s") or probe["forward_s"]
     rate = {"forward": float(np.median(fwd)), "gradient": float(np.median(bwd))}
-    lo_rate = {"forward": min(fwd), "gradient": min(bwd)}
-    hi_rate = {"forward": max(fwd), "gradient": max(bwd)}
-    for r in rows.values():
-        r["seconds"] = round(r["passes"] * rate[r["kind"]], 3)
+    spread = (min(min(fwd) / rate["forward"], min(bwd) / rate["gradient"]),
+              max(max(fwd) / rate["forward"], max(bwd) / rate["gradient"]))
+    # Model passes are not all of a part's time (the metrics' arithmetic, searches, reading):
+    # one image of the probe part computed for real says by how much (``overhead``).
+    overhead = probe.get("overhead")
+    if overhead is None:
+        overhead = probe["overhead"] = _overhead(ctx, batches[first], chosen, rate)
+    for name, r in rows.items():
+        r["seconds"] = round(r["passes"] * rate[r["kind"]] * (1.0 if name.startswith("sanity") else overhead), 3)
     total = sum(r["passes"] for r in rows.values())
     seconds = sum(r["seconds"] for r in rows.values())
-    lo = LOW * sum(r["passes"] * lo_rate[r["kind"]] for r in rows.values())
-    hi = HIGH * sum(r["passes"] * hi_rate[r["kind"]] for r in rows.values())
+    lo, hi = LOW * spread[0] * seconds, HIGH * spread[1] * seconds
     per_image = {k: round(v["passes"] / n_images, 3) for k, v in rows.items() if not k.startswith("sanity")}
     out.update({
         "passes": int(total), "seconds": round(seconds, 3), "seconds_range": [round(lo, 3), round(hi, 3)],
@@ -185,6 +189,33 @@ def _probe(ctx, batches, first: int):
     probe["passes"] += len(chosen)  # the probe's predictions
     ctx._plan_probe = (first, (pixels, probs_t, probs, chosen, probe), [s.id for s in batch.samples])
     return ctx._plan_probe[1]
+
+
+def _overhead(ctx, indices: list[int], chosen, rate: dict) -> float:
+    """Wall seconds of one probe image's real computation (the first with a label, in a
+    throw-away part: nothing is written, the run's timing is restored) over its model passes
+    priced at the probe's rates (a gradient pass for gradient explainers, else forward)."""
+    from .engine import compute_part
+
+    pick = next((i for i, c in enumerate(chosen) if c), None)
+    if pick is None:
+        return 1.0
+    stats = {k: (dict(v) if isinstance(v, dict) else v) for k, v in ctx.stats.items()}
+    p0, t0 = int(ctx.model.passes), time.perf_counter()
+    try:
+        compute_part(ctx, 999_999_999, [indices[pick]])  # a part number no run has: its own seed
+    finally:
+        ctx.stats = stats
+    wall, passes = time.perf_counter() - t0, int(ctx.model.passes) - p0
+    grad_share = _gradient_share(ctx)
+    model_s = passes * (grad_share * rate["gradient"] + (1 - grad_share) * rate["forward"])
+    return max(1.0, wall / model_s) if model_s > 0 else 1.0
+
+
+def _gradient_share(ctx) -> float:
+    """The share of the explainers that need gradients (a rough price of an average pass)."""
+    exps = ctx.explainers
+    return sum(1 for e in exps if e.needs_gradients) / len(exps) if exps else 0.0
 
 
 def _probe_metric(ctx, met, exp, pixels, probs_t, chosen) -> int:
@@ -226,7 +257,7 @@ def _sanity_rows(ctx, shape, add, explainer_kind: dict) -> None:
     from .sanity import parameterised_layers
 
     n = min(ctx.config.sanity.images, len(ctx.dataset))
-    steps = min(len(parameterised_layers(ctx.model.net, shape)), 16)  # randomisation_check's max_steps
+    steps = min(len(parameterised_layers(ctx.model.net, shape)), ctx.config.sanity.steps)  # its cascading stages
     add("sanity predictions", n, "forward", "definition")
     for exp in ctx.explainers:
         per = exp.passes_per_image(shape, 1)
