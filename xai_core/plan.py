@@ -102,10 +102,13 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
     if ctx.sample is not None:  # the pairs the sample keeps (sampling.py)
         chosen = ctx.sample.keep(chosen, ctx._plan_probe[2])
     counts = [len(c) for c in chosen]
-    scale = probe_scale = n_images / max(1, len(counts))  # the probe part's images stand for every image
+    scale = n_images / max(1, len(counts))  # the probe part's images stand for every image
+    probe_labels = sum(counts)
     kept = getattr(ctx.sample, "kept", None)
     if kept is not None:  # a sampled run's pre-pass saw every image's pairs: no extrapolation
         counts, scale = [kept[i] for p in todo for i in batches[p]], 1.0
+    # what a probe measured stands for its labels: per label, times the labels of the run
+    per_label = (scale * sum(counts)) / probe_labels if probe_labels else 0.0
 
     rows: dict[str, dict] = {}  # name → {passes, kind, source}
 
@@ -123,8 +126,11 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
         if all(p is not None for p in per):
             add(f"explainer {exp.instance_name}", scale * sum(per), kind, "definition")
         else:
-            got = _measured(ctx, lambda: fresh.explain_grouped(ctx.model, pixels, labels, batch_size=bs))
-            add(f"explainer {exp.instance_name}", probe_scale * got, kind, "probe")
+            if probe_labels:
+                got = _measured(ctx, lambda: fresh.explain_grouped(ctx.model, pixels, labels, batch_size=bs)) * per_label
+            else:  # no label in the probe part: one label of a stand-in image, per label of the run
+                got = _fresh_one(ctx, fresh, shape) * scale * sum(counts)
+            add(f"explainer {exp.instance_name}", got, kind, "probe")
         for met, mfresh in zip(ctx.metrics, fresh_m):
             kind_m = kind if "explainer" in met.needs else "forward"
             per_pair = met.passes_per_pair(shape, exp)
@@ -134,13 +140,13 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
                 n = (seen if met.label_agnostic else sum(counts)) * per_pair
                 add(name, scale * n, kind_m, "definition")
             else:
-                add(name, probe_scale * _probe_metric(ctx, mfresh, fresh, pixels, probs_t, chosen), kind_m, "probe")
+                add(name, per_label * _probe_metric(ctx, mfresh, fresh, pixels, probs_t, chosen), kind_m, "probe")
     if cfg.uncertainty.enabled:
         u = cfg.uncertainty
         # passes per image, +1 per part to locate the head layer when dropout is inserted
         add("uncertainty", n_images * u.passes + (len(todo) if u.dropout > 0 else 0), "forward", "definition")
     if cfg.counterfactual.enabled:
-        add("counterfactual", probe_scale * _probe_counterfactual(ctx, pixels, chosen, probs), "forward", "probe")
+        add("counterfactual", per_label * _probe_counterfactual(ctx, pixels, chosen, probs), "forward", "probe")
     fixed = {"setup": fixed_spent, "plan_probe": probe["passes"]}
     if sanity and cfg.sanity.enabled:
         _sanity_rows(ctx, shape, add, explainer_kind)
