@@ -67,8 +67,8 @@ def main() -> None:
             figure(key, f"{v:,.0f}")
         figure("total per image", f"{m['plan']['passes_per_image']:,.0f}")
         sane = demo_config(tmp / "sanity", limit=2, batch_size=2)
-        sane["sanity"] = {"enabled": True, "images": 2}
-        measure("default demo + sanity check (2 images)", sane, tmp / "sanity")
+        sane["sanity"] = {"enabled": True, "images": 2, "steps": 4}  # the demo's 4 cascading stages
+        measure("default demo + sanity check (2 images, 4 stages)", sane, tmp / "sanity")
         measure("demo, mistakes only (sample: {TP: 0, TN: 0})",
                 demo_config(tmp / "mist", limit=max(n, 8), batch_size=4, sample={"TP": 0, "TN": 0}), tmp / "mist")
         measure("bench/runner.py light configuration (64 images)",
