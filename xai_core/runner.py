@@ -16,8 +16,7 @@ from .engine import RunContext, compute_part, load_part, part_indices, sanity_ch
 from .errors import ConfigError, SummaryError, XaiError
 from .pipeline import PartPipeline
 from .plan import make_plan, plan_lines
-from .budget import fit_budget
-from .sampling import make_sampler
+from .fitting import fit_budget, make_sampler
 from .stopping import RankingWatch, part_order
 from .progress import RunProgress, format_seconds, time_summary
 from .summary.lock import RunLock
