@@ -53,6 +53,10 @@ def test_planned_passes_equal_actual_passes(tmp_path, batch_size):
     assert 0 <= lo <= plan["seconds"] <= hi
     info = inspect_run(out)
     assert info["plan"]["passes"] == [plan["passes"], plan["passes"]]
+    from xai_core.dashboard.runs import run_info  # the Runs page's line
+
+    text = run_info(tmp_path, out).plan
+    assert text.startswith(f"plan: {plan['passes']:,} passes") and f"actual: {plan['passes']:,} passes" in text
 
 
 def test_resumed_run_plans_only_what_is_left(tmp_path):

@@ -95,7 +95,9 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
     if not todo:
         out.update(passes=0, seconds=0.0, seconds_range=[0.0, 0.0], per_image={}, breakdown={}, fixed={})
         return out
-    first = todo[0]
+    kept = getattr(ctx.sample, "kept", None)
+    # a sampled run probes a part with pairs to explain (the first of them), if it has one
+    first = next((p for p in todo if any(kept.get(i) for i in batches[p])), todo[0]) if kept else todo[0]
     pixels, probs_t, probs, chosen, probe = _probe(ctx, batches, first)
     shape = tuple(int(s) for s in pixels.shape[1:])
     bs = ctx.batch_size
@@ -104,7 +106,6 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
     counts = [len(c) for c in chosen]
     scale = n_images / max(1, len(counts))  # the probe part's images stand for every image
     probe_labels = sum(counts)
-    kept = getattr(ctx.sample, "kept", None)
     if kept is not None:  # a sampled run's pre-pass saw every image's pairs: no extrapolation
         counts, scale = [kept[i] for p in todo for i in batches[p]], 1.0
     # what a probe measured stands for its labels: per label, times the labels of the run

@@ -55,6 +55,7 @@ class RunInfo:
     updated: str | None = None
     stale: bool = False
     warnings: tuple[str, ...] = ()  # axiom warnings of a complete run (xai_core/axioms.py)
+    plan: str = ""  # planned against actual passes and seconds (xai_core/plan.py; "" without a plan)
 
     @property
     def readable(self) -> bool:
@@ -133,7 +134,18 @@ def run_info(logdir: Path, run_dir: Path, *, now: datetime | None = None) -> Run
         updated=updated,
         stale=status == "running" and _is_stale(updated, now or datetime.now(timezone.utc)),
         warnings=tuple(w for ws in run_warnings(m).values() for w in ws),
+        plan=_plan_text(m),
     )
+
+
+def _plan_text(m: dict) -> str:
+    from ..inspect import planned_vs_actual
+
+    try:
+        pva = planned_vs_actual(m)
+    except (TypeError, ValueError, KeyError):  # a hand-edited plan: not worth failing the list for
+        return ""
+    return pva["text"] if pva else ""
 
 
 def _run_folders(run_dir: Path) -> list[Path]:
