@@ -156,17 +156,19 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
     rate = {"forward": float(np.median(fwd)), "gradient": float(np.median(bwd))}
     spread = (min(min(fwd) / rate["forward"], min(bwd) / rate["gradient"]),
               max(max(fwd) / rate["forward"], max(bwd) / rate["gradient"]))
-    # Model passes are not all of a part's time (the metrics' arithmetic, searches, reading):
-    # one image of the probe part computed for real says by how much (``overhead``).
-    overhead = probe.get("overhead")
-    if overhead is None:
-        overhead = probe["overhead"] = _overhead(ctx, batches[first], chosen, rate)
-    for name, r in rows.items():
-        r["seconds"] = round(r["passes"] * rate[r["kind"]] * (1.0 if name.startswith("sanity") else overhead), 3)
+    for r in rows.values():
+        r["seconds"] = round(r["passes"] * rate[r["kind"]], 3)
+    # Model passes are not all of a part's time (the metrics' arithmetic, searches, label
+    # selection): one image of the probe part computed for real says how much more, per image.
+    if "beside_s" not in probe:
+        probe["beside_s"] = _overhead(ctx, batches[first], chosen, rate)
+    per_image_s, per_part_s = probe["beside_s"]
+    rows["beside the passes"] = {"passes": 0, "kind": "forward", "source": "probe",
+                                 "seconds": round(per_image_s * n_images + per_part_s * len(todo), 3)}
     total = sum(r["passes"] for r in rows.values())
     seconds = sum(r["seconds"] for r in rows.values())
     lo, hi = LOW * spread[0] * seconds, HIGH * spread[1] * seconds
-    per_image = {k: round(v["passes"] / n_images, 3) for k, v in rows.items() if not k.startswith("sanity")}
+    per_image = {k: round(v["passes"] / n_images, 3) for k, v in rows.items() if not k.startswith("sanity") and v["passes"]}
     out.update({
         "passes": int(total), "seconds": round(seconds, 3), "seconds_range": [round(lo, 3), round(hi, 3)],
         "passes_per_image": round(sum(per_image.values()), 3),
@@ -198,25 +200,35 @@ def _probe(ctx, batches, first: int):
     return ctx._plan_probe[1]
 
 
-def _overhead(ctx, indices: list[int], chosen, rate: dict) -> float:
-    """Wall seconds of one probe image's real computation (the first with a label, in a
-    throw-away part: nothing is written, the run's timing is restored) over its model passes
-    priced at the probe's rates (a gradient pass for gradient explainers, else forward)."""
+def _overhead(ctx, indices: list[int], chosen, rate: dict) -> tuple[float, float]:
+    """(seconds per image, seconds per part) a part spends beside its model passes (priced at
+    the probe's rates): one probe image computed for real (the first with a label, in a
+    throw-away part: nothing is written, the run's timing is restored); when that is cheap,
+    once more warm, then with a second image, which tells the per-part share apart."""
     from .engine import compute_part
 
-    pick = next((i for i, c in enumerate(chosen) if c), None)
-    if pick is None:
-        return 1.0
+    labelled = [i for i, c in enumerate(chosen) if c]
+    if not labelled:
+        return 0.0, 0.0
     stats = {k: (dict(v) if isinstance(v, dict) else v) for k, v in ctx.stats.items()}
-    p0, t0 = int(ctx.model.passes), time.perf_counter()
+    grad_share = _gradient_share(ctx)
+
+    def beside(picks) -> float:
+        p0, t0 = int(ctx.model.passes), time.perf_counter()
+        compute_part(ctx, 999_999_999, [indices[i] for i in picks])  # a part number no run has: its own seed
+        wall, passes = time.perf_counter() - t0, int(ctx.model.passes) - p0
+        return max(0.0, wall - passes * (grad_share * rate["gradient"] + (1 - grad_share) * rate["forward"]))
+
     try:
-        compute_part(ctx, 999_999_999, [indices[pick]])  # a part number no run has: its own seed
+        one = beside(labelled[:1])
+        if one > 5.0 or len(labelled) < 2:  # costly: the first call's one-off costs are small beside it
+            return one, 0.0
+        one = min(one, beside(labelled[:1]))  # warm: one-off costs (layer probes, kernels) paid
+        two = beside(labelled[:2])
     finally:
         ctx.stats = stats
-    wall, passes = time.perf_counter() - t0, int(ctx.model.passes) - p0
-    grad_share = _gradient_share(ctx)
-    model_s = passes * (grad_share * rate["gradient"] + (1 - grad_share) * rate["forward"])
-    return max(1.0, wall / model_s) if model_s > 0 else 1.0
+    per_image = max(0.0, two - one)
+    return per_image, max(0.0, one - per_image)
 
 
 def _gradient_share(ctx) -> float:
