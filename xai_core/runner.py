@@ -236,9 +236,15 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, repor
         todo, watch = part_order(todo, ctx.config.seed), RankingWatch(settle, ctx.config.seed)
     count = {"samples": sum(len(batches[p]) for p in done if p < len(batches)), "parts": len(batches) - len(todo)}
     t_plan = time.perf_counter()
-    writer.manifest["plan"] = plan = make_plan(ctx, batches, todo)  # before the first pass it predicts
+    try:  # before the first pass it predicts; a model that fails on the probe fails at its part instead
+        plan = make_plan(ctx, batches, todo)
+        lines = plan_lines(plan)
+    except Exception as e:  # noqa: BLE001 - the plan is informative, the part reports the error
+        plan = {"error": str(as_xai_error(e, "plan"))}
+        lines = [f"plan: not made ({plan['error']})"]
+    writer.manifest["plan"] = plan
     ctx.stats.setdefault("setup_s", {})["plan"] = time.perf_counter() - t_plan
-    for line in plan_lines(plan):
+    for line in lines:
         report.line(line)
     report.line(f"setup: {len(ctx.dataset)} items in {len(batches)} parts ({len(todo)} to compute), "
                 f"{threads} CPU thread{'s' if threads != 1 else ''}{', pipelined' if pipelined else ''}; "
