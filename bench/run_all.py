@@ -23,7 +23,7 @@ ORDER = ("runner", "scaling", "memory", "explainers", "metrics", "dashboard", "d
 # BENCH_QUICK: sizes that make every script finish in about a minute (figures are noisier).
 QUICK = {"BENCH_IMAGES": "4", "BENCH_SCALING_IMAGES": "4", "BENCH_MEMORY_SIZES": "100,1000",
          "BENCH_DASHBOARD_SAMPLES": "5000", "BENCH_EXPLAINER_MODELS": "demo", "BENCH_METRIC_PAIRS": "8",
-         "BENCH_REMOTE_IMAGES": "16", "BENCH_SERVICE_REPEATS": "2"}
+         "BENCH_REMOTE_IMAGES": "16", "BENCH_SERVICE_REPEATS": "2", "BENCH_PLAN_IMAGES": "2"}
 
 
 def scripts(wanted: list[str]) -> list[Path]:

@@ -13,7 +13,7 @@ require_frame(__file__)
 run = active_run()
 t = run.tables
 st.title("Classification assessment")
-st.caption(f"run `{run.info.name}` · {t.n_samples} images · {len(t.classes)} classes")
+st.caption(f"run `{run.info.name}` · {t.images_text} · {len(t.classes)} classes")
 refresh_while_running(run)
 
 

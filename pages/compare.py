@@ -33,7 +33,7 @@ if not others:
 B_FIELD = V.run_b_field(others)
 restore([B_FIELD])
 c_a, c_b = st.columns(2)
-c_a.markdown(f"**A** · `{run.info.name}` · {run.info.model or 'model ?'} · {run.tables.n_samples} images")
+c_a.markdown(f"**A** · `{run.info.name}` · {run.info.model or 'model ?'} · {run.tables.images_text}")
 with c_a:
     run = step_slider(run, "vs_a", "Step of A")
 name_b = c_b.selectbox("Run B", others, key="vs_run", help="matched with A by sample id")
@@ -44,7 +44,7 @@ try:
 except XaiError as e:
     st.error(str(e))
     st.stop()
-c_b.caption(f"{run_b.info.model or 'model ?'} · {run_b.tables.n_samples} images")
+c_b.caption(f"{run_b.info.model or 'model ?'} · {run_b.tables.images_text}")
 
 
 def _named(r) -> str:

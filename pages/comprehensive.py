@@ -15,7 +15,7 @@ require_frame(__file__)
 run = active_run()
 t = run.tables
 st.title("Comprehensive assessment")
-st.caption(f"run `{run.info.name}` · {t.n_samples} images")
+st.caption(f"run `{run.info.name}` · {t.images_text}")
 refresh_while_running(run)
 
 

@@ -13,7 +13,7 @@ require_frame(__file__)
 run = active_run()
 t, store = run.tables, run.store
 st.title("Counterfactuals")
-st.caption(f"run `{run.info.name}` · {t.n_samples} images · the smallest windows of each image that, pasted into "
+st.caption(f"run `{run.info.name}` · {t.images_text} · the smallest windows of each image that, pasted into "
            "a blurred copy, keep the model's label (hierarchical occlusion: each layer halves the window side)")
 refresh_while_running(run)
 

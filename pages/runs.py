@@ -52,6 +52,8 @@ def run_list():
                 c[0].markdown(":orange-badge[:material/warning: axioms]", help="\n\n".join(r.warnings))
             samples = f"{r.done_samples}/{r.total_samples}" if r.total_samples else "–"
             c[1].markdown(f"**model** {breakable(r.model or '–')}  \n**samples** {samples}")
+            if r.plan:
+                c[1].caption(r.plan)
             c[2].markdown(f"**explainers** {breakable(', '.join(r.explainers) or '–')}  \n"
                           f"**metrics** {breakable(', '.join(r.metrics) or '–')}")
             usable = r.readable and bool(r.done_samples)

@@ -23,7 +23,7 @@ run = active_run()
 st.title("Saliency maps")
 run = step_slider(run, "sal")  # a run of several steps: the maps of the chosen step
 t, store = run.tables, run.store
-st.caption(f"run `{run.info.name}` · {t.n_samples} images · {len(t.labels)} explained labels")
+st.caption(f"run `{run.info.name}` · {t.images_text} · {len(t.labels)} explained labels")
 refresh_while_running(run)
 FIELDS = F.saliency_fields(t)
 restore(FIELDS)

@@ -21,7 +21,7 @@ def test_run_then_inspect_json(config_file, tmp_path, capsys):
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("done in "), line
     timing = json.loads((tmp_path / "out" / "manifest.json").read_text())["timing"]
-    assert set(timing["setup_s"]) == {"model", "fast_forward"}
+    assert set(timing["setup_s"]) == {"model", "fast_forward", "plan"}  # the plan: before the first pass
     # (this light run skips the fast-path probe: its decision takes no time worth a mention)
     assert ("of it the fast-forward decision" in line) == (timing["setup_s"]["fast_forward"] >= 0.05)
     assert main(["inspect", str(tmp_path / "out"), "--json"]) == 0

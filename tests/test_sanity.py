@@ -78,3 +78,20 @@ def test_layers_run_order_top_first_and_grouping(squares):
     assert len(res["steps"]) == 1
     with pytest.raises(MetricError, match="'nope' is not a module"):
         randomisation_check(toy_handle(net), EXPLAINERS.get("gradient")(), *squares, layers=["nope"])
+
+
+@pytest.mark.parametrize("name", ["gradient", "smoothgrad"])
+def test_fewer_cascading_stages_give_the_same_verdict(squares, name):
+    """sanity.steps (issue 24): the last stage randomises every layer whatever the grouping, so
+    the final similarity and the verdict are those of 16 stages, at fewer passes."""
+    from xai_core.models.zoo import resnet_small
+
+    torch.manual_seed(0)
+    model = toy_handle(resnet_small(num_classes=3).eval())
+    exp = EXPLAINERS.get(name)(dict(EXPLAINERS.get(name).smoke_params))
+    full = randomisation_check(model, exp, *squares, seed=0, max_steps=16)
+    few = randomisation_check(model, exp, *squares, seed=0, max_steps=4)
+    assert len(full["steps"]) == 16 and len(few["steps"]) == 4
+    assert few["final_similarity"] == full["final_similarity"] and few["passed"] == full["passed"]
+    assert few["final_per_image"] == full["final_per_image"]
+    assert few["forward_passes"] < full["forward_passes"] / 3

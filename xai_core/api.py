@@ -35,7 +35,7 @@ LOCALISATION_METRICS = ("pointing_game", "iosr")
 
 _SOURCES = {"factory", "torchscript", "onnx", "url", "module", "weights", "factory_kwargs"}
 _SECTIONS = ("uncertainty", "counterfactual", "sanity")
-_TOP = ("batch_size", "explain_batch_size", "seed", "threads", "strict")
+_TOP = ("sample", "batch_size", "explain_batch_size", "seed", "threads", "strict")
 
 
 def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[str] | None = None,
@@ -44,7 +44,7 @@ def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[
             std: Sequence[float] | float | None = None, boxes: Sequence | None = None,
             masks: Sequence | None = None, ids: Sequence[str] | None = None, out: str | Path = "summaries/notebook",
             input_size: int | Sequence[int] | None = None, overwrite: bool = False, progress: bool = True,
-            **options: Any) -> Run:
+            plan: bool = False, **options: Any) -> Run | dict:
     """Explain ``images`` with ``model`` into the run directory ``out``; returns the :class:`Run`.
 
     model: an ``nn.Module`` mapping normalised (N, C, H, W) float32 to (N, K) logits (it is put
@@ -79,6 +79,8 @@ def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[
         ``batch_size``, ``explain_batch_size``, ``seed``, ``threads``, ``strict``, ``uncertainty``/``counterfactual``/
         ``sanity`` (True or a map of their keys), and ``model`` keys (``channels``,
         ``fast_forward``, ``outputs``, ``timeout`` …).
+    plan: print the run's plan (model passes, predicted seconds: :mod:`xai_core.plan`) and
+        return it as a dict; nothing is computed beyond its probe and nothing is written.
 
     Bad input raises the runner's one-line :class:`~xai_core.errors.XaiError` (``XAI_DEBUG=1``
     keeps the chained traceback).
@@ -86,7 +88,7 @@ def explain(model, images, *, labels: Sequence | None = None, classes: Sequence[
     with one_line_errors():
         return _explain(model, images, labels=labels, classes=classes, explainers=explainers, metrics=metrics,
                         activation=activation, mean=mean, std=std, boxes=boxes, masks=masks, ids=ids, out=out,
-                        input_size=input_size, overwrite=overwrite, progress=progress, options=options)
+                        input_size=input_size, overwrite=overwrite, progress=progress, plan=plan, options=options)
 
 
 def serve(logdir: str | Path = "summaries", *, port: int = 8501, host: str = "127.0.0.1", timeout: float = 90.0):
@@ -100,7 +102,7 @@ def serve(logdir: str | Path = "summaries", *, port: int = 8501, host: str = "12
 
 
 def _explain(model, images, *, labels, classes, explainers, metrics, activation, mean, std, boxes, masks, ids, out,
-             input_size, overwrite, progress, options) -> Run:
+             input_size, overwrite, progress, options, plan=False) -> Run | dict:
     from .config import config_from_dict
     from .data.memory import MemoryDataset, as_items
     from .runner import run
@@ -145,6 +147,9 @@ def _explain(model, images, *, labels, classes, explainers, metrics, activation,
     raw = _raw_config(source, classes, explainers, metrics, activation, mean, std, input_size, out, options)
     cfg = config_from_dict(raw)
     out = Path(cfg.out)
+    if plan:
+        with _borrowed(network):
+            return run(cfg, out, progress=progress, network=network, dataset=dataset, plan_only=True)
     if not overwrite and _same_call_done(out, cfg, dataset, network):
         return Run(out)
     resume = not overwrite and (out / "manifest.json").is_file()
@@ -281,6 +286,12 @@ def _same_call_done(out: Path, cfg, dataset, network) -> bool:
         return False
     m = read_manifest(out)
     then, now = _plain(m.get("config") or {}), _plain(cfg.to_dict())
+    # keys added since (issue 24) read as their defaults in a run written before them
+    for key, default in (("sample", {"TP": "all", "FP": "all", "FN": "all", "TN": "all"}), ("budget", None),
+                         ("stop_when", None)):
+        then.setdefault(key, default)
+    if isinstance(then.get("sanity"), dict):
+        then["sanity"].setdefault("steps", 16)
     diff = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
     ds_then, ds_now = m.get("dataset") or {}, dataset.identity()
     if ds_then.get("sha256") != ds_now["sha256"] or ds_then.get("n_items") != ds_now["n_items"]:

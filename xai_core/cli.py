@@ -18,6 +18,7 @@ from .errors import XaiError
 def _cmd_run(args) -> int:
     # The configuration is read and checked before torch is imported (runner → engine →
     # torch): a wrong path or value answers in a fraction of a second.
+    from .budget import budget_text
     from .config import load_config, resume_config
 
     if args.resume:
@@ -47,12 +48,19 @@ def _cmd_run(args) -> int:
             overrides.append(f"out={Path(args.out).resolve()}")
         if args.threads is not None:
             overrides.append(f"threads={args.threads}")
+        if args.budget:  # 2h, 90min, 50000passes (xai_core/budget.py)
+            overrides += [f"budget.{k}={v}" for k, v in budget_text(args.budget).items()]
         cfg = load_config(args.config, overrides)
         out = cfg.out
         if not out:
             raise XaiError("no output directory: set `out:` in the config or pass --out DIR")
     from .runner import run
 
+    if args.plan:  # print what the run would cost; nothing is written
+        if args.resume or args.workers or args.scheduler:
+            raise XaiError("--plan applies to a new single-process run (--config), not to --resume or --workers")
+        run(cfg, out, plan_only=True)
+        return 0
     if args.workers or args.scheduler:
         from .distributed import run_distributed
 
@@ -122,6 +130,8 @@ def _cmd_inspect(args) -> int:
             print(f"  {e}: {text}")
         for line in info.get("warnings", []):
             print(f"  WARNING {line}")
+        if info.get("plan"):
+            print(info["plan"]["text"])
         if info.get("backends"):
             print("parts by backend: " + ", ".join(f"{b}={n}" for b, n in info["backends"].items()))
         if info.get("model_nan"):
@@ -280,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-pipeline", action="store_true",
                    help="read, compute and write each part in turn (no background reader and writer threads)")
     r.add_argument("--quiet", action="store_true", help="no progress bars or lines")
+    r.add_argument("--budget", metavar="LIMIT", help="at most this predicted time (2h, 90min) or passes (50000passes)")
+    r.add_argument("--plan", action="store_true",
+                   help="print the run's plan (model passes, predicted time) from a probe of its first part; write nothing")
     r.set_defaults(func=_cmd_run)
 
     d = sub.add_parser("demo", help="build the demo data and model if missing and run the default configuration")

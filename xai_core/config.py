@@ -17,6 +17,9 @@ from .data.spec import DatasetSpec
 from .errors import ConfigError, SummaryError, XaiError
 from .labels import LabelPolicy
 from .models.spec import ModelSpec
+from .budget import BudgetSpec, parse_budget
+from .sampling import SampleSpec, parse_sample
+from .stopping import StopSpec, parse_stop
 from .threads import check_threads
 
 
@@ -69,10 +72,16 @@ class SanitySpec:
 
     enabled: bool = False
     images: int = 8
+    # cascading stages (groups of layers randomised together, output first): the last stage
+    # randomises every layer whatever the grouping, so the verdict does not depend on it;
+    # fewer stages cost fewer passes (each stage explains the images again)
+    steps: int = 16
 
     def validate(self) -> None:
         if self.images < 1:
             raise ConfigError(f"sanity.images is {self.images}; expected ≥ 1")
+        if self.steps < 1:
+            raise ConfigError(f"sanity.steps is {self.steps}; expected ≥ 1 (cascading stages)")
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,12 @@ class RunConfig:
     uncertainty: UncertaintySpec = UncertaintySpec()
     counterfactual: CounterfactualSpec = CounterfactualSpec()
     sanity: SanitySpec = SanitySpec()
+    # which (image, label) pairs are explained, per tag (xai_core/sampling.py); default all
+    sample: SampleSpec = SampleSpec()
+    # at most this many predicted seconds or model passes: what is cut, and in which order (budget.py)
+    budget: BudgetSpec | None = None
+    # end the run early once the explainers' ranking is settled (stopping.py)
+    stop_when: StopSpec | None = None
     batch_size: int = 16
     # Pairs per explanation chunk and images per forward pass: "auto" is 64 on the CPU and the
     # largest batch that fits (probed at start) on a GPU — models/batching.py.
@@ -214,7 +229,7 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"the configuration is {type(raw).__name__}; expected a YAML map")
     known = {"model", "dataset", "explainers", "metrics", "labels", "uncertainty", "counterfactual", "sanity",
-             "batch_size", "explain_batch_size", "seed", "out", "strict", "threads"}
+             "sample", "budget", "stop_when", "batch_size", "explain_batch_size", "seed", "out", "strict", "threads"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown top-level key {unknown[0]!r}; expected some of {sorted(known)}")
@@ -271,6 +286,9 @@ def config_from_dict(raw: dict, *, base_dir: Path | None = None) -> RunConfig:
             uncertainty=_section(raw, "uncertainty", UncertaintySpec),
             counterfactual=_section(raw, "counterfactual", CounterfactualSpec),
             sanity=_section(raw, "sanity", SanitySpec),
+            sample=parse_sample(raw.get("sample")),
+            budget=parse_budget(raw.get("budget")),
+            stop_when=parse_stop(raw.get("stop_when")),
             batch_size=int(raw.get("batch_size", 16)),
             explain_batch_size=_explain_batch(raw.get("explain_batch_size", "auto")),
             seed=int(raw.get("seed", 0)),

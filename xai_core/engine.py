@@ -38,6 +38,7 @@ class RunContext:
     model_ident: dict | None = None  # the manifest's model identity; None: from the configuration
     device: dict | None = None  # manifest model.device: requested, resolved, name, reason
     batch_size: int | None = None  # explain_batch_size resolved ("auto": the CPU's 64, a GPU's probe)
+    sample: Any = None  # a sampling.Sampler: the pairs explained (None: every chosen label)
 
     def __post_init__(self):
         if self.batch_size is None:  # a context built without a model (the Dask driver)
@@ -204,6 +205,8 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
         targets = targets(probs)
     chosen = (select_labels(probs, gts, cfg.labels, ctx.model.activation) if targets is None
               else given_labels(probs, gts, targets, cfg.labels, ctx.model.activation))
+    if ctx.sample is not None:  # explain what matters: the pairs the sample keeps (sampling.py)
+        chosen = ctx.sample.keep(chosen, [s.id for s in batch.samples])
 
     samples = {
         "sample_index": batch.indices,
@@ -250,10 +253,13 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
     def evaluate(met, maps, explain_fn):
         """(raw values, their sample indices, their labels) of one metric on one explainer's maps."""
         if met.label_agnostic:
-            mctx = MetricContext(ctx.model, pixels, top, None,
+            # a sampled run weighs only the images it explained
+            seen = slice(None) if ctx.sample is None else [i for i, labs in enumerate(chosen) if labs]
+            mctx = MetricContext(ctx.model, pixels[seen], top[seen], None,
                                  explain=explain_fn, batch_size=bs, seed=cfg.seed,
-                                 probs=probs_t)
-            return np.asarray(met.evaluate(mctx), dtype=np.float64), batch.indices, [-1] * len(indices)
+                                 probs=probs_t[seen])
+            return (np.asarray(met.evaluate(mctx), dtype=np.float64), np.asarray(batch.indices)[seen].tolist(),
+                    [-1] * len(mctx))
         mctx = MetricContext(ctx.model, pair_x, pair_tgt, maps, masks=masks, has_mask=has_mask,
                              is_ground_truth=is_gt, explain=explain_fn,
                              batch_size=bs, seed=cfg.seed, probs=pair_probs)
@@ -401,7 +407,7 @@ def sanity_checks(ctx: RunContext, progress=None) -> dict | None:
                 step(i, 0, 1)
             seed_everything(ctx.config.seed)
             out[exp.instance_name] = randomisation_check(
-                ctx.model, exp, pixels, targets, seed=ctx.config.seed, batch_size=ctx.batch_size,
+                ctx.model, exp, pixels, targets, seed=ctx.config.seed, batch_size=ctx.batch_size, max_steps=spec.steps,
                 progress=None if step is None else (lambda done, total, _i=i: step(_i, done, total)))
     finally:
         if bar is not None:

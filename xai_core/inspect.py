@@ -67,6 +67,7 @@ def inspect_run(run_dir: str | Path) -> dict:
         "resolved_text": {e: text for e, v in resolved.items() if (text := resolved_text(v))},
         "device": _device_summary(man.get("model") or {}),
         "named_model": named_model_text((man.get("config") or {}).get("model") or {}),
+        "plan": planned_vs_actual(man),
     }
 
 
@@ -84,6 +85,28 @@ def named_model_text(model: dict) -> str | None:
     return (f"{what}: {size[0]}×{size[1]} px, mean {list(model.get('mean') or [])}, std {list(model.get('std') or [])}"
             + (f", {extra}" if extra else "") + f"; chosen from {pre.get('source', 'the configuration')}"
             + (f" ({', '.join(pre['applied'])})" if pre.get("applied") else " (all set in the configuration)"))
+
+
+def planned_vs_actual(manifest: dict) -> dict | None:
+    """The run's plan (:mod:`xai_core.plan`) against what it paid: ``passes`` and ``seconds``
+    as [planned, actual] (actual None until the run finished), ``seconds_range`` and ``text``,
+    one line; None for runs without a plan. Actual passes: ``timing.model_passes`` plus the
+    sanity check's ``forward_passes`` (its randomised copies), as the plan counts them."""
+    plan, timing = manifest.get("plan"), manifest.get("timing") or {}
+    if not isinstance(plan, dict) or "passes" not in plan:
+        return None
+    passes = None
+    if "model_passes" in timing:
+        passes = int(timing["model_passes"]) + sum(int((s or {}).get("forward_passes", 0))
+                                                   for s in (manifest.get("sanity") or {}).values()
+                                                   if isinstance(s, dict))
+    seconds = timing.get("seconds")
+    lo, hi = plan.get("seconds_range") or (None, None)
+    text = (f"plan: {plan['passes']:,} passes, {plan.get('seconds', 0):.1f} s ({lo:.1f}–{hi:.1f} s)"
+            + (f"; actual: {passes:,} passes, {seconds:.1f} s" if passes is not None and seconds is not None
+               else "; not finished"))
+    return {"passes": [plan["passes"], passes], "seconds": [plan.get("seconds"), seconds],
+            "seconds_range": [lo, hi], "text": text}
 
 
 def resolved_text(resolved: dict | None) -> str:

@@ -15,6 +15,9 @@ from .config import RunConfig
 from .engine import RunContext, compute_part, load_part, part_indices, sanity_checks
 from .errors import ConfigError, SummaryError, XaiError
 from .pipeline import PartPipeline
+from .plan import make_plan, plan_lines
+from .fitting import fit_budget, make_sampler
+from .stopping import RankingWatch, part_order
 from .progress import RunProgress, format_seconds, time_summary
 from .summary.lock import RunLock
 from .summary.reader import read_manifest
@@ -173,7 +176,7 @@ def as_xai_error(e: BaseException, where: str) -> XaiError:
 
 def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
         progress: bool = True, stop_after_parts: int | None = None, force: bool = False,
-        pipelined: bool = True, network=None, dataset=None) -> Path:
+        pipelined: bool = True, network=None, dataset=None, plan_only: bool = False) -> Path | dict:
     """Run (or finish) ``config`` into ``out_dir``; returns the run directory.
 
     ``stop_after_parts`` ends the process early (tests use it to simulate an interruption);
@@ -182,30 +185,67 @@ def run(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwri
     model works (:mod:`.pipeline`), False does one step after the other (``--no-pipeline``).
     torch and ONNX Runtime use ``config.threads`` intra-op threads during the run
     (:mod:`.threads`). ``network`` and ``dataset`` are in-memory objects (``xai_core.explain``,
-    :meth:`RunContext.build`).
+    :meth:`RunContext.build`). ``plan_only``: load the model, probe the first part, print the
+    run's plan (:mod:`.plan`) and return it; nothing is written and ``out_dir`` is not touched.
     """
     out_dir = Path(out_dir)
     report = RunProgress(progress)
+    if plan_only:
+        with cpu_threads(config.threads):
+            ctx = RunContext.build(config, network=network, dataset=dataset, progress=report)
+            batches = part_indices(len(ctx.dataset), config.batch_size)
+            ctx.sample = make_sampler(ctx, batches)
+            plan = make_plan(ctx, batches) if config.budget is None else fit_budget(ctx, batches, config.budget)[0]
+        if progress:  # the answer of --plan: on stdout
+            print("\n".join(plan_lines(plan)), flush=True)
+        return plan
     with cpu_threads(config.threads) as threads, owned(out_dir):  # the lock before the model's setup
         decided = recorded_fast_forward(out_dir) if resume else None  # a resumed run keeps its backend
         ctx = RunContext.build(config, network=network, dataset=dataset, progress=report, fast_forward=decided)
         batches = part_indices(len(ctx.dataset), config.batch_size)
+        budget = None
+        if config.budget is not None and not resume:  # cut to fit, before the manifest records the config
+            ctx.sample = make_sampler(ctx, batches)
+            budget = fit_budget(ctx, batches, config.budget)[1]
+            for cut in budget["cuts"]:
+                report.line(f"budget {config.budget}: cut {cut}")
         writer = open_writer(ctx, out_dir, len(batches), resume=resume, overwrite=overwrite, force=force)
         # decided now, once (runs started before decisions were recorded record it now); the
         # device and batch record are this process's
         writer.manifest["model"].update(**ctx.model_record())
         if decided is None:
             writer.manifest["model"]["fast_forward"] = ctx.fast_forward
+        if budget is not None:
+            writer.manifest["budget"] = budget
+        else:
+            ctx.sample = make_sampler(ctx, batches, writer.manifest.get("sample"))  # a resumed run keeps its pairs
+        if ctx.sample is not None:
+            writer.manifest["sample"] = ctx.sample.record()
         return _run_parts(ctx, writer, out_dir, batches, report, stop_after_parts,
-                          pipelined=pipelined, threads=threads)
+                          pipelined=pipelined, threads=threads,
+                          settle=None if resume else config.stop_when)  # a resume goes to the end
 
 
 def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, report: RunProgress, stop_after_parts,
-               *, pipelined: bool = True, threads: int | None = None) -> Path:
+               *, pipelined: bool = True, threads: int | None = None, settle=None) -> Path:
     setup_s = time.perf_counter() - report.started
     done = committed_parts(out_dir)
     todo = [p for p in range(len(batches)) if p not in done]
+    watch = None
+    if settle is not None:  # stop when the ranking is settled: parts in a seeded random order (stopping.py)
+        todo, watch = part_order(todo, ctx.config.seed), RankingWatch(settle, ctx.config.seed)
     count = {"samples": sum(len(batches[p]) for p in done if p < len(batches)), "parts": len(batches) - len(todo)}
+    t_plan = time.perf_counter()
+    try:  # before the first pass it predicts; a model that fails on the probe fails at its part instead
+        plan = make_plan(ctx, batches, todo)
+        lines = plan_lines(plan)
+    except Exception as e:  # noqa: BLE001 - the plan is informative, the part reports the error
+        plan = {"error": str(as_xai_error(e, "plan"))}
+        lines = [f"plan: not made ({plan['error']})"]
+    writer.manifest["plan"] = plan
+    ctx.stats.setdefault("setup_s", {})["plan"] = time.perf_counter() - t_plan
+    for line in lines:
+        report.line(line)
     report.line(f"setup: {len(ctx.dataset)} items in {len(batches)} parts ({len(todo)} to compute), "
                 f"{threads} CPU thread{'s' if threads != 1 else ''}{', pipelined' if pipelined else ''}; "
                 f"{format_seconds(setup_s)}")
@@ -220,19 +260,25 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, repor
 
     pipe = PartPipeline(todo, lambda p: load_part(ctx, batches[p]), lambda p, result: write_part(out_dir, p, **result),
                         on_commit=committed, background=pipelined)
-    part, stopped = None, False
+    part, stopped, settled = None, False, None
     try:
         with pipe:
             for k, (part, batch) in enumerate(pipe.batches()):
                 if stop_after_parts is not None and k >= stop_after_parts:
                     stopped = True
                     break
-                pipe.commit(part, compute_part(ctx, part, batches[part], batch=batch))
+                result = compute_part(ctx, part, batches[part], batch=batch)
+                pipe.commit(part, result)
                 n_new += len(batches[part])
+                if watch is not None and (settled := settled_after(watch, result, k, len(todo), report)):
+                    break
         part = None
         bar.close()
-        if stopped:
+        if stopped or settled:
             writer.progress(count["samples"], count["parts"], force=True)
+            if settled:
+                writer.finish("interrupted", error=f"stopped early: {settled['reason']}; finish with --resume",
+                              stopped_early=settled)
             return out_dir
         parts_s = time.perf_counter() - t0
         t_sanity = time.perf_counter()
@@ -279,6 +325,21 @@ def _run_parts(ctx: RunContext, writer: RunWriter, out_dir: Path, batches, repor
     writer.finish("complete", diagnostics=run_diagnostics(out_dir), timing=timing)
     report.line(time_summary(timing, finishing=time.perf_counter() - t_finish))
     return out_dir
+
+
+def settled_after(watch, result: dict, k: int, n_todo: int, report: RunProgress) -> dict | None:
+    """After the k-th part computed: print the ranking's stability; the manifest's
+    ``stopped_early`` when it is settled and parts are left (stopping.py), else None."""
+    watch.add(result["scores"])
+    p, top = watch.stability()
+    if p is None:
+        return None
+    report.line(f"part {k + 1} of {n_todo}: ranking stability {p:.2f} (top: {', '.join(top)})")
+    spec = watch.spec
+    if k + 1 < spec.min_parts or k + 1 >= n_todo or p < spec.ranking_stable:
+        return None
+    return {"reason": f"ranking stability {p:.2f} ≥ {spec.ranking_stable:g} after {k + 1} of {n_todo} parts",
+            "stability": round(p, 4), "top": top, "parts": k + 1, "of_parts": n_todo}
 
 
 def where_the_time_went(stats: dict, io: dict, pipelined: bool, *, setup_s: float, parts_s: float,

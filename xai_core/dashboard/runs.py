@@ -60,6 +60,7 @@ class RunInfo:
     stale: bool = False
     warnings: tuple[str, ...] = ()  # axiom warnings of a complete run (xai_core/axioms.py)
     phase: str | None = None  # what a running run does after its samples: "sanity" (the check)
+    plan: str = ""  # planned against actual passes and seconds (xai_core/plan.py; "" without a plan)
 
     @property
     def readable(self) -> bool:
@@ -141,7 +142,18 @@ def run_info(logdir: Path, run_dir: Path, *, now: datetime | None = None) -> Run
         stale=status == "running" and (_is_stale(updated, now or datetime.now(timezone.utc)) or writer_gone(run_dir)),
         warnings=tuple(w for ws in run_warnings(m).values() for w in ws),
         phase=prog.get("phase") if isinstance(prog.get("phase"), str) else None,
+        plan=_plan_text(m),
     )
+
+
+def _plan_text(m: dict) -> str:
+    from ..inspect import planned_vs_actual
+
+    try:
+        pva = planned_vs_actual(m)
+    except (TypeError, ValueError, KeyError):  # a hand-edited plan: not worth failing the list for
+        return ""
+    return pva["text"] if pva else ""
 
 
 def _run_folders(run_dir: Path) -> list[Path]:

@@ -232,6 +232,17 @@ class RunTables:
         return len(self.samples)
 
     @property
+    def n_explained_images(self) -> int:
+        """Images with at least one explained label (a sampled run explains fewer than it predicts)."""
+        return int(self.labels["sample_index"].nunique()) if len(self.labels) else 0
+
+    @property
+    def images_text(self) -> str:
+        """"64 images", or "12 of 64 explained" for a run whose ``sample`` left images out."""
+        n, total = self.n_explained_images, self.n_samples
+        return f"{n} of {total} images explained" if self.manifest.get("sample") else f"{total} images"
+
+    @property
     def has_uncertainty(self) -> bool:
         return "prob_std" in self.labels.columns
 

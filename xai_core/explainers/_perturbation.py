@@ -47,6 +47,18 @@ class PerturbationExplainer(Explainer):
     needs_gradients: ClassVar[bool] = False
     channel_reduction: ClassVar[str] = "none"
 
+    # ---- cost (xai_core/plan.py) ---------------------------------------------------------
+    def passes_per_image(self, image_shape, labels: int) -> int | None:
+        """Every label of an image comes from the same passes: :meth:`passes_per_explained_image`
+        once per image with at least one label."""
+        if labels <= 0:
+            return 0
+        return self.passes_per_explained_image(image_shape)
+
+    def passes_per_explained_image(self, image_shape) -> int | None:
+        """Model passes per image, whatever its number of labels; None: not fixed."""
+        return None
+
     # ---- the algorithm -------------------------------------------------------------------
     def attribute_grouped(self, model, images: torch.Tensor, targets: list[list[int]]) -> list[torch.Tensor]:
         """images: (N, C, H, W) float32 in [0, 1]; targets: N lists of class indices (maybe

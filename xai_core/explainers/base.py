@@ -239,6 +239,19 @@ class Explainer:
 
     forward_batch: int = 32
 
+    # ---- cost (xai_core/plan.py) ---------------------------------------------------------
+    def passes_per_image(self, image_shape: tuple[int, int, int], labels: int) -> int | None:
+        """Model passes (images pushed through the network, as ``model.passes`` counts them)
+        to explain ``labels`` labels of one image of shape (C, H, W), from the method's
+        definition; None when the definition does not fix it (an adaptive search): the plan
+        then measures it on a probe image. The default: ``labels`` × :meth:`passes_per_pair`."""
+        per = self.passes_per_pair(image_shape)
+        return None if per is None else int(labels) * per
+
+    def passes_per_pair(self, image_shape: tuple[int, int, int]) -> int | None:
+        """Model passes per (image, label) pair; None: not fixed by the definition."""
+        return None
+
     # ---- the algorithm -------------------------------------------------------------------
     def attribute(self, model, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Attributions for pairs.

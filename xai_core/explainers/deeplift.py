@@ -54,6 +54,9 @@ class DeepLIFT(Explainer):
         baseline: float = 0.0
         allow_unsupported: bool = False
 
+    def passes_per_pair(self, image_shape) -> int:
+        return 2  # input and baseline through the rules
+
     def unsupported(self, model, image_shape: tuple[int, ...]) -> dict[str, list[str]]:
         """{kind: module names} the rules do not cover, from one probe pass (cached)."""
         return self.cached("_uncovered", (id(model.net), tuple(image_shape)), lambda: uncovered_operations(

@@ -43,6 +43,10 @@ class GradCAM(Explainer):
         layer: str = ""
         relu: bool = True
 
+
+    def passes_per_pair(self, image_shape) -> int:
+        return 1  # the layer's activations and gradient from one pass
+
     @property
     def is_signed(self) -> bool:
         # Without the final ReLU the map keeps the negative evidence of eq. (2).

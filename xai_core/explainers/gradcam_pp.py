@@ -21,6 +21,10 @@ class GradCAMPlusPlus(GradCAM):
     display_name = "Grad-CAM++"
     paper = "Chattopadhyay et al. 2018, arXiv:1710.11063"
 
+
+    def passes_per_pair(self, image_shape) -> int:
+        return 1
+
     def channel_weights(self, act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         g2 = grad.pow(2)
         denom = 2 * g2 + act.sum(dim=(2, 3), keepdim=True) * g2 * grad

@@ -22,6 +22,10 @@ class Gradient(Explainer):
     signed = False
     channel_reduction = "max_abs"
 
+
+    def passes_per_pair(self, image_shape) -> int:
+        return 1  # one forward + backward pass
+
     def attribute(self, model, images, targets):
         images.requires_grad_(True)
         model.passes += images.shape[0]

@@ -45,6 +45,9 @@ class GradientSHAP(Explainer):
                 return f"noise is {self.noise}; expected ≥ 0"
             return None
 
+    def passes_per_pair(self, image_shape) -> int:
+        return self.params.samples
+
     def draws(self, image: torch.Tensor):
         """(baselines (S, C, H, W), α (S,), ε (S, C, H, W)) for one image."""
         p, shape = self.params, (self.params.samples, *image.shape)

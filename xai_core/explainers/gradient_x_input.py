@@ -21,6 +21,10 @@ class GradientXInput(Explainer):
     display_name = "Gradient × Input"
     paper = "Shrikumar et al. 2016, arXiv:1605.01713"
 
+
+    def passes_per_pair(self, image_shape) -> int:
+        return 1
+
     def attribute(self, model, images, targets):
         images.requires_grad_(True)
         model.passes += images.shape[0]

@@ -35,6 +35,10 @@ class GuidedBackprop(Explainer):
     channel_reduction = "max_abs"
     rule = "guided"
 
+
+    def passes_per_pair(self, image_shape) -> int:
+        return 2  # the guided pass and the plain gradient (gradient_correlation)
+
     def rule_gradients(self, model, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """(P, C, H, W) gradients under this class's backward rule."""
         grad, hits, _ = rule_gradients(model, images, targets, self.rule)

@@ -29,6 +29,9 @@ class GuidedGradCAM(GradCAM):
     class Params:
         layer: str = ""
 
+    def passes_per_pair(self, image_shape) -> int:
+        return 3  # Grad-CAM, guided backprop and the plain gradient
+
     def attribute(self, model, images, targets):
         guided = GuidedBackprop.rule_gradients(self, model, images, targets)
         cam = self.cam(model, images, targets)

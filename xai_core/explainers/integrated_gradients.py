@@ -61,6 +61,9 @@ class IntegratedGradients(Explainer):
                 return f"method is {self.method!r}; expected one of {methods}"
             return None
 
+    def passes_per_pair(self, image_shape) -> int:
+        return self.params.steps + 2  # the path and Captum's two end points (completeness)
+
     @property
     def last_completeness_error(self) -> float | None:
         return self.diagnostics.get("completeness_error")

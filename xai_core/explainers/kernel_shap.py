@@ -56,6 +56,9 @@ class KernelSHAP(PerturbationExplainer):
         def check(self):
             return check_superpixel_params(self.samples, self.segmentation, self.segments) or check_output(self.output)
 
+    def passes_per_explained_image(self, image_shape) -> int:
+        return self.params.samples + 2  # the coalitions, the full and the empty image
+
     def shapley_values(self, z: torch.Tensor, y: torch.Tensor, full: torch.Tensor, empty: torch.Tensor,
                        infos: list | None = None) -> torch.Tensor:
         """φ (M, L) from coalitions z (n, M), their scores y (n, L) and the end points (L,);

@@ -63,6 +63,9 @@ class LIME(PerturbationExplainer):
 
     uses_host_pixels = True  # superpixels and the seed come from the image's content
 
+    def passes_per_explained_image(self, image_shape) -> int:
+        return self.params.samples
+
     def attribute_grouped(self, model, images, targets):
         p = self.params
         out, infos = [], []

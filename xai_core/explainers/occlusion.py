@@ -61,6 +61,11 @@ class Occlusion(PerturbationExplainer):
                 return f"window {self.window} / stride {self.stride}; expected ≥ 0 (0 = auto)"
             return check_output(self.output)
 
+    def passes_per_explained_image(self, image_shape) -> int:
+        _, h, w = image_shape
+        win, stride = self.geometry(h, w)
+        return 1 + len(window_starts(h, win, stride)) * len(window_starts(w, win, stride))  # unoccluded + windows
+
     def geometry(self, height: int, width: int) -> tuple[int, int]:
         """(window, stride) in pixels for an image of this size."""
         side = min(height, width)

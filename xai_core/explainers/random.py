@@ -30,6 +30,9 @@ class RandomMap(Explainer):
 
     uses_host_pixels = True  # seeded by the image's content
 
+    def passes_per_pair(self, image_shape) -> int:
+        return 0
+
     def attribute(self, model, images, targets):
         host = self.host_pixels(images)
         out = torch.empty(images.shape[0], *images.shape[2:])

@@ -76,6 +76,9 @@ class RISE(PerturbationExplainer):
                 return f"keep is {self.keep}; expected a probability in (0, 1)"
             return check_output(self.output)
 
+    def passes_per_explained_image(self, image_shape) -> int:
+        return self.params.masks
+
     def attribute_grouped(self, model, images, targets):
         p = self.params
         n, c, h, w = images.shape

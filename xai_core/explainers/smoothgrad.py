@@ -44,6 +44,9 @@ class SmoothGrad(Explainer):
 
     uses_host_pixels = True  # the noise is seeded by the image's content
 
+    def passes_per_pair(self, image_shape) -> int:
+        return self.params.samples
+
     def attribute(self, model, images, targets):
         p = self.params
         noise = {}

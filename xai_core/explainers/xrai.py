@@ -89,6 +89,9 @@ class XRAI(Explainer):
                 return f"area_threshold is {self.area_threshold}; expected in (0, 1]"
             return None
 
+    def passes_per_pair(self, image_shape) -> int:
+        return 2 * (self.params.steps + 2)  # IG from a black and from a white baseline
+
     def regions(self, image: torch.Tensor):
         """Segments of one image, cached by content (labels of one image reuse them)."""
         cache = self.__dict__.setdefault("_region_cache", OrderedDict())

@@ -103,6 +103,9 @@ class RoadMetric(Metric):
                 return f"noise is {self.noise}; expected ≥ 0"
             return None
 
+    def passes_per_pair(self, image_shape, explainer) -> int | None:
+        return len(self.params.fractions)
+
     def curve(self, ctx) -> np.ndarray:
         """(P, F) p(target) after removing each fraction, imputed."""
         p_count = len(ctx)

@@ -75,6 +75,10 @@ class SensitivityMetric(Metric):
                 return f"samples is {self.samples}; expected ≥ 1"
             return None
 
+    def passes_per_pair(self, image_shape, explainer) -> int | None:
+        per = explainer.passes_per_image(image_shape, 1)
+        return None if per is None else self.params.samples * per  # each noisy copy explained again
+
     def reduce(self, sens: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 

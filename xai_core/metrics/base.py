@@ -139,6 +139,16 @@ class Metric:
     def evaluate(self, ctx: MetricContext) -> np.ndarray:
         raise NotImplementedError
 
+    # ---- cost (xai_core/plan.py) ---------------------------------------------------------
+    def passes_per_pair(self, image_shape: tuple[int, int, int], explainer) -> int | None:
+        """Model passes to score one (image, label) pair — one image for a label-agnostic
+        metric — of shape (C, H, W) explained by ``explainer`` (metrics that re-explain pay
+        its :meth:`~xai_core.explainers.base.Explainer.passes_per_image` again), from the
+        metric's definition, given the unperturbed probabilities the engine passes in
+        (``MetricContext.probs``); None when not fixed (the plan measures it on a probe).
+        The default: no pass (map-only metrics: localisation, complexity)."""
+        return 0
+
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """Raw → [0, 1], higher = better: linear over ``value_range``, flipped when lower is
         better, clipped. NaN stays NaN. Unbounded metrics override this."""

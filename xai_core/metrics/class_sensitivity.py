@@ -36,6 +36,9 @@ class ClassSensitivity(Metric):
     paper = "Rebuffi et al. 2020, arXiv:2004.02866"
     score_mapping = "(1 - x) / 2"
 
+    def passes_per_pair(self, image_shape, explainer) -> int | None:
+        return explainer.passes_per_image(image_shape, 2)  # the top and the bottom class, explained again
+
     def evaluate(self, ctx):
         n = len(ctx)
         if n == 0:

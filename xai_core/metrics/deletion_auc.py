@@ -45,6 +45,9 @@ class DeletionAUC(Metric):
                 return f"replace is {self.replace!r}; expected 'constant' or 'blur'"
             return None
 
+    def passes_per_pair(self, image_shape, explainer) -> int | None:
+        return self.params.steps  # steps + 1 points; the first (no pixel moved) is p(x), known
+
     def evaluate(self, ctx):
         p = self.params
         order = pixel_order(ctx.saliency, ctx.seed)

@@ -62,6 +62,9 @@ class Infidelity(Metric):
                 return f"output is {self.output!r}; expected 'logit' or 'prob'"
             return None
 
+    def passes_per_pair(self, image_shape, explainer) -> int | None:
+        return self.params.samples + 1  # the perturbed images and the reference
+
     def _outputs(self, model, x: torch.Tensor, targets: torch.Tensor, batch_size: int) -> torch.Tensor:
         out = torch.empty(x.shape[0], device=x.device)
         with torch.no_grad():

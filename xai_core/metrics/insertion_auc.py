@@ -46,6 +46,9 @@ class InsertionAUC(Metric):
                 return f"start is {self.start!r}; expected 'blur' or 'constant'"
             return None
 
+    def passes_per_pair(self, image_shape, explainer) -> int | None:
+        return self.params.steps  # as deletion: the untouched end is known
+
     def start_images(self, images):
         return reference_images(images, self.params.start, self.params.fill, self.params.blur_sigma)
 

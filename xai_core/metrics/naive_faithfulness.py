@@ -56,6 +56,10 @@ class NaiveFaithfulness(Metric):
                 return f"replace is {self.replace!r}; expected 'constant' or 'blur'"
             return None
 
+    def passes_per_pair(self, image_shape, explainer) -> int | None:
+        _, h, w = image_shape
+        return int(self.chunk_bounds(h * w)[0].shape[0])  # one pass per chunk
+
     def chunk_bounds(self, n_pix: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(lo, hi) rank bounds of the chunks, each (J,) int64."""
         n_chunks = self.params.chunks or int(math.isqrt(n_pix))
