@@ -40,13 +40,16 @@ def light_file(toy_data, tmp_path, out, **over):
     return path
 
 
-def start_slow_runner(toy_data, tmp_path, out, *, until, delay: float = 0.02) -> subprocess.Popen:
+def start_slow_runner(toy_data, tmp_path, out, *, until, delay: float = 0.02, hold: Path | None = None) -> subprocess.Popen:
     """``xai-core run`` of the slow toy model (parts of 2 images, ``delay`` s per forward call)
     in a subprocess, returned once ``until()`` holds (it fails the test if the runner exits
-    first or 60 s pass)."""
+    first or 60 s pass). ``hold`` (a file the test made): after its first committed part the
+    model waits while it exists (``toy.SlowColourNet``), so the run is still going when the
+    test sends its signal."""
     path = light_file(toy_data, tmp_path, out, batch_size=2)
     data = yaml.safe_load(path.read_text())
-    data["model"].update(factory="toy:slow_colour_net", factory_kwargs={"delay": delay})
+    kwargs = {"delay": delay} | ({"hold_after": str(out / "tables" / "samples"), "hold": str(hold)} if hold else {})
+    data["model"].update(factory="toy:slow_colour_net", factory_kwargs=kwargs)
     path.write_text(yaml.safe_dump(data))
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen([sys.executable, "-m", "xai_core", "run", "--config", str(path), "--quiet"],
@@ -338,10 +341,13 @@ def test_model_forward_raising_mid_run(toy_data, tmp_path, capsys):
 
 
 def test_ctrl_c_is_one_line_and_resumable(toy_data, tmp_path):
-    out = tmp_path / "run"
-    proc = start_slow_runner(toy_data, tmp_path, out, until=lambda: any((out / "tables" / "samples").glob("part-*.parquet")))
+    out, hold = tmp_path / "run", tmp_path / "hold"
+    hold.touch()
+    proc = start_slow_runner(toy_data, tmp_path, out, until=lambda: any((out / "tables" / "samples").glob("part-*.parquet")),
+                             hold=hold)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
+    hold.unlink()
     assert proc.returncode == 130, err
     assert len(err.strip().splitlines()) == 1 and "interrupted" in err
     r = RunReader(out)

@@ -92,15 +92,30 @@ class SlowColourNet(ColourNet):
     """ColourNet that sleeps on every forward call, so a run lasts long enough to be killed
     in the middle (the resume, lock and Ctrl-C tests). The sleep is a forward pre-hook: an
     ONNX export would drop a sleep in ``forward``, while a hooked model stays on torch under
-    ``model.fast_forward`` (xai_core/models/fast.py), so the run stays slow."""
+    ``model.fast_forward`` (xai_core/models/fast.py), so the run stays slow.
 
-    def __init__(self, delay: float = 0.02):
+    ``hold_after`` (a folder) and ``hold`` (a file): once the folder holds a committed part
+    (``part-*.parquet``), every forward call waits while ``hold`` exists (up to 120 s) for the
+    signal a test sends, so on a loaded machine the run cannot finish between the test seeing
+    the first part and its signal; the test removes ``hold`` before it resumes the run."""
+
+    def __init__(self, delay: float = 0.02, hold_after: str | None = None, hold: str | None = None):
         super().__init__()
-        self.register_forward_pre_hook(lambda module, args: time.sleep(delay))
+        held, flag = (Path(hold_after), Path(hold)) if hold_after and hold else (None, None)
+
+        def slow(module, args):
+            time.sleep(delay)
+            if held is not None and any(held.glob("part-*.parquet")):
+                for _ in range(2400):
+                    if not flag.exists():
+                        break
+                    time.sleep(0.05)
+
+        self.register_forward_pre_hook(slow)
 
 
-def slow_colour_net(delay: float = 0.02) -> nn.Module:
-    return SlowColourNet(delay).eval()
+def slow_colour_net(delay: float = 0.02, hold_after: str | None = None, hold: str | None = None) -> nn.Module:
+    return SlowColourNet(delay, hold_after, hold).eval()
 
 
 class ContrastNet(ColourNet):
