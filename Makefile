@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8501
 LOGDIR ?= summaries
 DEMO_LIMIT ?= 64
+PYTEST_ARGS ?=
 # The KServe ModelServer the tests serve the demo CNN from: its own venv, since kserve's pins
 # (numpy, pandas, protobuf, psutil) conflict with requirements.txt.
 KSERVE_VENV ?= .venv-kserve
@@ -68,7 +69,7 @@ venvs:
 	$(MAKE) -j4 setup $(SERVER_VENVS)
 
 test: venvs
-	$(SERVER_ENV) $(PY) -m pytest -q -rs tests
+	$(SERVER_ENV) $(PY) -m pytest -q -rs $(PYTEST_ARGS) tests
 
 bench: venvs
 	$(SERVER_ENV) $(PY) bench/run_all.py
