@@ -21,6 +21,7 @@ from .labels import given_labels, select_labels
 from .metrics.base import MetricContext
 from .models.batching import CPU_BATCH
 from .models.loading import device_record, load_model, model_identity
+from .part_analyses import counterfactuals_of, uncertainty_of
 from .startup import decide_fast_forward, explain_batch
 
 
@@ -223,7 +224,7 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
     rows = [(i, r) for i, labs in enumerate(chosen) for r in labs]
     t0 = time.perf_counter()
     with watch.watch("uncertainty"):
-        unc = _uncertainty(ctx, part, pixels, probs)
+        unc = uncertainty_of(ctx, part, pixels, probs)
     _add_time(ctx, "analysis_s", "uncertainty", t0, unc is not None)
     labels = {
         "sample_index": [batch.indices[i] for i, _ in rows],
@@ -308,7 +309,7 @@ def compute_part(ctx: RunContext, part: int, indices: list[int], batch=None, *, 
 
     t0 = time.perf_counter()
     with watch.watch("counterfactual"):
-        counterfactuals = _counterfactuals(ctx, batch, pixels, chosen, probs)
+        counterfactuals = counterfactuals_of(ctx, batch, pixels, chosen, probs)
     _add_time(ctx, "analysis_s", "counterfactual", t0, counterfactuals is not None)
     return {"samples": samples, "labels": labels, "scores": scores, "images": batch.display,
             "saliency": saliency, "counterfactuals": counterfactuals,
@@ -336,43 +337,6 @@ def part_backend(ctx: RunContext, watch: PassWatch, passes0: int, fast0: int) ->
 def _add_time(ctx: RunContext, kind: str, name: str, t0: float, ran: bool = True) -> None:
     if ran:
         ctx.stats[kind][name] = ctx.stats[kind].get(name, 0.0) + time.perf_counter() - t0
-
-
-def _uncertainty(ctx: RunContext, part: int, pixels: torch.Tensor, probs: np.ndarray):
-    spec = ctx.config.uncertainty
-    if not spec.enabled:
-        return None
-    from .uncertainty import mc_dropout
-
-    return mc_dropout(ctx.model, pixels, passes=spec.passes, dropout=spec.dropout,
-                      tta_shift=spec.tta_shift, tta_noise=spec.tta_noise,
-                      seed=ctx.config.seed * 1_000_003 + part, batch_size=ctx.batch_size,
-                      probs=probs)
-
-
-def _counterfactuals(ctx: RunContext, batch, pixels: torch.Tensor, chosen, probs: np.ndarray) -> dict | None:
-    """Rows of the counterfactuals table for labels above the threshold (None when off)."""
-    spec, cfg = ctx.config.counterfactual, ctx.config
-    if not spec.enabled:
-        return None
-    from .counterfactual import hierarchical_occlusion
-
-    keep = cfg.labels.keep_threshold
-    targets = [[r.label for r in labs if r.prob >= keep] for labs in chosen]
-    found = hierarchical_occlusion(ctx.model, pixels, targets, threshold=keep,
-                                   layers=spec.layers, batch_size=ctx.batch_size,
-                                   probs=torch.from_numpy(probs))
-    out = {k: [] for k in ("sample_index", "label", "layer", "side", "prob", "boxes")}
-    for i, per_image in enumerate(found):
-        for cf in per_image:
-            for depth, layer in enumerate(cf.layers if cf is not None else []):
-                out["sample_index"].append(batch.indices[i])
-                out["label"].append(cf.label)
-                out["layer"].append(depth)
-                out["side"].append(int(layer["side"]))
-                out["prob"].append(float(layer["prob"]))
-                out["boxes"].append([[float(v) for v in b] for b in layer["boxes"]])
-    return out
 
 
 def _pair_masks(batch, rows, size):

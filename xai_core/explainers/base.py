@@ -1,7 +1,7 @@
 """The explainer base class: batching, channel reduction and bookkeeping live here, so a
 method file holds little more than its algorithm (:meth:`Explainer.attribute`).
 
-Also the two helpers every method shares:
+Also, from :mod:`._shared`, the helpers every method shares:
 
 * :func:`pair_generator` — randomness that depends on (seed, image content, …) only, never on
   the batch an image happens to be in, so that "a batch equals per-image calls" holds for
@@ -16,7 +16,6 @@ and, re-exported from :mod:`xai_core.devices`, the device helpers every method u
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, ClassVar, Sequence
 
 import torch
@@ -25,50 +24,10 @@ from ..devices import model_device, to_device, to_host
 from ..errors import ExplainerError
 from ..models.batching import backoff_rows, is_oom, release, single_image_oom
 from ..params import NoParams, build_params, params_schema
+from ._shared import REFERENCE_SIDE, image_digest, pair_generator, sample_chunks, scaled  # noqa: F401
 
 __all__ = ["Explainer", "REFERENCE_SIDE", "image_digest", "pair_generator", "scaled", "sample_chunks",
            "model_device", "to_device", "to_host"]
-
-#: The image side at which the recommended defaults of ANCHORS.md are stated.
-REFERENCE_SIDE = 224
-
-
-def image_digest(image: torch.Tensor) -> bytes:
-    """8-byte digest of an image's exact float32 values (C, H, W): the same pixels give the same
-    digest wherever the image sits in a batch, and on every device (a copy to the device keeps
-    every bit). Give it a host image (:meth:`Explainer.host_pixels`): a device image is copied
-    back here, which waits for the device."""
-    arr = image.detach().to("cpu", torch.float32).contiguous().numpy()
-    return hashlib.blake2b(arr.tobytes(), digest_size=8).digest()
-
-
-def pair_generator(seed: int, image: torch.Tensor, *extra: int) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded from (seed, image content, *extra) — e.g. extra = (target,).
-
-    Seeding from the content rather than the position keeps stochastic maps independent of
-    batch composition and order.
-    """
-    h = hashlib.blake2b(digest_size=8)
-    h.update(int(seed).to_bytes(8, "little", signed=True))
-    h.update(image_digest(image))
-    for e in extra:
-        h.update(int(e).to_bytes(8, "little", signed=True))
-    return torch.Generator().manual_seed(int.from_bytes(h.digest(), "little") & (2**63 - 1))
-
-
-def scaled(value_at_224: float, side: int, minimum: int = 1) -> int:
-    """``value_at_224`` pixels rescaled to an image of ``side`` pixels, at least ``minimum``."""
-    return max(minimum, int(round(value_at_224 * side / REFERENCE_SIDE)))
-
-
-def sample_chunks(n_pairs: int, n_samples: int, rows: int):
-    """Split the n_pairs × n_samples model inputs of a sampling method into forward passes of at
-    most ``rows`` inputs. Yields (pair_index, sample_index), two (R,) int64 tensors."""
-    total = n_pairs * n_samples
-    for start in range(0, total, max(1, rows)):
-        r = torch.arange(start, min(start + rows, total))
-        yield r // n_samples, r % n_samples
-
 
 def _slice(host: tuple, i: int, n: int) -> tuple:
     """(host pixels or None, host targets) of pairs i … i + n."""
