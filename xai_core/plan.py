@@ -82,6 +82,10 @@ def _measured(ctx, fn) -> int:
     return int(ctx.model.passes) - p0
 
 
+#: Runs of fewer images do not measure the time beside the model passes (``_overhead``).
+OVERHEAD_MIN_IMAGES = 32
+
+
 def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, sanity: bool = True) -> dict:
     """The plan of computing parts ``todo`` (default all) of ``batches`` with ``ctx`` (a built
     :class:`~xai_core.engine.RunContext`), plus the sanity check when ``sanity`` and enabled.
@@ -160,10 +164,14 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
         r["seconds"] = round(r["passes"] * rate[r["kind"]], 3)
     # Model passes are not all of a part's time (the metrics' arithmetic, searches, label
     # selection): one image of the probe part computed for real says how much more, per image.
+    # Measured only where it pays: computing probe images for real costs a few images' worth of
+    # work, a few per cent of a run of OVERHEAD_MIN_IMAGES but most of a run of a handful.
     if "beside_s" not in probe:
-        probe["beside_s"] = _overhead(ctx, batches[first], chosen, rate)
-    per_image_s, per_part_s = probe["beside_s"]
-    rows["beside the passes"] = {"passes": 0, "kind": "forward", "source": "probe",
+        probe["beside_s"] = (_overhead(ctx, batches[first], chosen, rate) if n_images >= OVERHEAD_MIN_IMAGES
+                             else None)
+    per_image_s, per_part_s = probe["beside_s"] or (0.0, 0.0)
+    rows["beside the passes"] = {"passes": 0, "kind": "forward",
+                                 "source": "probe" if probe["beside_s"] else f"not measured (< {OVERHEAD_MIN_IMAGES} images)",
                                  "seconds": round(per_image_s * n_images + per_part_s * len(todo), 3)}
     total = sum(r["passes"] for r in rows.values())
     seconds = sum(r["seconds"] for r in rows.values())
