@@ -217,7 +217,7 @@ def test_a_writer_thread_error_fails_the_run_with_one_line_and_keeps_the_committ
 
 def interrupting_net():
     """ColourNet that raises KeyboardInterrupt (a Ctrl-C) in part 1's first pass."""
-    from test_runner_reliability import _BadOnSecondBatch
+    from bad_nets import _BadOnSecondBatch
 
     def how(out):
         raise KeyboardInterrupt

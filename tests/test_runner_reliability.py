@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import yaml
 
+from bad_nets import _BadOnSecondBatch, flaky_net, nan_net  # noqa: E402,F401 (model.factory names)
 from toy import toy_config
 from xai_core.cli import main
 from xai_core.config import config_from_dict
 from xai_core.dashboard.runs import run_info
-from xai_core.errors import ConfigError, ModelError, SummaryError
+from xai_core.errors import ConfigError, SummaryError
 from xai_core.runner import run
 from xai_core.summary import RunReader
 from xai_core.summary.manifest import read_manifest, write_manifest
@@ -200,56 +201,6 @@ def test_nan_from_the_model_fails_with_one_line_naming_the_part(toy_data, tmp_pa
     assert "part 1" in err and "NaN" in err and "s004" in err
     r = RunReader(tmp_path / "run")
     assert r.status == "failed" and r.parts() == [0]  # the good part is kept
-
-
-def _in_plan_probe() -> bool:
-    """Whether this forward call comes from the run's plan (``xai_core/plan.py`` probes the first
-    part before any part is computed): those passes are not the run's batches."""
-    f = sys._getframe(1)
-    while f is not None:
-        if f.f_code.co_filename.endswith(os.path.join("xai_core", "plan.py")):
-            return True
-        f = f.f_back
-    return False
-
-
-class _BadOnSecondBatch:
-    """A ColourNet whose second full batch (part 1 of a batch_size=4 run) misbehaves; the plan's
-    probe of part 0 does not count. Its state lives in Python, which an ONNX export cannot keep:
-    the tests using it set ``model.fast_forward=off``."""
-
-    def __new__(cls, how):
-        from toy import ColourNet
-
-        class Net(ColourNet):
-            batches = 0
-
-            def forward(self, x):
-                out = super().forward(x)
-                if x.shape[0] == 4 and not _in_plan_probe():
-                    Net.batches += 1
-                    if Net.batches == 2:
-                        return how(out)
-                return out
-
-        return Net().eval()
-
-
-def nan_net():
-    def how(out):
-        out = out.clone()
-        out[0, 1] = float("nan")
-        return out
-
-    return _BadOnSecondBatch(how)
-
-
-def flaky_net():
-    def how(out):
-        # Not an out-of-memory error: those are retried in smaller batches (tests/models/test_batching.py).
-        raise RuntimeError("CUDA error: an illegal memory access was encountered (simulated)\nmore text")
-
-    return _BadOnSecondBatch(how)
 
 
 # ---- 8. one line instead of a traceback ------------------------------------------------------
