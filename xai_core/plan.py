@@ -44,8 +44,9 @@ from .progress import format_seconds
 LOW, HIGH = 0.8, 1.5
 
 
-def _time_passes(fn, reps: int = 3) -> list[float]:
-    fn()  # warm-up: first calls allocate, choose kernels, compile
+def _time_passes(fn, reps: int = 3, warm: bool = True) -> list[float]:
+    if warm:
+        fn()  # warm-up: first calls allocate, choose kernels, compile
     out = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -54,16 +55,22 @@ def _time_passes(fn, reps: int = 3) -> list[float]:
     return out
 
 
-def probe_model(ctx, pixels: torch.Tensor) -> dict:
+def probe_model(ctx, pixels: torch.Tensor, *, small: bool = False) -> dict:
     """Seconds per image of a forward-only batch and of a forward + backward batch of the
     run's batch size on its device (``pixels``, the first part's images, repeated to fill a
-    batch). Counted in ``model.passes`` like any pass; recorded as the plan's probe."""
+    batch). Counted in ``model.passes`` like any pass; recorded as the plan's probe.
+
+    ``small`` (a run of fewer than :data:`OVERHEAD_MIN_IMAGES` images): the probe part's own
+    images, timed once each after the prediction pass that warmed the forward path. A full
+    batch timed eight times costs more than such a run: EfficientNet-Lite0 at 224 px and batch
+    32 took 72 s to plan a two-photo run of 10 s."""
     bs = ctx.batch_size
-    reps = -(-bs // max(1, pixels.shape[0]))
+    reps = 1 if small else -(-bs // max(1, pixels.shape[0]))
     x = torch.cat([pixels] * reps)[:bs] if pixels.shape[0] else pixels
     p0 = int(ctx.model.passes)
     n = max(1, int(x.shape[0]))
-    fwd = [t / n for t in _time_passes(lambda: ctx.model.predict_logits(x, batch_size=bs))]
+    timed = (lambda fn: _time_passes(fn, reps=1, warm=False)) if small else _time_passes
+    fwd = [t / n for t in timed(lambda: ctx.model.predict_logits(x, batch_size=bs))]
     out = {"batch": int(x.shape[0]), "forward_s": fwd}
     if getattr(ctx.model, "supports_gradients", True) and x.shape[0]:
         def grad():
@@ -71,7 +78,7 @@ def probe_model(ctx, pixels: torch.Tensor) -> dict:
                 xi = x.detach().clone().requires_grad_(True)
                 logits = ctx.model.logits(xi)
                 torch.autograd.grad(logits[:, 0].sum(), xi)
-        out["backward_s"] = [t / n for t in _time_passes(grad)]
+        out["backward_s"] = [t / n for t in (_time_passes(grad, reps=1) if small else _time_passes(grad))]
     out["passes"] = int(ctx.model.passes) - p0
     return out
 
@@ -102,7 +109,7 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
     kept = getattr(ctx.sample, "kept", None)
     # a sampled run probes a part with pairs to explain (the first of them), if it has one
     first = next((p for p in todo if any(kept.get(i) for i in batches[p])), todo[0]) if kept else todo[0]
-    pixels, probs_t, probs, chosen, probe = _probe(ctx, batches, first)
+    pixels, probs_t, probs, chosen, probe = _probe(ctx, batches, first, small=n_images < OVERHEAD_MIN_IMAGES)
     shape = tuple(int(s) for s in pixels.shape[1:])
     bs = ctx.batch_size
     if ctx.sample is not None:  # the pairs the sample keeps (sampling.py)
@@ -189,7 +196,7 @@ def make_plan(ctx, batches: list[list[int]], todo: list[int] | None = None, *, s
     return out
 
 
-def _probe(ctx, batches, first: int):
+def _probe(ctx, batches, first: int, small: bool = False):
     """(pixels, probabilities as a tensor and on the host, chosen labels, model timing) of
     part ``first``, computed once per context (a budget re-plans several times)."""
     from .engine import load_part  # the engine imports nothing of this module
@@ -202,7 +209,7 @@ def _probe(ctx, batches, first: int):
     probs_t = ctx.model.activate(ctx.model.predict_logits(pixels, batch_size=ctx.batch_size))
     probs = to_host(probs_t).numpy()
     chosen = select_labels(probs, [s.labels for s in batch.samples], ctx.config.labels, ctx.model.activation)
-    probe = probe_model(ctx, pixels)
+    probe = probe_model(ctx, pixels, small=small)
     probe["passes"] += len(chosen)  # the probe's predictions
     ctx._plan_probe = (first, (pixels, probs_t, probs, chosen, probe), [s.id for s in batch.samples])
     return ctx._plan_probe[1]
