@@ -69,8 +69,8 @@ def probe_model(ctx, pixels: torch.Tensor, *, small: bool = False) -> dict:
     x = torch.cat([pixels] * reps)[:bs] if pixels.shape[0] else pixels
     p0 = int(ctx.model.passes)
     n = max(1, int(x.shape[0]))
-    timed = (lambda fn: _time_passes(fn, reps=1, warm=False)) if small else _time_passes
-    fwd = [t / n for t in timed(lambda: ctx.model.predict_logits(x, batch_size=bs))]
+    times = 1 if small else 3
+    fwd = [t / n for t in _time_passes(lambda: ctx.model.predict_logits(x, batch_size=bs), times, warm=not small)]
     out = {"batch": int(x.shape[0]), "forward_s": fwd}
     if getattr(ctx.model, "supports_gradients", True) and x.shape[0]:
         def grad():
@@ -78,7 +78,7 @@ def probe_model(ctx, pixels: torch.Tensor, *, small: bool = False) -> dict:
                 xi = x.detach().clone().requires_grad_(True)
                 logits = ctx.model.logits(xi)
                 torch.autograd.grad(logits[:, 0].sum(), xi)
-        out["backward_s"] = [t / n for t in (_time_passes(grad, reps=1) if small else _time_passes(grad))]
+        out["backward_s"] = [t / n for t in _time_passes(grad, times)]
     out["passes"] = int(ctx.model.passes) - p0
     return out
 
