@@ -36,11 +36,17 @@ every explainer reads the network's outputs or gradients a few hundred times, so
   permutation, so a cut inside a segment is stable; its gaps to the next values are what count.
   Ties of distinct segments that only look exact on the recording machine are in ``NEAR_TIES``.
 
-Measured (``python tests/test_golden_cpu.py --measure`` under forced ISAs, issue 22's closing
-note): AVX2 kernels in ATen, MKL and oneDNN instead of AVX-512 (what a CPU without AVX-512 runs)
-move maps by ≤ 2.5e-5 of their maximum (r ≥ 0.9999999999) while 199 of 616 bit-for-bit digests
-differ; every difference beyond the bounds above is a near-tie (473 of 1,836 rank-based score rows,
-KernelSHAP's included), and nothing else leaves its bound.
+Measured (``python tests/test_golden_cpu.py --measure``): AVX2 kernels in ATen, MKL and oneDNN
+instead of AVX-512 (what a CPU without AVX-512 runs) move maps by ≤ 2.5e-5 of their maximum
+(r ≥ 0.9999999999) while ~190 of 616 bit-for-bit digests differ; every difference beyond the
+bounds above is a near-tie (473 of 1,836 rank-based score rows, KernelSHAP's included). A real
+second CPU model (the record's AMD EPYC against an Intel Xeon with AVX512-FP16 and AVX-VNNI)
+showed what that simulation had not: toy LIME and RISE maps of ~1e-32 and ~1e-17 and toy
+infidelity of ratios of rounding errors, where ColourNet's outputs do not move at all (LIME,
+RISE) or by 4 ulps (infidelity's channel-shared noise, which its features cancel). Those were
+product bugs — numbers made of the kernel order — fixed in ``xai_core/rounding.py`` (exact-zero
+maps, NaN infidelity) and recorded again on the Intel machine; the AVX2 simulation there and
+the old AMD record agree with the new record everywhere else.
 Pre-AVX2 dispatch (``ATEN_CPU_CAPABILITY=default``, SSE4) is out of scope: integrated gradients at
 8 steps moves by up to 6e-3 of its maximum there.
 """

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..rounding import unchanged_columns
 from . import register
 from ._perturbation import PerturbationExplainer, check_output, solve
 from ._segments import check_superpixel_params, superpixels
@@ -13,14 +14,18 @@ from .base import pair_generator, to_device
 
 
 def weighted_ridge(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, alpha: float,
-                   infos: list | None = None) -> torch.Tensor:
+                   infos: list | None = None, output: str = "prob") -> torch.Tensor:
     """Coefficients (S, L) of y (n, L) ≈ b + x (n, S) β with sample weights (n,), L2 penalty
     ``alpha`` and an unpenalised intercept — scikit-learn's ``Ridge(alpha).fit(x, y, weight)``,
     which LIME uses, in closed form for all labels at once. float64. ``infos``: defer the
-    singularity check (see :func:`._perturbation.solve`)."""
+    singularity check (see :func:`._perturbation.solve`). A label whose scores (``output``
+    "prob" or "logit") no sample changes beyond rounding (:mod:`xai_core.rounding`) gets
+    coefficients of exactly 0: centring constant scores would leave the rounding of their
+    weighted mean (~1e-17), and the map would paint it, differently on every machine."""
     w = weight / weight.sum()
     xc = x - (w @ x)
     yc = y - (w @ y)
+    yc[:, unchanged_columns(y, output)] = 0.0
     sw = weight.sqrt().view(-1, 1)
     xs, ys = xc * sw, yc * sw
     gram = xs.T @ xs + alpha * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
@@ -83,7 +88,7 @@ class LIME(PerturbationExplainer):
             on = z.sum(1)
             cos = on / (on.sqrt() * n_seg ** 0.5).clamp_min(1e-12)
             weight = torch.exp(-((1.0 - cos) ** 2) / p.kernel_width ** 2).sqrt()
-            coef = weighted_ridge(z, y, weight, p.ridge, infos)  # (S, L)
+            coef = weighted_ridge(z, y, weight, p.ridge, infos, p.output)  # (S, L)
             out.append(coef.T[:, seg].float())
         self.check_solves(infos, "ridge regression")
         return out

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..rounding import within_rounding
 from . import register
 from ._perturbation import PerturbationExplainer, check_output
 from .base import scaled
@@ -34,7 +35,8 @@ class Occlusion(PerturbationExplainer):
     Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014, §4.2;
     the averaging of Captum's ``Occlusion``. ``window``/``stride`` in pixels, 0 = auto: 15/8 px
     at 224 px (ANCHORS), scaled with the image side. Every class comes from the same passes,
-    so the labels of one image cost 1 + (number of windows) passes in all.
+    so the labels of one image cost 1 + (number of windows) passes in all. A label that no
+    window moves beyond rounding (:mod:`xai_core.rounding`) gets a map of exactly 0.
 
     The border window: when the stride does not divide ``side − window``, each axis gets one
     extra window flush with the far border (:func:`window_starts`): (ny + 1)·(nx + 1)
@@ -84,6 +86,7 @@ class Occlusion(PerturbationExplainer):
             lab = torch.as_tensor(labels, device=img.device)
             base = self.scores(model, img[None])[0, lab]
             total = torch.zeros(len(labels), h, w, device=img.device)
+            moved = torch.zeros(len(labels), device=img.device)  # the largest |drop| per label
             count = torch.zeros(h, w, device=img.device)
             for i in range(0, len(boxes), self.forward_batch):
                 chunk = boxes[i: i + self.forward_batch]
@@ -91,8 +94,10 @@ class Occlusion(PerturbationExplainer):
                 for j, (y0, x0) in enumerate(chunk):
                     x[j, :, y0:y0 + win, x0:x0 + win] = self.params.fill
                 drop = base - self.scores(model, x)[:, lab]  # (B, L)
+                moved = torch.maximum(moved, drop.abs().amax(0))
                 for j, (y0, x0) in enumerate(chunk):
                     total[:, y0:y0 + win, x0:x0 + win] += drop[j].view(-1, 1, 1)
                     count[y0:y0 + win, x0:x0 + win] += 1
+            total[within_rounding(moved, base, self.params.output)] = 0.0  # no window moved it beyond rounding
             out.append(total / count)
         return out

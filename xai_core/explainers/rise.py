@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..rounding import within_rounding
 from . import register
 from ._perturbation import PerturbationExplainer, check_output
 from .base import to_device
@@ -48,7 +49,8 @@ class RISE(PerturbationExplainer):
     masks is subtracted first: this removes the constant offset E[F]·mean(M)/p, which carries
     no spatial information but would otherwise dominate the map's mass. Masks come from
     ``seed`` and are shared by all images; each forward pass returns every class, so all labels
-    of an image share the N passes.
+    of an image share the N passes. A label whose scores no mask changes beyond rounding
+    (:mod:`xai_core.rounding`) gets a map of exactly 0 (centred), not the rounding of the sums.
     """
 
     name = "rise"
@@ -88,6 +90,8 @@ class RISE(PerturbationExplainer):
         lab = {i: torch.as_tensor(targets[i], device=dev) for i in todo}
         weighted = {i: torch.zeros(len(targets[i]), h * w, dtype=torch.float64, device=dev) for i in todo}
         score_sum = {i: torch.zeros(len(targets[i]), dtype=torch.float64, device=dev) for i in todo}
+        lo = {i: torch.full((len(targets[i]),), math.inf, dtype=torch.float64, device=dev) for i in todo}
+        hi = {i: -lo[i] for i in todo}
         mask_sum = torch.zeros(h * w, dtype=torch.float64, device=dev)
         for k, start in enumerate(range(0, p.masks, MASK_CHUNK)):
             # Drawn on the CPU (the same masks on every device), moved once per chunk.
@@ -99,6 +103,7 @@ class RISE(PerturbationExplainer):
                 s = self.scores(model, x)[:, lab[i]].double()  # (M, L)
                 weighted[i] += s.T @ flat
                 score_sum[i] += s.sum(0)
+                lo[i], hi[i] = torch.minimum(lo[i], s.min(0).values), torch.maximum(hi[i], s.max(0).values)
         out = []
         for i, t in enumerate(targets):
             if not t:
@@ -107,5 +112,7 @@ class RISE(PerturbationExplainer):
             sal = weighted[i]
             if p.center:
                 sal = sal - (score_sum[i] / p.masks).view(-1, 1) * mask_sum.view(1, -1)
+                # Scores no mask moved beyond rounding (xai_core/rounding.py): nothing to paint.
+                sal[within_rounding(hi[i] - lo[i], torch.maximum(lo[i].abs(), hi[i].abs()), p.output)] = 0.0
             out.append((sal / (p.masks * p.keep)).float().view(-1, h, w))
         return out

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..devices import to_device, to_host
+from ..rounding import rounding_floor
 from . import register
 from .base import Metric, finite_maps
 
@@ -32,8 +33,9 @@ class Infidelity(Metric):
     map fails to predict, ∈ [0, 1], unit-free; score 1 − x. A map unrelated to the model still
     gets c² ≈ 1/samples by chance, so its raw value sits near 1 − 1/samples. With
     ``relative=False``: Captum's value itself, in output units², ∈ [0, ∞); score 1 / (1 + x).
-    Lower is better. NaN when no perturbation changes the output (E[Δf²] = 0, relative only)
-    or the map is non-finite.
+    Lower is better. NaN when no perturbation changes the output (E[Δf²] = 0, relative only;
+    a change within float rounding of the output counts as none, :mod:`xai_core.rounding`:
+    else the ratio of two rounding errors would score the map) or the map is non-finite.
     Forward passes: P × samples (+ P for f(x) unless ``output="prob"`` and ``ctx.probs``).
     """
 
@@ -95,6 +97,9 @@ class Infidelity(Metric):
         else:
             f_x = self._outputs(ctx.model, ctx.images, ctx.targets, ctx.batch_size)
         diff = to_host((torch.repeat_interleave(f_x, n) - f_pert).double().view(p, n))  # after the last pass
+        # Outputs no perturbation moved beyond rounding (xai_core/rounding.py): Δf = 0, not noise.
+        scale = torch.maximum(to_host(f_x).double().abs(), to_host(f_pert).double().abs().view(p, n).amax(1))
+        diff[diff.abs().amax(1) <= rounding_floor(scale, self.params.output)] = 0.0
         sal = ctx.saliency.double().reshape(p, 1, -1)
         proj = (pert.double().view(p, n, -1) * sal).sum(dim=2)  # Iᵀ S, (P, n)
         a, b, c = (proj * proj).mean(1), (proj * diff).mean(1), (diff * diff).mean(1)
