@@ -125,6 +125,19 @@ def test_needs_exactly_one_of_workers_and_scheduler(data, tmp_path):
         run_distributed(cfg, tmp_path / "x", workers=2, scheduler="tcp://127.0.0.1:1", progress=False)
 
 
+@pytest.mark.parametrize("key,value", [("sample", {"TP": 0, "TN": 0}), ("budget", {"passes": 10_000}),
+                                       ("stop_when", {"ranking_stable": 0.9})])
+def test_sampling_budget_and_stopping_are_refused_in_one_line_before_anything_is_written(data, tmp_path, capsys,
+                                                                                        key, value):
+    # Through the CLI, as a user meets it; no cluster is started for a run that cannot go ahead.
+    out = tmp_path / "run"
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({**cheap_config(data, out), key: value}))
+    assert main(["run", "--config", str(tmp_path / "run.yaml"), "--workers", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"xai-core: error: {key} is set; a Dask run"), err
+    assert "without Dask" in err and not out.exists()
+
+
 def test_cli_run_on_cluster_equals_single_process(data, reference, scheduler, tmp_path):
     out = tmp_path / "run"
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cheap_config(data, out)))

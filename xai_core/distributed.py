@@ -85,6 +85,23 @@ def dask_client(workers: int = 0, scheduler: str | None = None, plan: WorkerPlan
         yield client
 
 
+# What only the single-process runner does (issue 24): each needs the whole run's predictions or
+# ranking between parts, which the Dask driver, whose workers compute parts independently, lacks.
+LOCAL_ONLY = {"sample": "explains a per-tag sample chosen from every prediction",
+              "budget": "cuts the plan, which probes the model in the driver",
+              "stop_when": "stops when the ranking over the parts so far is settled"}
+
+
+def check_local_only(config: RunConfig) -> None:
+    """A one-line ConfigError, before anything is written, for a setting Dask does not support."""
+    given = [k for k, on in (("sample", config.sample.enabled), ("budget", config.budget is not None),
+                             ("stop_when", config.stop_when is not None)) if on]
+    if given:
+        k = given[0]
+        raise ConfigError(f"{k} is set; a Dask run (--workers/--scheduler) does not support it ({k} "
+                          f"{LOCAL_ONLY[k]}): run without Dask, or remove {', '.join(given)}")
+
+
 def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
                     workers: int = 0, scheduler: str | None = None, progress: bool = True,
                     shard_parts: int | None = None, force: bool = False, pipelined: bool = True,
@@ -101,6 +118,7 @@ def run_distributed(config: RunConfig, out_dir: str | Path, *, resume: bool = Fa
     if bool(workers) == bool(scheduler):
         raise ConfigError(f"workers={workers!r}, scheduler={scheduler!r}: give exactly one of "
                           "--workers N (local cluster) and --scheduler tcp://HOST:PORT")
+    check_local_only(config)
     report = RunProgress(progress)
     out_dir = Path(out_dir).resolve()
     check_threads(config.threads)

@@ -59,7 +59,14 @@ def main() -> None:
                           parameters=ModelParameters(uri=a.model_file),
                           inputs=[MetadataTensor(name="pixels", datatype="FP32", shape=[-1, 3, a.input_size, a.input_size])],
                           outputs=[MetadataTensor(name="logits", datatype="FP32", shape=[-1, -1])])
-    asyncio.run(MLServer(settings).start([model]))
+    async def serve():
+        # Made inside the running loop, as `mlserver start` makes it: MLServer's constructor puts its
+        # SIGTERM/SIGINT handlers (a graceful stop of its REST and gRPC servers) on the current
+        # loop; made before asyncio.run they went to a loop that never runs, and a SIGTERM left
+        # the gRPC server up until the tests' SIGKILL 20 s later.
+        await MLServer(settings).start([model])
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":

@@ -236,4 +236,7 @@ def test_every_metric_and_gradient_free_explainer_runs_on_an_onnx_model(toy_data
     assert {e["type"] for e in r.explainers} >= set(PERTURBATION)
     scores = r.scores()
     assert set(scores["metric"]) == set(METRICS.names())
-    assert scores.groupby("metric")["raw"].apply(lambda v: np.isfinite(v).any()).all()
+    finite = scores.groupby("metric")["raw"].apply(lambda v: np.isfinite(v).any())
+    # ColourNet's features cancel infidelity's channel-shared noise: Δf is rounding, so NaN
+    # (tests/test_rounding.py); every other metric scores something.
+    assert not finite.pop("infidelity") and finite.all(), finite[~finite]
