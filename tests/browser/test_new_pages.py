@@ -139,7 +139,8 @@ def test_explain_an_uploaded_image_add_it_to_a_run_and_find_it_in_the_grid(brows
         page.goto(f"{app}/explain?run={_q(pages_runs.DEMO_A)}", wait_until="domcontentloaded")
         expect(page.get_by_text("Model: the model of run demo/seed0")).to_be_visible(timeout=WAIT)
         page.locator(".st-key-live_files input[type=file]").set_input_files(str(png))
-        expect(page.get_by_text("my digit.png")).to_be_visible(timeout=WAIT)
+        # .first: the file chip, and once the upload is read the caption below it, both carry the name
+        expect(page.get_by_text("my digit.png").first).to_be_visible(timeout=WAIT)
         page.get_by_role("button", name="Explain").click()
         for e in ("gradient", "gradcam", "occlusion"):
             expect(page.get_by_text(re.compile(rf"^{e} · "))).to_be_visible(timeout=WAIT)
